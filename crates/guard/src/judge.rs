@@ -1,0 +1,225 @@
+//! [`Guard`] and [`Judgement`]: from a frame to verdicts to a response.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use mg_roles::{RoleTable, Snapshot, SnapshotGuard, TopicRoles};
+use mg_wire::{
+    Entries, ErrorCode, ProduceRequest, ProduceResponseWriter, RequestHeader, Topics, WireError,
+};
+
+use crate::stats::{GuardStats, Tally};
+use crate::{Verdict, decide};
+
+/// What storage made of one accepted entry: its base offset, or the code to
+/// answer with (StorageError, MessageTooLarge, PartitionFull, …).
+pub type StoreOutcome = Result<i64, ErrorCode>;
+
+/// The produce guard of one SPU.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    table: Arc<RoleTable>,
+    stats: GuardStats,
+}
+
+impl Guard {
+    /// A guard reading `table`.
+    pub fn new(table: Arc<RoleTable>) -> Self {
+        Self {
+            table,
+            stats: GuardStats::default(),
+        }
+    }
+
+    /// The role table the guard reads.
+    pub fn table(&self) -> &Arc<RoleTable> {
+        &self.table
+    }
+
+    /// The guard's counters.
+    pub fn stats(&self) -> &GuardStats {
+        &self.stats
+    }
+
+    /// Parses a whole Produce frame (the bytes after the size prefix) and
+    /// pins the current role snapshot for it.
+    pub fn judge<'f>(&self, frame: &'f Bytes) -> Result<Judgement<'f>, WireError> {
+        let (header, body_start) = RequestHeader::parse(frame).inspect_err(|_| {
+            self.stats.malformed();
+        })?;
+        self.judge_body(frame, header, body_start)
+    }
+
+    /// Like [`judge`](Self::judge), for a frame whose header the caller
+    /// already parsed (to dispatch on its api key).
+    pub fn judge_body<'f>(
+        &self,
+        frame: &'f Bytes,
+        header: RequestHeader<'f>,
+        body_start: usize,
+    ) -> Result<Judgement<'f>, WireError> {
+        let request = ProduceRequest::parse_body(frame, &header, body_start).inspect_err(|_| {
+            self.stats.malformed();
+        })?;
+        Ok(Judgement {
+            header,
+            request,
+            snapshot: self.table.snapshot(),
+            stats: self.stats.clone(),
+        })
+    }
+}
+
+/// A parsed Produce request and the one role snapshot it is judged against.
+#[derive(Debug)]
+pub struct Judgement<'f> {
+    header: RequestHeader<'f>,
+    request: ProduceRequest<'f>,
+    snapshot: SnapshotGuard,
+    stats: GuardStats,
+}
+
+/// The guard's verdict for one partition entry.
+#[derive(Clone, Debug)]
+pub struct EntryVerdict<'f> {
+    /// The entry's topic.
+    pub topic: &'f str,
+    /// The entry's partition index.
+    pub partition: u32,
+    /// Accept (with the records) or reject (with the code).
+    pub verdict: Verdict<'f>,
+}
+
+/// Why [`Judgement::respond`] could not write a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RespondError {
+    /// The caller passed a different number of storage outcomes than there
+    /// are accepted entries.
+    #[error("{given} storage outcomes for {accepted} accepted entries")]
+    OutcomeCount {
+        /// Accepted entries in the request.
+        accepted: usize,
+        /// Outcomes the caller passed.
+        given: usize,
+    },
+}
+
+impl<'f> Judgement<'f> {
+    /// The request header.
+    pub fn header(&self) -> &RequestHeader<'f> {
+        &self.header
+    }
+
+    /// The parsed request.
+    pub fn request(&self) -> &ProduceRequest<'f> {
+        &self.request
+    }
+
+    /// The role snapshot the request is judged against.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// One verdict per partition entry, in request order, duplicates
+    /// included. Each topic name is looked up once.
+    pub fn verdicts(&self) -> Verdicts<'_, 'f> {
+        Verdicts {
+            snapshot: &self.snapshot,
+            topics: self.request.topics(),
+            current: None,
+        }
+    }
+
+    /// Writes the ProduceResponse frame into `out`: one entry per request
+    /// entry, in order. Rejected entries carry their code and base offset 0;
+    /// accepted entries take, in order, one of `outcomes`.
+    ///
+    /// Counts the outcomes into the guard's stats. On error nothing is
+    /// written and nothing is counted.
+    pub fn respond<I>(self, outcomes: I, out: &mut BytesMut) -> Result<usize, RespondError>
+    where
+        I: IntoIterator<Item = StoreOutcome>,
+    {
+        let mut outcomes = outcomes.into_iter();
+        let start = out.len();
+        let mut tally = Tally::default();
+        let mut missing = 0usize;
+        let mut writer = ProduceResponseWriter::begin(
+            out,
+            self.header.correlation_id,
+            self.request.api_version(),
+            self.request.topic_count(),
+        );
+        for topic in self.request.topics() {
+            let name = topic.name();
+            let roles = self.snapshot.topic(name);
+            writer.topic(name, topic.partition_count());
+            for entry in topic.entries() {
+                let partition = entry.partition;
+                let (code, base_offset) = match decide(roles, entry) {
+                    Verdict::Reject(code) => {
+                        tally.reject(code);
+                        (code, 0)
+                    }
+                    Verdict::Accept(_) => {
+                        tally.accepted += 1;
+                        match outcomes.next() {
+                            Some(Ok(offset)) => (ErrorCode::None, offset),
+                            Some(Err(code)) => {
+                                tally.storage_failed += 1;
+                                (code, 0)
+                            }
+                            None => {
+                                missing += 1;
+                                (ErrorCode::UnknownServerError, 0)
+                            }
+                        }
+                    }
+                };
+                writer.partition(name, partition, code, base_offset);
+            }
+        }
+        let len = writer.finish();
+        let extra = outcomes.count();
+        if missing > 0 || extra > 0 {
+            out.truncate(start);
+            let accepted = tally.accepted as usize;
+            return Err(RespondError::OutcomeCount {
+                accepted,
+                given: accepted - missing + extra,
+            });
+        }
+        self.stats.add(&tally);
+        Ok(len)
+    }
+}
+
+/// Iterator over the verdicts of a [`Judgement`].
+#[derive(Debug)]
+pub struct Verdicts<'j, 'f> {
+    snapshot: &'j Snapshot,
+    topics: Topics<'f>,
+    current: Option<(&'f str, Option<&'j TopicRoles>, Entries<'f>)>,
+}
+
+impl<'f> Iterator for Verdicts<'_, 'f> {
+    type Item = EntryVerdict<'f>;
+
+    #[inline]
+    fn next(&mut self) -> Option<EntryVerdict<'f>> {
+        loop {
+            if let Some((topic, roles, entries)) = &mut self.current
+                && let Some(entry) = entries.next()
+            {
+                return Some(EntryVerdict {
+                    topic,
+                    partition: entry.partition,
+                    verdict: decide(*roles, entry),
+                });
+            }
+            let topic = self.topics.next()?;
+            let roles = self.snapshot.topic(topic.name());
+            self.current = Some((topic.name(), roles, topic.entries()));
+        }
+    }
+}

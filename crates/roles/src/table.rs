@@ -1,0 +1,347 @@
+//! The table itself: a writer side ([`RoleTable`]) and immutable snapshots.
+//!
+//! Layout of a [`Snapshot`]: [`SHARDS`] shards, each a hash table of topics
+//! keyed by name; each topic holds its partitions sorted by index. A lookup
+//! hashes the topic name once, then finds each partition by direct index
+//! (partitions are almost always dense `0..n`) or, failing that, by binary
+//! search. Requests name one topic and many partitions, so the per-entry cost
+//! is a bounds check and a compare.
+//!
+//! Shards and topics sit behind `Arc`s shared between consecutive snapshots.
+//! An incremental update copies only the shards and topics it changes, so its
+//! cost follows the size of the change, not of the table, and dropping the
+//! previous snapshot frees only what changed.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+use crate::policy::ProducePolicy;
+use crate::update::{ApplyOutcome, ReplicaRole, RoleChange, RoleUpdate};
+
+/// Number of shards a snapshot's topics are spread over.
+pub const SHARDS: usize = 64;
+
+/// A reader's handle on the current snapshot. Cheap to take; hold it for the
+/// span of one request, not across long waits (use [`RoleTable::snapshot_arc`]
+/// for that).
+pub type SnapshotGuard = arc_swap::Guard<Arc<Snapshot>>;
+
+/// One partition's stored role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionRole {
+    partition: u32,
+    policy: ProducePolicy,
+    mirror: Option<Arc<PartitionMirrorConfig>>,
+}
+
+impl PartitionRole {
+    fn new(partition: u32, mirror: Option<PartitionMirrorConfig>) -> Self {
+        Self {
+            partition,
+            policy: ProducePolicy::of(mirror.as_ref()),
+            mirror: mirror.map(Arc::new),
+        }
+    }
+
+    /// The partition index.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// What local producers may do, computed when the role was stored.
+    pub fn policy(&self) -> ProducePolicy {
+        self.policy
+    }
+
+    /// The mirror role as the SC sent it.
+    pub fn mirror(&self) -> Option<&PartitionMirrorConfig> {
+        self.mirror.as_deref()
+    }
+}
+
+/// The partitions of one topic that this SPU leads.
+#[derive(Clone, Debug)]
+pub struct TopicRoles {
+    name: Arc<str>,
+    hash: u64,
+    /// Sorted by partition index, no duplicates.
+    partitions: Vec<PartitionRole>,
+}
+
+impl TopicRoles {
+    /// The topic name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The role of `partition`, if this SPU leads it.
+    #[inline]
+    pub fn partition(&self, partition: u32) -> Option<&PartitionRole> {
+        // Dense fast path: partition i usually sits at position i.
+        match self.partitions.get(partition as usize) {
+            Some(role) if role.partition == partition => Some(role),
+            _ => self
+                .partitions
+                .binary_search_by_key(&partition, |p| p.partition)
+                .ok()
+                .map(|i| &self.partitions[i]),
+        }
+    }
+
+    /// The partitions, sorted by index.
+    pub fn partitions(&self) -> &[PartitionRole] {
+        &self.partitions
+    }
+
+    fn upsert(&mut self, role: PartitionRole) -> bool {
+        match self
+            .partitions
+            .binary_search_by_key(&role.partition, |p| p.partition)
+        {
+            Ok(i) => {
+                self.partitions[i] = role;
+                false
+            }
+            Err(i) => {
+                self.partitions.insert(i, role);
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, partition: u32) -> bool {
+        match self
+            .partitions
+            .binary_search_by_key(&partition, |p| p.partition)
+        {
+            Ok(i) => {
+                self.partitions.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Shard {
+    topics: HashTable<Arc<TopicRoles>>,
+}
+
+/// An immutable view of the table at one epoch.
+#[derive(Debug)]
+pub struct Snapshot {
+    epoch: i64,
+    partitions: usize,
+    hasher: RandomState,
+    shards: Box<[Arc<Shard>]>,
+}
+
+impl Snapshot {
+    fn empty(hasher: RandomState) -> Self {
+        Self {
+            epoch: i64::MIN,
+            partitions: 0,
+            hasher,
+            shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(),
+        }
+    }
+
+    /// The epoch of the last update applied (`i64::MIN` before the first).
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    /// How many partitions this SPU leads.
+    pub fn len(&self) -> usize {
+        self.partitions
+    }
+
+    /// Whether this SPU leads no partition.
+    pub fn is_empty(&self) -> bool {
+        self.partitions == 0
+    }
+
+    #[inline]
+    fn shard_of(hash: u64) -> usize {
+        // Middle bits: hashbrown takes bucket positions from the low bits and
+        // its control tags from the top seven.
+        (hash >> 32) as usize % SHARDS
+    }
+
+    /// The partitions of `topic` this SPU leads, if any.
+    #[inline]
+    pub fn topic(&self, topic: &str) -> Option<&TopicRoles> {
+        let hash = self.hasher.hash_one(topic);
+        self.shards[Self::shard_of(hash)]
+            .topics
+            .find(hash, |t| &*t.name == topic)
+            .map(|t| &**t)
+    }
+
+    /// The role of one partition, if this SPU leads it.
+    pub fn get(&self, topic: &str, partition: u32) -> Option<&PartitionRole> {
+        self.topic(topic)?.partition(partition)
+    }
+
+    /// Every topic in the snapshot, in no particular order.
+    pub fn topics(&self) -> impl Iterator<Item = &TopicRoles> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.topics.iter().map(|t| &**t))
+    }
+
+    fn upsert(&mut self, topic: &str, role: PartitionRole) {
+        let hash = self.hasher.hash_one(topic);
+        let shard = Arc::make_mut(&mut self.shards[Self::shard_of(hash)]);
+        let inserted = match shard.topics.find_mut(hash, |t| &*t.name == topic) {
+            Some(existing) => Arc::make_mut(existing).upsert(role),
+            None => {
+                shard.topics.insert_unique(
+                    hash,
+                    Arc::new(TopicRoles {
+                        name: topic.into(),
+                        hash,
+                        partitions: vec![role],
+                    }),
+                    |t| t.hash,
+                );
+                true
+            }
+        };
+        self.partitions += usize::from(inserted);
+    }
+
+    fn remove(&mut self, topic: &str, partition: u32) {
+        let hash = self.hasher.hash_one(topic);
+        let shard = Arc::make_mut(&mut self.shards[Self::shard_of(hash)]);
+        let Ok(entry) = shard.topics.find_entry(hash, |t| &*t.name == topic) else {
+            return;
+        };
+        if entry.get().partition(partition).is_none() {
+            return;
+        }
+        let mut entry = entry;
+        let roles = Arc::make_mut(entry.get_mut());
+        roles.remove(partition);
+        self.partitions -= 1;
+        if roles.partitions.is_empty() {
+            entry.remove();
+        }
+    }
+}
+
+/// The writer side of the table, shared by the control plane and the hot path.
+#[derive(Debug)]
+pub struct RoleTable {
+    local_spu: i32,
+    current: ArcSwap<Snapshot>,
+    /// Serialises writers: each builds on the snapshot the previous published.
+    writer: Mutex<()>,
+}
+
+impl RoleTable {
+    /// An empty table for the SPU `local_spu`. Until the first update every
+    /// partition is unknown, so every produce is refused as not-leader.
+    pub fn new(local_spu: i32) -> Self {
+        Self {
+            local_spu,
+            current: ArcSwap::from_pointee(Snapshot::empty(RandomState::default())),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The SPU this table belongs to.
+    pub fn local_spu(&self) -> i32 {
+        self.local_spu
+    }
+
+    /// The current snapshot, for the span of one request. Lock-free.
+    #[inline]
+    pub fn snapshot(&self) -> SnapshotGuard {
+        self.current.load()
+    }
+
+    /// The current snapshot as an owned `Arc`, to hold across waits.
+    pub fn snapshot_arc(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The epoch of the last update applied.
+    pub fn epoch(&self) -> i64 {
+        self.current.load().epoch
+    }
+
+    /// Applies an SC update and publishes the result atomically.
+    ///
+    /// An update whose epoch is not newer than the table's is stale or a
+    /// duplicate and is ignored. A full sync drops every partition it does
+    /// not list. An upsert naming another leader removes the partition.
+    pub fn apply(&self, update: RoleUpdate) -> ApplyOutcome {
+        // A poisoned lock only means another writer panicked between load and
+        // store; the published snapshot is still whole, so carry on.
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let current = self.current.load_full();
+        let offered = update.epoch();
+        if offered <= current.epoch {
+            return ApplyOutcome::Stale {
+                current: current.epoch,
+                offered,
+            };
+        }
+        let mut next = match update {
+            RoleUpdate::Sync { all, .. } => {
+                let mut next = Snapshot::empty(current.hasher.clone());
+                for replica in all {
+                    self.apply_one(&mut next, RoleChange::Upsert(replica));
+                }
+                next
+            }
+            RoleUpdate::Changes { changes, .. } => {
+                let mut next = Snapshot {
+                    epoch: current.epoch,
+                    partitions: current.partitions,
+                    hasher: current.hasher.clone(),
+                    shards: current.shards.clone(),
+                };
+                for change in changes {
+                    self.apply_one(&mut next, change);
+                }
+                next
+            }
+        };
+        next.epoch = offered;
+        let partitions = next.partitions;
+        self.current.store(Arc::new(next));
+        ApplyOutcome::Applied {
+            epoch: offered,
+            partitions,
+        }
+    }
+
+    fn apply_one(&self, next: &mut Snapshot, change: RoleChange) {
+        match change {
+            RoleChange::Upsert(ReplicaRole {
+                topic,
+                partition,
+                leader,
+                mirror,
+            }) => {
+                if leader == self.local_spu {
+                    next.upsert(&topic, PartitionRole::new(partition, mirror));
+                } else {
+                    next.remove(&topic, partition);
+                }
+            }
+            RoleChange::Remove { topic, partition } => next.remove(&topic, partition),
+        }
+    }
+}

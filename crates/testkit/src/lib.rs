@@ -1,0 +1,172 @@
+//! # mg-testkit: fixtures built with Fluvio's own encoders
+//!
+//! Tests and benchmarks need frames exactly as a Fluvio 0.50 client sends
+//! them. Rather than hand-assembling bytes, this crate builds the values with
+//! `fluvio-spu-schema` / `fluvio-protocol` 0.50.1 and encodes them with their
+//! encoders, so every fixture is, by construction, what the oracle produces.
+//!
+//! - [`batch`] / [`record_set`]: record batches with given values.
+//! - [`ProduceSpec`]: a produce request described as plain data, turned into
+//!   Fluvio's [`DefaultProduceRequest`] and into frame bytes.
+//! - [`frame`] / [`framed`]: header + body, without or with the size prefix.
+//! - [`sized_request`]: the benchmark shape (one topic, N entries, one batch of
+//!   a given payload size each).
+
+use bytes::Bytes;
+use fluvio_protocol::Encoder;
+use fluvio_protocol::api::{RequestHeader, RequestMessage};
+use fluvio_protocol::record::{Batch, RawRecords, Record, RecordSet};
+use fluvio_spu_schema::produce::{
+    DefaultProduceRequest, PartitionProduceData, ProduceRequest, TopicProduceData,
+};
+use fluvio_spu_schema::server::smartmodule::SmartModuleInvocation;
+
+pub use fluvio_controlplane_metadata::partition::{
+    HomePartitionConfig, PartitionMirrorConfig, RemotePartitionConfig,
+};
+pub use fluvio_spu_schema::Isolation;
+
+/// A batch holding one record per value, encoded the way the client does.
+pub fn batch(values: &[&[u8]]) -> Batch<RawRecords> {
+    let records: Vec<Record> = values.iter().map(|v| Record::new(v.to_vec())).collect();
+    let mut batch = Batch::from(records);
+    batch.header.first_timestamp = 1_700_000_000_000;
+    batch.header.max_time_stamp = 1_700_000_000_000;
+    Batch::<RawRecords>::try_from(batch).expect("uncompressed batch encodes")
+}
+
+/// A record set of the given batches.
+pub fn record_set(batches: Vec<Batch<RawRecords>>) -> RecordSet<RawRecords> {
+    batches
+        .into_iter()
+        .fold(RecordSet::default(), |set, batch| set.add(batch))
+}
+
+/// A produce request as plain data.
+#[derive(Debug, Default)]
+pub struct ProduceSpec {
+    /// `transactional_id`.
+    pub transactional_id: Option<String>,
+    /// Read committed (acks = -1) when true.
+    pub read_committed: bool,
+    /// Timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Topics: name, then entries of (partition index, batches, each a list of values).
+    pub topics: Vec<(String, Vec<(u32, Vec<Vec<Vec<u8>>>)>)>,
+    /// Smartmodule invocations.
+    pub smartmodules: Vec<SmartModuleInvocation>,
+}
+
+impl ProduceSpec {
+    /// Fluvio's request value for this spec.
+    pub fn to_fluvio(&self) -> DefaultProduceRequest {
+        ProduceRequest {
+            transactional_id: self.transactional_id.clone(),
+            isolation: if self.read_committed {
+                Isolation::ReadCommitted
+            } else {
+                Isolation::ReadUncommitted
+            },
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            topics: self
+                .topics
+                .iter()
+                .map(|(name, entries)| TopicProduceData {
+                    name: name.clone(),
+                    partitions: entries
+                        .iter()
+                        .map(|(partition, batches)| PartitionProduceData {
+                            partition_index: *partition,
+                            records: record_set(
+                                batches
+                                    .iter()
+                                    .map(|values| {
+                                        let values: Vec<&[u8]> =
+                                            values.iter().map(Vec::as_slice).collect();
+                                        batch(&values)
+                                    })
+                                    .collect(),
+                            ),
+                        })
+                        .collect(),
+                    data: Default::default(),
+                })
+                .collect(),
+            smartmodules: self.smartmodules.clone(),
+            data: Default::default(),
+        }
+    }
+
+    /// The frame (header + body, no size prefix) at `version`.
+    pub fn frame(&self, version: i16, correlation_id: i32) -> Bytes {
+        frame(0, version, correlation_id, "fluvio", &self.to_fluvio())
+    }
+}
+
+/// Header + body of a request, as fluvio encodes it, without the size prefix.
+pub fn frame<R: Encoder>(
+    api_key: u16,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    body: &R,
+) -> Bytes {
+    let mut header = RequestHeader::new(api_key);
+    header.set_api_version(version);
+    header.set_correlation_id(correlation_id);
+    header.set_client_id(client_id);
+    let mut out = Vec::new();
+    header.encode(&mut out, 0).expect("header encodes");
+    body.encode(&mut out, version).expect("body encodes");
+    Bytes::from(out)
+}
+
+/// The same frame with its i32 size prefix, as it crosses the socket.
+pub fn framed(frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame.len() + 4);
+    out.extend_from_slice(&(frame.len() as i32).to_be_bytes());
+    out.extend_from_slice(frame);
+    out
+}
+
+/// A Fluvio request message over the same frame, for the reference decode path.
+pub fn request_message(request: DefaultProduceRequest) -> RequestMessage<DefaultProduceRequest> {
+    RequestMessage::new_request(request)
+}
+
+/// The benchmark shape: one topic, `entries` partition entries (indexes
+/// `0..entries`), each one batch with one record of `payload` bytes.
+pub fn sized_request(topic: &str, entries: usize, payload: usize) -> Bytes {
+    let value = vec![0xA5u8; payload];
+    let spec = ProduceSpec {
+        timeout_ms: 1500,
+        topics: vec![(
+            topic.to_string(),
+            (0..entries as u32)
+                .map(|p| (p, vec![vec![value.clone()]]))
+                .collect(),
+        )],
+        ..Default::default()
+    };
+    spec.frame(25, 1)
+}
+
+/// A Home mirror config.
+pub fn home(remote: &str, source: bool) -> PartitionMirrorConfig {
+    PartitionMirrorConfig::Home(HomePartitionConfig {
+        remote_cluster: remote.into(),
+        remote_replica: format!("{remote}-0"),
+        source,
+    })
+}
+
+/// A Remote mirror config.
+pub fn remote(home: &str, target: bool) -> PartitionMirrorConfig {
+    PartitionMirrorConfig::Remote(RemotePartitionConfig {
+        home_cluster: home.into(),
+        home_spu_key: format!("{home}-spu"),
+        home_spu_id: 5001,
+        home_spu_endpoint: "127.0.0.1:9010".into(),
+        target,
+    })
+}

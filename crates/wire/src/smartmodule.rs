@@ -1,0 +1,91 @@
+//! Validation of the `smartmodules` tail of a ProduceRequest.
+//!
+//! The guard never runs smartmodules, but it must know where the body ends to
+//! reject trailing bytes, and it must refuse a tail that Fluvio's decoder
+//! would refuse. So the tail is walked, never decoded into values.
+//!
+//! Element layout (`SmartModuleInvocation`), by api_version:
+//!
+//! ```text
+//! wasm:   u8 tag  0 Predefined(String) | 1 AdHoc(i32 len + bytes)
+//! kind:   u8 tag  0 Filter | 1 Map | 2 ArrayMap | 4 FilterMap
+//!                 3 Aggregate{i32 len + bytes} | 5 Join(String)
+//!                 6 JoinStream{String, String}
+//!                 7 Generic(u8 tag 0 None | 1 Aggregate{bytes} | 2 Join(String)
+//!                                  | 3 JoinStream{String, String})
+//! params: u16 count + (String, String)*
+//!         [v20+] lookback: Option<{ last: u64, [v21+] age: Option<u64 secs + u32 nanos> }>
+//! [v25+]  name: Option<String>
+//! ```
+//!
+//! Tags are never version-gated on the wire; only struct fields are.
+
+use crate::error::{Field, WireError};
+use crate::reader::Reader;
+
+const F: Field = Field::SmartModule;
+
+/// First api_version whose params carry a `lookback`.
+const LOOKBACK_VERSION: i16 = 20;
+/// First api_version whose `lookback` carries an `age`.
+const LOOKBACK_AGE_VERSION: i16 = 21;
+/// First api_version whose invocation carries a `name`.
+const NAME_VERSION: i16 = 25;
+/// Versions before this one historically sent no smartmodules field at all.
+pub(crate) const SMARTMODULES_VERSION: i16 = 8;
+
+/// Walks the smartmodule list at `r`, returning how many invocations it holds.
+pub(crate) fn skip_invocations(r: &mut Reader<'_>, version: i16) -> Result<usize, WireError> {
+    // A pre-v8 client sent no list; Fluvio 0.50 chokes on that, we take it as empty.
+    if version < SMARTMODULES_VERSION && r.remaining() == 0 {
+        return Ok(0);
+    }
+    let count = r.len_i32(Field::SmartModuleCount)?;
+    for _ in 0..count {
+        skip_invocation(r, version)?;
+    }
+    Ok(count)
+}
+
+fn skip_invocation(r: &mut Reader<'_>, version: i16) -> Result<(), WireError> {
+    match r.u8(F)? {
+        0 => r.skip_str(F)?,
+        1 => r.skip_bytes(F)?,
+        tag => return Err(WireError::InvalidTag { field: F, tag }),
+    }
+    match r.u8(F)? {
+        0 | 1 | 2 | 4 => {}
+        3 => r.skip_bytes(F)?,
+        5 => r.skip_str(F)?,
+        6 => {
+            r.skip_str(F)?;
+            r.skip_str(F)?;
+        }
+        7 => match r.u8(F)? {
+            0 => {}
+            1 => r.skip_bytes(F)?,
+            2 => r.skip_str(F)?,
+            3 => {
+                r.skip_str(F)?;
+                r.skip_str(F)?;
+            }
+            tag => return Err(WireError::InvalidTag { field: F, tag }),
+        },
+        tag => return Err(WireError::InvalidTag { field: F, tag }),
+    }
+    let params = r.u16(F)?;
+    for _ in 0..params {
+        r.skip_str(F)?;
+        r.skip_str(F)?;
+    }
+    if version >= LOOKBACK_VERSION && r.flag(F)? {
+        r.skip_fixed::<8>(F)?; // last: u64
+        if version >= LOOKBACK_AGE_VERSION && r.flag(F)? {
+            r.skip_fixed::<12>(F)?; // age: Duration = u64 secs + u32 nanos
+        }
+    }
+    if version >= NAME_VERSION && r.flag(F)? {
+        r.skip_str(F)?;
+    }
+    Ok(())
+}
