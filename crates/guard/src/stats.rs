@@ -46,7 +46,10 @@ impl StatsSnapshot {
         [
             (ErrorCode::NotLeaderForPartition, self.not_leader),
             (ErrorCode::MirrorProduceFromHome, self.from_home),
-            (ErrorCode::MirrorProduceFromRemoteNotAllowed, self.remote_target),
+            (
+                ErrorCode::MirrorProduceFromRemoteNotAllowed,
+                self.remote_target,
+            ),
         ]
     }
 }

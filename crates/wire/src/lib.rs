@@ -35,8 +35,8 @@ mod smartmodule;
 pub use error::{Field, WireError};
 pub use header::{DEFAULT_MAX_FRAME, RequestHeader, frame_size};
 pub use produce::{
-    Entries, Isolation, PRODUCE_API_KEY, PRODUCE_MAX_VERSION, PRODUCE_MIN_VERSION,
-    PartitionEntry, ProduceRequest, Records, Topic, Topics,
+    Entries, Isolation, PRODUCE_API_KEY, PRODUCE_MAX_VERSION, PRODUCE_MIN_VERSION, PartitionEntry,
+    ProduceRequest, Records, Topic, Topics,
 };
 pub use response::{
     ApiVersionKey, ErrorCode, PRODUCE_VERSIONS, ProduceResponseWriter, ResponseFrame,

@@ -98,13 +98,16 @@ impl std::fmt::Display for ErrorCode {
                 f.write_str("the given SPU is not the leader for the partition")
             }
             ErrorCode::RequestTimedOut { timeout_ms } => {
-                write!(f, "the request 'Produce' exceeded the timeout {timeout_ms} ms")
+                write!(
+                    f,
+                    "the request 'Produce' exceeded the timeout {timeout_ms} ms"
+                )
             }
             ErrorCode::MessageTooLarge => f.write_str("the message is too large to send"),
-            ErrorCode::StorageError => f.write_str("storage error"),
+            ErrorCode::StorageError => f.write_str("a storage error occurred"),
             ErrorCode::PartitionFull => f.write_str("Partition storage is full"),
             ErrorCode::TopicNotFound => f.write_str("the topic was not found"),
-            ErrorCode::CompressionError => f.write_str("compression error"),
+            ErrorCode::CompressionError => f.write_str("a compression error occurred in the SPU"),
             ErrorCode::MirrorProduceFromHome => f.write_str("produce from home is not allowed"),
             ErrorCode::MirrorProduceFromRemoteNotAllowed => {
                 f.write_str("produce from remote target is not allowed")
