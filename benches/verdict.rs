@@ -1,1 +1,159 @@
-fn main() {}
+//! (a) The verdict for a whole Produce frame: ours against Fluvio's path.
+//!
+//! Three functions run over the very same frame bytes, in the same run:
+//!
+//! - `reference`: what Fluvio 0.50's SPU does. fluvio-spu-schema decodes
+//!   `RequestMessage<DefaultProduceRequest>` from a `Cursor` over the frame
+//!   (copying every record set into owned buffers, as fluvio-socket's server
+//!   stream does), then for every partition looks the leader up by
+//!   `ReplicaKey` (a `String` clone, as `leaders_state().get` needs) and calls
+//!   `PartitionMirrorConfig::accept_traffic`.
+//! - `ours`: `Guard::judge` (validate the whole frame, pin one role snapshot)
+//!   and a walk over every verdict.
+//! - `floor`: a loop that only reads topic names, partition indexes and
+//!   record lengths, with no validation and no lookup: the least any
+//!   approach must do.
+//!
+//! Shapes: one topic, 1 / 16 / 256 partition entries, each one batch of a
+//! 1 KiB / 64 KiB / 1 MiB record. All entries are led here and open, so every
+//! path does all its work.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
+use fluvio_protocol::Decoder;
+use fluvio_protocol::api::RequestMessage;
+use fluvio_protocol::link::ErrorCode as FluvioCode;
+use fluvio_protocol::record::ReplicaKey;
+use fluvio_spu_schema::produce::DefaultProduceRequest;
+use mg_guard::Guard;
+use mg_roles::{ReplicaRole, RoleTable, RoleUpdate};
+use mg_testkit::{home, sized_request};
+
+const TOPIC: &str = "bench-topic";
+const ENTRIES: [usize; 3] = [1, 16, 256];
+const PAYLOADS: [(usize, &str); 3] = [(1 << 10, "1KiB"), (64 << 10, "64KiB"), (1 << 20, "1MiB")];
+
+/// Fluvio's SPU produce path up to the per-partition verdict.
+fn reference(frame: &[u8], leaders: &HashMap<ReplicaKey, Option<PartitionMirrorConfig>>) -> usize {
+    let mut src = Cursor::new(frame);
+    let message = RequestMessage::<DefaultProduceRequest>::decode_from(&mut src, 0)
+        .expect("fluvio decodes its own frame");
+    let mut accepted = 0;
+    for topic in &message.request.topics {
+        for partition in &topic.partitions {
+            let key = ReplicaKey::new(topic.name.clone(), partition.partition_index);
+            let code = match leaders.get(&key) {
+                None => Some(FluvioCode::NotLeaderForPartition),
+                Some(mirror) => mirror.as_ref().and_then(|m| m.accept_traffic()),
+            };
+            accepted += usize::from(code.is_none());
+            black_box(&partition.records);
+        }
+    }
+    accepted
+}
+
+/// Our path: judge and walk every verdict.
+fn ours(guard: &mut Guard, frame: &Bytes) -> usize {
+    let judgement = guard.judge(frame).expect("valid frame");
+    judgement
+        .verdicts()
+        .filter(|v| black_box(&v.verdict).is_accept())
+        .count()
+}
+
+/// The floor: read the header fields only.
+fn floor(frame: &[u8]) -> Option<u64> {
+    fn u16_at(b: &[u8], at: usize) -> Option<usize> {
+        Some(u16::from_be_bytes(*b.get(at..)?.first_chunk()?) as usize)
+    }
+    fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_be_bytes(*b.get(at..)?.first_chunk()?))
+    }
+    let mut at = 8;
+    at += 2 + u16_at(frame, at)?; // client id
+    at += 1 + 2 + 4; // transactional id (none), acks, timeout
+    let topics = u32_at(frame, at)?;
+    at += 4;
+    let mut sum = 0u64;
+    for _ in 0..topics {
+        let name_len = u16_at(frame, at)?;
+        sum += black_box(frame.get(at + 2..at + 2 + name_len)?).len() as u64;
+        at += 2 + name_len;
+        let partitions = u32_at(frame, at)?;
+        at += 4;
+        for _ in 0..partitions {
+            sum += u64::from(u32_at(frame, at)?);
+            let len = u32_at(frame, at + 4)? as usize;
+            at += 8 + len;
+        }
+    }
+    Some(sum)
+}
+
+fn verdict(c: &mut Criterion) {
+    let mut group = c.benchmark_group("verdict");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    for entries in ENTRIES {
+        let table = Arc::new(RoleTable::new(1));
+        let mut leaders = HashMap::new();
+        let mut all = Vec::new();
+        for p in 0..entries as u32 {
+            all.push(ReplicaRole {
+                topic: TOPIC.into(),
+                partition: p,
+                leader: 1,
+                mirror: None,
+            });
+            leaders.insert(ReplicaKey::new(TOPIC, p), None);
+        }
+        // A second, mirrored topic, so lookups are not into a one-entry table.
+        for p in 0..entries as u32 {
+            let mirror = Some(home("edge", false));
+            all.push(ReplicaRole {
+                topic: "mirrored".into(),
+                partition: p,
+                leader: 1,
+                mirror: mirror.clone(),
+            });
+            leaders.insert(ReplicaKey::new("mirrored", p), mirror);
+        }
+        table.apply(RoleUpdate::Sync { epoch: 1, all });
+        let mut guard = Guard::new(table);
+
+        for (payload, label) in PAYLOADS {
+            let frame = sized_request(TOPIC, entries, payload);
+            assert_eq!(ours(&mut guard, &frame), entries);
+            assert_eq!(reference(&frame, &leaders), entries);
+            assert!(floor(&frame).is_some());
+            if frame.len() > (64 << 20) {
+                group.sample_size(10);
+            } else {
+                group.sample_size(50);
+            }
+            group.throughput(Throughput::Elements(entries as u64));
+            let shape = format!("{entries}x{label}");
+            group.bench_with_input(BenchmarkId::new("reference", &shape), &frame, |b, f| {
+                b.iter(|| reference(black_box(f), &leaders))
+            });
+            group.bench_with_input(BenchmarkId::new("ours", &shape), &frame, |b, f| {
+                b.iter(|| ours(&mut guard, black_box(f)))
+            });
+            group.bench_with_input(BenchmarkId::new("floor", &shape), &frame, |b, f| {
+                b.iter(|| floor(black_box(f)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verdict);
+criterion_main!(benches);

@@ -123,7 +123,7 @@ fn spec(topics: &[&str], partitions: u32) -> ProduceSpec {
 
 /// Judges `frame`, walks every verdict, and takes an owned handle on every
 /// accepted record set; returns (accepted, rejected).
-fn judge_all(guard: &Guard, frame: &Bytes) -> (usize, usize) {
+fn judge_all(guard: &mut Guard, frame: &Bytes) -> (usize, usize) {
     let judgement = guard.judge(frame).expect("valid frame");
     let (mut accepted, mut rejected) = (0, 0);
     for v in judgement.verdicts() {
@@ -140,27 +140,27 @@ fn judge_all(guard: &Guard, frame: &Bytes) -> (usize, usize) {
 
 #[test]
 fn judging_allocates_nothing() {
-    let guard = guard();
+    let mut guard = guard();
     let one = as_received(&spec(&["plain"], 1).frame(25, 1));
     let many = as_received(&spec(&["plain", "to-home", "from-home", "unknown"], 16).frame(25, 2));
 
     // Warm-up: arc-swap registers this thread on its first load.
-    judge_all(&guard, &one);
+    judge_all(&mut guard, &one);
 
-    let (counts, allocs) = allocations(|| judge_all(&guard, &one));
+    let (counts, allocs) = allocations(|| judge_all(&mut guard, &one));
     assert_eq!(counts, (1, 0));
     assert_eq!(allocs, 0, "1 topic x 1 partition");
 
-    let (counts, allocs) = allocations(|| judge_all(&guard, &many));
+    let (counts, allocs) = allocations(|| judge_all(&mut guard, &many));
     assert_eq!(counts, (16, 48));
     assert_eq!(allocs, 0, "4 topics x 16 partitions");
 }
 
 #[test]
 fn answering_into_a_sized_buffer_allocates_nothing() {
-    let guard = guard();
+    let mut guard = guard();
     let many = as_received(&spec(&["plain", "to-home", "from-home", "unknown"], 16).frame(25, 2));
-    judge_all(&guard, &many);
+    judge_all(&mut guard, &many);
     let mut out = BytesMut::with_capacity(64 * 1024);
     let outcomes: Vec<_> = (0..16).map(Ok).collect();
     let (result, allocs) = allocations(|| {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use mg_roles::{RoleTable, Snapshot, SnapshotGuard, TopicRoles};
+use mg_roles::{RoleReader, RoleTable, Snapshot, TopicRoles};
 use mg_wire::{
     Entries, ErrorCode, ProduceRequest, ProduceResponseWriter, RequestHeader, Topics, WireError,
 };
@@ -15,17 +15,23 @@ use crate::{Verdict, decide};
 /// answer with (StorageError, MessageTooLarge, PartitionFull, …).
 pub type StoreOutcome = Result<i64, ErrorCode>;
 
-/// The produce guard of one SPU.
+/// The produce guard, as one connection holds it.
+///
+/// Clone it for each connection: clones share the table and the counters,
+/// and each keeps its own cached view of the table, so judging takes no lock
+/// and touches no shared reference count.
 #[derive(Clone, Debug)]
 pub struct Guard {
     table: Arc<RoleTable>,
+    reader: RoleReader,
     stats: GuardStats,
 }
 
 impl Guard {
-    /// A guard reading `table`.
+    /// A guard reading `table`, with fresh counters.
     pub fn new(table: Arc<RoleTable>) -> Self {
         Self {
+            reader: table.reader(),
             table,
             stats: GuardStats::default(),
         }
@@ -43,7 +49,7 @@ impl Guard {
 
     /// Parses a whole Produce frame (the bytes after the size prefix) and
     /// pins the current role snapshot for it.
-    pub fn judge<'f>(&self, frame: &'f Bytes) -> Result<Judgement<'f>, WireError> {
+    pub fn judge<'a>(&'a mut self, frame: &'a Bytes) -> Result<Judgement<'a>, WireError> {
         let (header, body_start) = RequestHeader::parse(frame).inspect_err(|_| {
             self.stats.malformed();
         })?;
@@ -52,31 +58,34 @@ impl Guard {
 
     /// Like [`judge`](Self::judge), for a frame whose header the caller
     /// already parsed (to dispatch on its api key).
-    pub fn judge_body<'f>(
-        &self,
-        frame: &'f Bytes,
-        header: RequestHeader<'f>,
+    pub fn judge_body<'a>(
+        &'a mut self,
+        frame: &'a Bytes,
+        header: RequestHeader<'a>,
         body_start: usize,
-    ) -> Result<Judgement<'f>, WireError> {
+    ) -> Result<Judgement<'a>, WireError> {
         let request = ProduceRequest::parse_body(frame, &header, body_start).inspect_err(|_| {
             self.stats.malformed();
         })?;
         Ok(Judgement {
             header,
             request,
-            snapshot: self.table.snapshot(),
-            stats: self.stats.clone(),
+            snapshot: self.reader.load(),
+            stats: &self.stats,
         })
     }
 }
 
 /// A parsed Produce request and the one role snapshot it is judged against.
+///
+/// It borrows its [`Guard`] mutably, so the guard's cached snapshot cannot
+/// move on while a request is being judged and answered.
 #[derive(Debug)]
 pub struct Judgement<'f> {
     header: RequestHeader<'f>,
     request: ProduceRequest<'f>,
-    snapshot: SnapshotGuard,
-    stats: GuardStats,
+    snapshot: &'f Snapshot,
+    stats: &'f GuardStats,
 }
 
 /// The guard's verdict for one partition entry.
@@ -116,15 +125,15 @@ impl<'f> Judgement<'f> {
     }
 
     /// The role snapshot the request is judged against.
-    pub fn snapshot(&self) -> &Snapshot {
-        &self.snapshot
+    pub fn snapshot(&self) -> &'f Snapshot {
+        self.snapshot
     }
 
     /// One verdict per partition entry, in request order, duplicates
     /// included. Each topic name is looked up once.
-    pub fn verdicts(&self) -> Verdicts<'_, 'f> {
+    pub fn verdicts(&self) -> Verdicts<'f> {
         Verdicts {
-            snapshot: &self.snapshot,
+            snapshot: self.snapshot,
             topics: self.request.topics(),
             current: None,
         }
@@ -196,13 +205,13 @@ impl<'f> Judgement<'f> {
 
 /// Iterator over the verdicts of a [`Judgement`].
 #[derive(Debug)]
-pub struct Verdicts<'j, 'f> {
-    snapshot: &'j Snapshot,
+pub struct Verdicts<'f> {
+    snapshot: &'f Snapshot,
     topics: Topics<'f>,
-    current: Option<(&'f str, Option<&'j TopicRoles>, Entries<'f>)>,
+    current: Option<(&'f str, Option<&'f TopicRoles>, Entries<'f>)>,
 }
 
-impl<'f> Iterator for Verdicts<'_, 'f> {
+impl<'f> Iterator for Verdicts<'f> {
     type Item = EntryVerdict<'f>;
 
     #[inline]

@@ -42,6 +42,7 @@ pub enum Verdict<'f> {
 
 impl Verdict<'_> {
     /// The code the entry is refused with, if it is.
+    #[inline]
     pub fn rejection(&self) -> Option<ErrorCode> {
         match self {
             Verdict::Accept(_) => None,
@@ -50,6 +51,7 @@ impl Verdict<'_> {
     }
 
     /// Whether the entry may be written.
+    #[inline]
     pub fn is_accept(&self) -> bool {
         matches!(self, Verdict::Accept(_))
     }

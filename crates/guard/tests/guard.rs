@@ -88,7 +88,7 @@ fn verdicts_equal_fluvio_accept_traffic_on_every_config() {
         cases.push((topic.clone(), 2, false, mirror.clone())); // partition unknown
     }
     cases.push(("unknown-topic".into(), 0, false, None));
-    let guard = guard_with(roles);
+    let mut guard = guard_with(roles);
 
     let spec = ProduceSpec {
         timeout_ms: 1500,
@@ -134,7 +134,7 @@ fn decode_response(out: &[u8], version: i16, correlation_id: i32) -> ProduceResp
 /// client's positional matching requires.
 #[test]
 fn response_has_one_entry_per_request_entry_in_order() {
-    let guard = guard_with(vec![
+    let mut guard = guard_with(vec![
         role("plain", 0, ME, None),
         role("plain", 1, ME, None),
         role("mirror", 0, ME, Some(home("edge1", false))),
@@ -208,7 +208,7 @@ fn response_has_one_entry_per_request_entry_in_order() {
 
 #[test]
 fn accepted_records_are_the_frame_bytes() {
-    let guard = guard_with(vec![role("t", 0, ME, None)]);
+    let mut guard = guard_with(vec![role("t", 0, ME, None)]);
     let spec = ProduceSpec {
         topics: vec![(
             "t".into(),
@@ -231,7 +231,7 @@ fn accepted_records_are_the_frame_bytes() {
 
 #[test]
 fn wrong_outcome_count_writes_and_counts_nothing() {
-    let guard = guard_with(vec![role("t", 0, ME, None)]);
+    let mut guard = guard_with(vec![role("t", 0, ME, None)]);
     let spec = ProduceSpec {
         topics: vec![("t".into(), vec![(0, one_record()), (0, one_record())])],
         ..Default::default()
@@ -268,7 +268,7 @@ fn wrong_outcome_count_writes_and_counts_nothing() {
 
 #[test]
 fn stats_count_outcomes_and_malformed_frames() {
-    let guard = guard_with(vec![
+    let mut guard = guard_with(vec![
         role("t", 0, ME, None),
         role("h", 0, ME, Some(home("edge1", false))),
         role("r", 0, ME, Some(remote("home", true))),
@@ -321,14 +321,15 @@ fn stats_count_outcomes_and_malformed_frames() {
 /// next request sees the new role at once.
 #[test]
 fn one_snapshot_per_request_and_the_next_request_sees_changes() {
-    let guard = guard_with(vec![role("m", 0, ME, Some(home("edge1", true)))]);
+    let mut guard = guard_with(vec![role("m", 0, ME, Some(home("edge1", true)))]);
     let spec = ProduceSpec {
         topics: vec![("m".into(), vec![(0, one_record())])],
         ..Default::default()
     };
     let frame = spec.frame(25, 1);
+    let table = guard.table().clone();
     let pinned = guard.judge(&frame).unwrap();
-    guard.table().apply(RoleUpdate::Changes {
+    table.apply(RoleUpdate::Changes {
         epoch: 2,
         changes: vec![RoleChange::Upsert(role(
             "m",
@@ -338,6 +339,7 @@ fn one_snapshot_per_request_and_the_next_request_sees_changes() {
         ))],
     });
     assert!(pinned.verdicts().all(|v| v.verdict.is_accept()));
+    drop(pinned);
     let next = guard.judge(&frame).unwrap();
     assert!(
         next.verdicts()

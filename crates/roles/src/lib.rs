@@ -12,8 +12,10 @@
 //! - [`table`]: [`RoleTable`] (the writer side) and [`Snapshot`] (what readers
 //!   see).
 //!
-//! Concurrency: readers take an immutable [`Snapshot`] through `arc-swap`, so
-//! a lookup never takes a lock and never waits for a writer. A writer builds
+//! Concurrency: readers take an immutable [`Snapshot`] through `arc-swap`
+//! (per connection, a [`RoleReader`] caches it: one atomic load per request
+//! while nothing changes), so a lookup never takes a lock and never waits
+//! for a writer. A writer builds
 //! the next snapshot copy-on-write (only the shards and topics it touches are
 //! copied) and publishes it with one atomic swap; it never waits for readers.
 //! All partitions of one request are judged against the one snapshot loaded
@@ -27,5 +29,5 @@ pub use fluvio_controlplane_metadata::partition::{
     HomePartitionConfig, PartitionMirrorConfig, RemotePartitionConfig,
 };
 pub use policy::ProducePolicy;
-pub use table::{PartitionRole, RoleTable, Snapshot, SnapshotGuard, TopicRoles};
+pub use table::{PartitionRole, RoleReader, RoleTable, Snapshot, SnapshotGuard, TopicRoles};
 pub use update::{ApplyOutcome, ReplicaRole, RoleChange, RoleUpdate};

@@ -26,10 +26,27 @@ use crate::update::{ApplyOutcome, ReplicaRole, RoleChange, RoleUpdate};
 /// Number of shards a snapshot's topics are spread over.
 pub const SHARDS: usize = 64;
 
-/// A reader's handle on the current snapshot. Cheap to take; hold it for the
-/// span of one request, not across long waits (use [`RoleTable::snapshot_arc`]
-/// for that).
+/// A one-off handle on the current snapshot (see [`RoleTable::snapshot`]).
 pub type SnapshotGuard = arc_swap::Guard<Arc<Snapshot>>;
+
+/// A reader's cached view of the table: one per connection (or thread).
+///
+/// [`RoleReader::load`] costs one atomic load when the table has not
+/// changed since the last call, and swaps in the new snapshot when it has.
+/// It never takes a lock and never waits for a writer. An idle reader keeps
+/// its last snapshot alive until its next load.
+#[derive(Clone, Debug)]
+pub struct RoleReader {
+    cache: arc_swap::Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>,
+}
+
+impl RoleReader {
+    /// The current snapshot.
+    #[inline]
+    pub fn load(&mut self) -> &Snapshot {
+        self.cache.load()
+    }
+}
 
 /// One partition's stored role.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +202,7 @@ impl Snapshot {
     }
 
     /// The role of one partition, if this SPU leads it.
+    #[inline]
     pub fn get(&self, topic: &str, partition: u32) -> Option<&PartitionRole> {
         self.topic(topic)?.partition(partition)
     }
@@ -240,7 +258,7 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct RoleTable {
     local_spu: i32,
-    current: ArcSwap<Snapshot>,
+    current: Arc<ArcSwap<Snapshot>>,
     /// Serialises writers: each builds on the snapshot the previous published.
     writer: Mutex<()>,
 }
@@ -251,7 +269,9 @@ impl RoleTable {
     pub fn new(local_spu: i32) -> Self {
         Self {
             local_spu,
-            current: ArcSwap::from_pointee(Snapshot::empty(RandomState::default())),
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::empty(
+                RandomState::default(),
+            ))),
             writer: Mutex::new(()),
         }
     }
@@ -261,13 +281,22 @@ impl RoleTable {
         self.local_spu
     }
 
-    /// The current snapshot, for the span of one request. Lock-free.
+    /// A cached reader for one connection or thread: the hot path's way in.
+    pub fn reader(&self) -> RoleReader {
+        RoleReader {
+            cache: arc_swap::Cache::new(Arc::clone(&self.current)),
+        }
+    }
+
+    /// The current snapshot, for a one-off look. Lock-free; the hot path
+    /// uses a [`RoleReader`], which is cheaper.
     #[inline]
     pub fn snapshot(&self) -> SnapshotGuard {
         self.current.load()
     }
 
     /// The current snapshot as an owned `Arc`, to hold across waits.
+    #[inline]
     pub fn snapshot_arc(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }

@@ -43,6 +43,7 @@ pub struct RequestHeader<'a> {
 impl<'a> RequestHeader<'a> {
     /// Parses the header at the start of `frame` (the bytes after the size
     /// prefix) and returns it with the offset where the body starts.
+    #[inline]
     pub fn parse(frame: &'a [u8]) -> Result<(Self, usize), WireError> {
         let mut r = Reader::new(frame, 0);
         let header = RequestHeader {

@@ -103,8 +103,7 @@ impl<'a> ProduceRequest<'a> {
             r.str(Field::TopicName)?;
             let partitions = r.len_i32(Field::PartitionCount)?;
             for _ in 0..partitions {
-                r.u32(Field::PartitionIndex)?;
-                let len = r.len_i32(Field::Records)?;
+                let (_, len) = r.entry_header()?;
                 r.skip(len, Field::Records)?;
             }
             entry_count += partitions;
@@ -131,6 +130,7 @@ impl<'a> ProduceRequest<'a> {
     }
 
     /// The api_version the body was encoded at; the response uses it too.
+    #[inline]
     pub fn api_version(&self) -> i16 {
         self.api_version
     }
@@ -160,12 +160,14 @@ impl<'a> ProduceRequest<'a> {
     }
 
     /// How many topics the request lists.
+    #[inline]
     pub fn topic_count(&self) -> usize {
         self.topic_count
     }
 
     /// How many partition entries the request holds across all topics,
     /// duplicates included.
+    #[inline]
     pub fn entry_count(&self) -> usize {
         self.entry_count
     }
@@ -181,6 +183,7 @@ impl<'a> ProduceRequest<'a> {
     }
 
     /// The topics, in request order.
+    #[inline]
     pub fn topics(&self) -> Topics<'a> {
         Topics {
             frame: self.frame,
@@ -205,20 +208,20 @@ pub struct Topics<'a> {
 impl<'a> Iterator for Topics<'a> {
     type Item = Topic<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Topic<'a>> {
         if self.left == 0 {
             return None;
         }
         if let Some(entries) = self.skip.take() {
             for _ in 0..entries {
-                self.r.u32(Field::PartitionIndex).ok()?;
-                let len = self.r.len_i32(Field::Records).ok()?;
+                let (_, len) = self.r.entry_header().ok()?;
                 self.r.skip(len, Field::Records).ok()?;
             }
         }
         self.left -= 1;
         // The body was validated by `parse_body`, so these reads succeed.
-        let name = self.r.str(Field::TopicName).ok()?;
+        let name = self.r.str_validated(Field::TopicName).ok()?;
         let partition_count = self.r.len_i32(Field::PartitionCount).ok()?;
         self.skip = Some(partition_count);
         Some(Topic {
@@ -249,16 +252,19 @@ pub struct Topic<'a> {
 
 impl<'a> Topic<'a> {
     /// The topic name.
+    #[inline]
     pub fn name(&self) -> &'a str {
         self.name
     }
 
     /// How many partition entries follow, duplicates included.
+    #[inline]
     pub fn partition_count(&self) -> usize {
         self.partition_count
     }
 
     /// The partition entries, in request order.
+    #[inline]
     pub fn entries(&self) -> Entries<'a> {
         self.entries.clone()
     }
@@ -275,13 +281,13 @@ pub struct Entries<'a> {
 impl<'a> Iterator for Entries<'a> {
     type Item = PartitionEntry<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<PartitionEntry<'a>> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
-        let partition = self.r.u32(Field::PartitionIndex).ok()?;
-        let len = self.r.len_i32(Field::Records).ok()?;
+        let (partition, len) = self.r.entry_header().ok()?;
         let start = self.r.pos();
         self.r.skip(len, Field::Records).ok()?;
         Some(PartitionEntry {
@@ -323,27 +329,32 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     /// The batches, borrowed from the frame.
+    #[inline]
     pub fn as_slice(&self) -> &'a [u8] {
         // start <= end <= frame.len() was checked by `Reader::skip`.
         &self.frame[self.start..self.end]
     }
 
     /// The batches as a `Bytes` sharing the frame's memory (no copy).
+    #[inline]
     pub fn to_bytes(&self) -> Bytes {
         self.frame.slice(self.start..self.end)
     }
 
     /// The byte range of the batches within the frame.
+    #[inline]
     pub fn range(&self) -> std::ops::Range<usize> {
         self.start..self.end
     }
 
     /// Length of the record set in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.end - self.start
     }
 
     /// Whether the record set is empty.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
