@@ -339,7 +339,7 @@ fn one_snapshot_per_request_and_the_next_request_sees_changes() {
         ))],
     });
     assert!(pinned.verdicts().all(|v| v.verdict.is_accept()));
-    drop(pinned);
+    // The pinned judgement ends here; the next request loads the new snapshot.
     let next = guard.judge(&frame).unwrap();
     assert!(
         next.verdicts()

@@ -42,6 +42,13 @@ pub fn record_set(batches: Vec<Batch<RawRecords>>) -> RecordSet<RawRecords> {
         .fold(RecordSet::default(), |set, batch| set.add(batch))
 }
 
+/// A batch as plain data: one value per record.
+pub type BatchSpec = Vec<Vec<u8>>;
+/// A partition entry as plain data: its index and its batches.
+pub type EntrySpec = (u32, Vec<BatchSpec>);
+/// A topic as plain data: its name and its partition entries.
+pub type TopicSpec = (String, Vec<EntrySpec>);
+
 /// A produce request as plain data.
 #[derive(Debug, Default)]
 pub struct ProduceSpec {
@@ -51,8 +58,8 @@ pub struct ProduceSpec {
     pub read_committed: bool,
     /// Timeout in milliseconds.
     pub timeout_ms: u64,
-    /// Topics: name, then entries of (partition index, batches, each a list of values).
-    pub topics: Vec<(String, Vec<(u32, Vec<Vec<Vec<u8>>>)>)>,
+    /// Topics, in request order.
+    pub topics: Vec<TopicSpec>,
     /// Smartmodule invocations.
     pub smartmodules: Vec<SmartModuleInvocation>,
 }

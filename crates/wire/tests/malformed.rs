@@ -224,8 +224,7 @@ fn lengths_pointing_outside_the_frame() {
             ..
         })
     ));
-    let mut raw = Raw::default();
-    raw.topic_name = b"t1".to_vec();
+    let raw = Raw::default();
     let mut frame = BytesMut::from(&raw.bytes()[..]);
     // The topic name's length: after the 16-byte header, the transactional id
     // tag, acks, timeout and topic count.
