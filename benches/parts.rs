@@ -1,10 +1,15 @@
+//! Where the time of a 1-topic x 1-entry verdict goes, step by step: a
+//! diagnostic for whoever tunes the hot path (`cargo bench --bench parts`).
+//! `make bench` does not run it; the figures that matter are in `verdict`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use mg_guard::Guard;
 use mg_roles::{ReplicaRole, RoleTable, RoleUpdate};
 use mg_testkit::sized_request;
 use mg_wire::{ProduceRequest, RequestHeader};
-use std::hint::black_box;
-use std::sync::Arc;
 
 fn parts(c: &mut Criterion) {
     let frame = sized_request("bench-topic", 1, 1024);
@@ -20,21 +25,33 @@ fn parts(c: &mut Criterion) {
     });
     let mut reader = table.reader();
     let mut guard = Guard::new(table.clone());
-    c.bench_function("header", |b| {
+    let mut group = c.benchmark_group("parts");
+    group.bench_function("1_header", |b| {
         b.iter(|| RequestHeader::parse(black_box(&frame)).map(|h| h.1))
     });
-    c.bench_function("parse", |b| {
+    group.bench_function("2_header+body", |b| {
         b.iter(|| ProduceRequest::parse(black_box(&frame)).map(|r| r.1.entry_count()))
     });
-    c.bench_function("load", |b| b.iter(|| black_box(reader.load()).len()));
-    c.bench_function("topic", |b| {
+    group.bench_function("3_reader_load", |b| {
+        b.iter(|| black_box(reader.load()).len())
+    });
+    group.bench_function("4_reader_topic_hashed", |b| {
         b.iter(|| {
-            let s = reader.load();
-            s.topic(black_box("bench-topic"))
+            reader
+                .load()
+                .topic(black_box("bench-topic"))
                 .map(|t| t.partitions().len())
         })
     });
-    c.bench_function("judge_only", |b| {
+    group.bench_function("5_reader_topic_memo", |b| {
+        b.iter(|| {
+            reader
+                .load_topic(black_box("bench-topic"))
+                .1
+                .map(|t| t.partitions().len())
+        })
+    });
+    group.bench_function("6_judge", |b| {
         b.iter(|| {
             guard
                 .judge(black_box(&frame))
@@ -42,7 +59,7 @@ fn parts(c: &mut Criterion) {
                 .ok()
         })
     });
-    c.bench_function("judge+verdicts", |b| {
+    group.bench_function("7_judge+verdicts", |b| {
         b.iter(|| {
             guard
                 .judge(black_box(&frame))
@@ -50,6 +67,8 @@ fn parts(c: &mut Criterion) {
                 .ok()
         })
     });
+    group.finish();
 }
+
 criterion_group!(benches, parts);
 criterion_main!(benches);

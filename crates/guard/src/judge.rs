@@ -67,10 +67,17 @@ impl Guard {
         let request = ProduceRequest::parse_body(frame, &header, body_start).inspect_err(|_| {
             self.stats.malformed();
         })?;
+        // The official client sends one topic per request: resolve it through
+        // the reader's memo, and hash only the names of any further topics.
+        let (snapshot, first_topic) = match request.topics().next() {
+            Some(topic) => self.reader.load_topic(topic.name()),
+            None => (self.reader.load(), None),
+        };
         Ok(Judgement {
             header,
             request,
-            snapshot: self.reader.load(),
+            snapshot,
+            first_topic,
             stats: &self.stats,
         })
     }
@@ -85,6 +92,8 @@ pub struct Judgement<'f> {
     header: RequestHeader<'f>,
     request: ProduceRequest<'f>,
     snapshot: &'f Snapshot,
+    /// The roles of the request's first topic in `snapshot`.
+    first_topic: Option<&'f TopicRoles>,
     stats: &'f GuardStats,
 }
 
@@ -133,8 +142,12 @@ impl<'f> Judgement<'f> {
     /// included. Each topic name is looked up once.
     pub fn verdicts(&self) -> Verdicts<'f> {
         Verdicts {
-            snapshot: self.snapshot,
+            judged: TopicResolver {
+                snapshot: self.snapshot,
+                first_topic: self.first_topic,
+            },
             topics: self.request.topics(),
+            index: 0,
             current: None,
         }
     }
@@ -159,9 +172,13 @@ impl<'f> Judgement<'f> {
             self.request.api_version(),
             self.request.topic_count(),
         );
-        for topic in self.request.topics() {
+        let judged = TopicResolver {
+            snapshot: self.snapshot,
+            first_topic: self.first_topic,
+        };
+        for (index, topic) in self.request.topics().enumerate() {
             let name = topic.name();
-            let roles = self.snapshot.topic(name);
+            let roles = judged.roles(index, name);
             writer.topic(name, topic.partition_count());
             for entry in topic.entries() {
                 let partition = entry.partition;
@@ -203,11 +220,31 @@ impl<'f> Judgement<'f> {
     }
 }
 
+/// Where the roles of the request's topics come from.
+#[derive(Clone, Copy, Debug)]
+struct TopicResolver<'f> {
+    snapshot: &'f Snapshot,
+    first_topic: Option<&'f TopicRoles>,
+}
+
+impl<'f> TopicResolver<'f> {
+    /// The roles of the `index`-th topic of the request, named `name`.
+    #[inline]
+    fn roles(self, index: usize, name: &str) -> Option<&'f TopicRoles> {
+        if index == 0 {
+            self.first_topic
+        } else {
+            self.snapshot.topic(name)
+        }
+    }
+}
+
 /// Iterator over the verdicts of a [`Judgement`].
 #[derive(Debug)]
 pub struct Verdicts<'f> {
-    snapshot: &'f Snapshot,
+    judged: TopicResolver<'f>,
     topics: Topics<'f>,
+    index: usize,
     current: Option<(&'f str, Option<&'f TopicRoles>, Entries<'f>)>,
 }
 
@@ -227,7 +264,8 @@ impl<'f> Iterator for Verdicts<'f> {
                 });
             }
             let topic = self.topics.next()?;
-            let roles = self.snapshot.topic(topic.name());
+            let roles = self.judged.roles(self.index, topic.name());
+            self.index += 1;
             self.current = Some((topic.name(), roles, topic.entries()));
         }
     }

@@ -38,6 +38,10 @@ pub type SnapshotGuard = arc_swap::Guard<Arc<Snapshot>>;
 #[derive(Clone, Debug)]
 pub struct RoleReader {
     cache: arc_swap::Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>,
+    /// The topic looked up last, and the generation of the snapshot it came
+    /// from. A connection produces to the same topic request after request,
+    /// so this skips hashing the name on nearly every request.
+    memo: Option<(u64, Arc<TopicRoles>)>,
 }
 
 impl RoleReader {
@@ -45,6 +49,25 @@ impl RoleReader {
     #[inline]
     pub fn load(&mut self) -> &Snapshot {
         self.cache.load()
+    }
+
+    /// The current snapshot, and the roles of `topic` in it.
+    #[inline]
+    pub fn load_topic(&mut self, topic: &str) -> (&Snapshot, Option<&TopicRoles>) {
+        let snapshot: &Snapshot = self.cache.load();
+        let hit = matches!(&self.memo, Some((generation, roles))
+            if *generation == snapshot.generation && &*roles.name == topic);
+        if !hit {
+            self.memo = snapshot
+                .topic_arc(topic)
+                .map(|roles| (snapshot.generation, Arc::clone(roles)));
+        }
+        let roles = self
+            .memo
+            .as_ref()
+            .filter(|(generation, _)| *generation == snapshot.generation)
+            .map(|(_, roles)| &**roles);
+        (snapshot, roles)
     }
 }
 
@@ -154,6 +177,8 @@ struct Shard {
 #[derive(Debug)]
 pub struct Snapshot {
     epoch: i64,
+    /// Unique per published snapshot (epochs come from the SC and need not be).
+    generation: u64,
     partitions: usize,
     hasher: RandomState,
     shards: Box<[Arc<Shard>]>,
@@ -163,6 +188,7 @@ impl Snapshot {
     fn empty(hasher: RandomState) -> Self {
         Self {
             epoch: i64::MIN,
+            generation: 0,
             partitions: 0,
             hasher,
             shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(),
@@ -194,11 +220,15 @@ impl Snapshot {
     /// The partitions of `topic` this SPU leads, if any.
     #[inline]
     pub fn topic(&self, topic: &str) -> Option<&TopicRoles> {
+        self.topic_arc(topic).map(|t| &**t)
+    }
+
+    #[inline]
+    fn topic_arc(&self, topic: &str) -> Option<&Arc<TopicRoles>> {
         let hash = self.hasher.hash_one(topic);
         self.shards[Self::shard_of(hash)]
             .topics
             .find(hash, |t| &*t.name == topic)
-            .map(|t| &**t)
     }
 
     /// The role of one partition, if this SPU leads it.
@@ -285,6 +315,7 @@ impl RoleTable {
     pub fn reader(&self) -> RoleReader {
         RoleReader {
             cache: arc_swap::Cache::new(Arc::clone(&self.current)),
+            memo: None,
         }
     }
 
@@ -329,6 +360,7 @@ impl RoleTable {
         let mut next = match update {
             RoleUpdate::Sync { all, .. } => {
                 let mut next = Snapshot::empty(current.hasher.clone());
+                next.generation = current.generation + 1;
                 for replica in all {
                     self.apply_one(&mut next, RoleChange::Upsert(replica));
                 }
@@ -337,6 +369,7 @@ impl RoleTable {
             RoleUpdate::Changes { changes, .. } => {
                 let mut next = Snapshot {
                     epoch: current.epoch,
+                    generation: current.generation + 1,
                     partitions: current.partitions,
                     hasher: current.hasher.clone(),
                     shards: current.shards.clone(),

@@ -350,3 +350,51 @@ proptest! {
         }
     }
 }
+
+/// The reader's one-topic memo never outlives the snapshot it was taken from.
+#[test]
+fn reader_memo_follows_every_update() {
+    let table = RoleTable::new(ME);
+    let mut reader = table.reader();
+    assert!(reader.load_topic("a").1.is_none());
+    table.apply(sync(
+        1,
+        vec![
+            role("a", 0, ME, None),
+            role("b", 0, ME, home("edge1", false)),
+        ],
+    ));
+    let (_, a) = reader.load_topic("a");
+    assert_eq!(
+        a.unwrap().partition(0).unwrap().policy(),
+        ProducePolicy::Open
+    );
+    // Same topic again (memo hit), then another topic (memo replaced).
+    assert!(reader.load_topic("a").1.is_some());
+    let (_, b) = reader.load_topic("b");
+    assert_eq!(
+        b.unwrap().partition(0).unwrap().policy(),
+        ProducePolicy::MirroredFromRemote
+    );
+    // The role changes: the memo of "b" must not survive the new snapshot.
+    table.apply(changes(
+        2,
+        vec![RoleChange::Upsert(role("b", 0, ME, home("edge1", true)))],
+    ));
+    let (snap, b) = reader.load_topic("b");
+    assert_eq!(snap.epoch(), 2);
+    assert_eq!(
+        b.unwrap().partition(0).unwrap().policy(),
+        ProducePolicy::Open
+    );
+    // The topic goes away entirely.
+    table.apply(changes(
+        3,
+        vec![RoleChange::Remove {
+            topic: "b".into(),
+            partition: 0,
+        }],
+    ));
+    assert!(reader.load_topic("b").1.is_none());
+    assert!(reader.load_topic("a").1.is_some());
+}

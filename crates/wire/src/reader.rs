@@ -226,7 +226,7 @@ fn unreachable_truncation() -> WireError {
 /// are short and nearly always ASCII.
 #[inline]
 fn utf8(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
+    if is_ascii(bytes) {
         #[allow(unsafe_code)]
         // SAFETY: every ASCII byte sequence is valid UTF-8.
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
@@ -235,9 +235,34 @@ fn utf8(bytes: &[u8]) -> Option<&str> {
     }
 }
 
+/// Branch-free ASCII check: OR all bytes together eight at a time and look
+/// at the high bits once, instead of testing byte by byte.
+#[inline]
+fn is_ascii(bytes: &[u8]) -> bool {
+    let (words, tail) = bytes.as_chunks::<8>();
+    let high = words
+        .iter()
+        .fold(0u64, |acc, w| acc | u64::from_ne_bytes(*w));
+    let tail = tail.iter().fold(0u8, |acc, b| acc | b);
+    high & 0x8080_8080_8080_8080 == 0 && tail < 0x80
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_check_agrees_with_std() {
+        for len in 0..40 {
+            let mut bytes = vec![b'a'; len];
+            assert!(is_ascii(&bytes));
+            for at in 0..len {
+                bytes[at] = 0x80 | at as u8;
+                assert!(!is_ascii(&bytes), "len {len}, high byte at {at}");
+                bytes[at] = b'a';
+            }
+        }
+    }
 
     #[test]
     fn utf8_fast_path_agrees_with_std() {

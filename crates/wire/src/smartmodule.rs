@@ -35,6 +35,7 @@ const NAME_VERSION: i16 = 25;
 pub(crate) const SMARTMODULES_VERSION: i16 = 8;
 
 /// Walks the smartmodule list at `r`, returning how many invocations it holds.
+#[inline]
 pub(crate) fn skip_invocations(r: &mut Reader<'_>, version: i16) -> Result<usize, WireError> {
     // A pre-v8 client sent no list; Fluvio 0.50 chokes on that, we take it as empty.
     if version < SMARTMODULES_VERSION && r.remaining() == 0 {
@@ -47,6 +48,7 @@ pub(crate) fn skip_invocations(r: &mut Reader<'_>, version: i16) -> Result<usize
     Ok(count)
 }
 
+#[cold]
 fn skip_invocation(r: &mut Reader<'_>, version: i16) -> Result<(), WireError> {
     match r.u8(F)? {
         0 => r.skip_str(F)?,
