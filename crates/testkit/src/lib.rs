@@ -177,3 +177,12 @@ pub fn remote(home: &str, target: bool) -> PartitionMirrorConfig {
         target,
     })
 }
+
+/// The bytes of a record set (batches back to back, no length prefix), each
+/// batch holding the given values: what a produce entry carries.
+pub fn batch_bytes(batches: &[&[&[u8]]]) -> Vec<u8> {
+    let set = record_set(batches.iter().map(|values| batch(values)).collect());
+    let mut out = Vec::new();
+    set.encode(&mut out, 0).expect("record set encodes");
+    out.split_off(4)
+}

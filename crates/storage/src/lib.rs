@@ -1,0 +1,26 @@
+//! # mg-storage: durable partition logs
+//!
+//! Where accepted record sets end up. Each partition is a directory of
+//! segments; each segment a log file of record batches, exactly as the
+//! producer encoded them except for the base offset, plus a sparse offset
+//! index.
+//!
+//! Map of the crate:
+//! - [`batch`]: header and CRC-32C checks on incoming batches ([`Batches`]).
+//! - `segment` (private): one log file and its index; append, scan, repair, read.
+//! - [`log`]: [`PartitionLog`], segments in order: append (all or nothing,
+//!   base offsets assigned at the log end), roll, sync, read, and crash
+//!   recovery on open (a torn tail is cut; acknowledged data is kept).
+//! - [`store`]: [`Store`], the partitions of one SPU under a data directory.
+//!
+//! Durability follows [`FsyncPolicy`]; a producer asking for read-committed
+//! is answered only after [`PartitionLog::sync`].
+
+pub mod batch;
+pub mod log;
+mod segment;
+pub mod store;
+
+pub use batch::{BatchError, BatchInfo, Batches, check_batch};
+pub use log::{AppendError, Appended, FsyncPolicy, LogConfig, PartitionLog, Recovery, sync_dir};
+pub use store::{PartitionHandle, Store, StoreError, lock};

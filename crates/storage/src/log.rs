@@ -1,0 +1,316 @@
+//! A partition's log: an ordered run of segments, the last one active.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use crate::batch::{BatchError, BatchInfo, Batches};
+use crate::segment::Segment;
+
+/// When appended data is forced to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// After every append.
+    Always,
+    /// When a producer asks for read-committed (acks = -1) before it is
+    /// answered; otherwise left to the OS.
+    #[default]
+    OnCommit,
+    /// Never explicitly (tests and benchmarks that measure other things).
+    Never,
+}
+
+/// Tunables of a partition log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A segment is rolled once it would grow past this many bytes. A single
+    /// batch larger than this is refused as too large.
+    pub segment_bytes: u64,
+    /// Bytes of log between two offset-index entries.
+    pub index_interval_bytes: u64,
+    /// The most bytes the partition may hold; past it appends are refused.
+    pub max_partition_bytes: Option<u64>,
+    /// When data is made durable.
+    pub fsync: FsyncPolicy,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 << 20,
+            index_interval_bytes: 4096,
+            max_partition_bytes: None,
+            fsync: FsyncPolicy::OnCommit,
+        }
+    }
+}
+
+/// Why an append was refused. Nothing is written when it is.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// A batch is malformed or fails its CRC.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// A batch is larger than a segment.
+    #[error("batch of {size} bytes exceeds the segment size of {limit} bytes")]
+    TooLarge {
+        /// The batch size.
+        size: u64,
+        /// The segment size.
+        limit: u64,
+    },
+    /// The partition reached its size limit.
+    #[error("partition holds {used} bytes, limit {limit}")]
+    PartitionFull {
+        /// Bytes held.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The disk refused the write.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record written (the log end before the append).
+    pub base_offset: i64,
+    /// Records written.
+    pub records: i64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// What opening a log found and repaired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segments found.
+    pub segments: usize,
+    /// The log end offset after recovery.
+    pub leo: i64,
+    /// Bytes cut from a torn or corrupt tail, and why.
+    pub truncated: Option<(u64, String)>,
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Keyed by base offset; the last is the active segment.
+    segments: BTreeMap<i64, Segment>,
+    bytes: u64,
+    /// Whether appends since the last sync are not yet durable.
+    dirty: bool,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering from a crash: the
+    /// active segment is scanned and a torn tail cut off.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> io::Result<(Self, Recovery)> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(base) = name
+                .strip_suffix(".log")
+                .and_then(|b| b.parse::<i64>().ok())
+            {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let mut truncated = None;
+        if bases.is_empty() {
+            segments.insert(0, Segment::create(&dir, 0)?);
+            sync_dir(&dir)?;
+        }
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let (mut segment, scan) = Segment::open(&dir, base, last, config.index_interval_bytes)?;
+            if !last {
+                segment.next = bases[i + 1];
+            }
+            if let Some(scan) = scan {
+                if let Some(reason) = scan.stopped {
+                    warn!(segment = %segment.path().display(), valid_bytes = scan.valid_len, %reason, "cut torn tail");
+                    truncated = Some((scan.valid_len, reason));
+                }
+                if !last && scan.next != bases[i + 1] {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "sealed segment {} ends at offset {} but the next segment starts at {}",
+                            segment.path().display(),
+                            scan.next,
+                            bases[i + 1]
+                        ),
+                    ));
+                }
+            }
+            segments.insert(base, segment);
+        }
+        let bytes = segments.values().map(|s| s.size).sum();
+        let log = Self {
+            dir,
+            config,
+            segments,
+            bytes,
+            dirty: false,
+        };
+        let recovery = Recovery {
+            segments: log.segments.len(),
+            leo: log.leo(),
+            truncated,
+        };
+        info!(dir = %log.dir.display(), leo = recovery.leo, segments = recovery.segments, "opened partition log");
+        Ok((log, recovery))
+    }
+
+    /// The log end offset: the offset the next record will get.
+    pub fn leo(&self) -> i64 {
+        self.active().next
+    }
+
+    /// The first offset still held.
+    pub fn start_offset(&self) -> i64 {
+        self.segments.keys().next().copied().unwrap_or(0)
+    }
+
+    /// Bytes held across all segments.
+    pub fn size(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// Checks every batch of `records`, then appends them at the log end,
+    /// rewriting their base offsets. All or nothing: on error nothing is
+    /// written.
+    pub fn append(&mut self, records: &[u8]) -> Result<Appended, AppendError> {
+        let mut batches: Vec<BatchInfo> = Vec::new();
+        for batch in Batches::new(records) {
+            let batch = batch?;
+            if batch.len as u64 > self.config.segment_bytes {
+                return Err(AppendError::TooLarge {
+                    size: batch.len as u64,
+                    limit: self.config.segment_bytes,
+                });
+            }
+            if batch.records > 0 {
+                batches.push(batch);
+            }
+        }
+        let base_offset = self.leo();
+        if batches.is_empty() {
+            return Ok(Appended {
+                base_offset,
+                records: 0,
+                bytes: 0,
+            });
+        }
+        let incoming: u64 = batches.iter().map(|b| b.len as u64).sum();
+        if let Some(limit) = self.config.max_partition_bytes
+            && self.bytes + incoming > limit
+        {
+            return Err(AppendError::PartitionFull {
+                used: self.bytes,
+                limit,
+            });
+        }
+        let active_size = self.active().size;
+        if active_size > 0 && active_size + incoming > self.config.segment_bytes {
+            self.roll()?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let segment = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment");
+        let bytes = segment.append(records, &batches, interval)?;
+        let records_written = segment.next - base_offset;
+        self.bytes += bytes;
+        self.dirty = true;
+        if self.config.fsync == FsyncPolicy::Always {
+            self.sync()?;
+        }
+        Ok(Appended {
+            base_offset,
+            records: records_written,
+            bytes,
+        })
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        self.sync()?;
+        let base = self.leo();
+        let segment = Segment::create(&self.dir, base)?;
+        sync_dir(&self.dir)?;
+        info!(dir = %self.dir.display(), base, "rolled segment");
+        self.segments.insert(base, segment);
+        Ok(())
+    }
+
+    /// Makes every append so far durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.active().sync()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Whether acks = -1 requests must sync before they are answered.
+    pub fn syncs_on_commit(&self) -> bool {
+        self.config.fsync != FsyncPolicy::Never
+    }
+
+    /// Reads whole batches starting with the one holding `offset`: at most
+    /// `max_bytes`, but always at least one batch if any is there. Empty at
+    /// the log end.
+    pub fn read(&self, offset: i64, max_bytes: u64) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let Some((_, first)) = self.segments.range(..=offset).next_back() else {
+            return Ok(out);
+        };
+        let Some(pos) = first.position_of(offset)? else {
+            return Ok(out);
+        };
+        first.read_from(pos, max_bytes, &mut out)?;
+        for (_, segment) in self.segments.range(offset + 1..) {
+            if out.len() as u64 >= max_bytes {
+                break;
+            }
+            let before = out.len();
+            segment.read_from(0, max_bytes - before as u64, &mut out)?;
+            if out.len() == before {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Makes a directory's entries (new or renamed files) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
