@@ -21,6 +21,8 @@ use crate::produce::PRODUCE_API_KEY;
 pub enum ErrorCode {
     /// 0: success.
     None,
+    /// 2: an error described by its text (Fluvio's `Other(String)`).
+    Other(&'static str),
     /// -1: an error the server could not classify.
     UnknownServerError,
     /// 6: this SPU does not lead the partition (or does not know it).
@@ -53,6 +55,7 @@ impl ErrorCode {
     pub const fn tag(self) -> i16 {
         match self {
             ErrorCode::None => 0,
+            ErrorCode::Other(_) => 2,
             ErrorCode::UnknownServerError => -1,
             ErrorCode::NotLeaderForPartition => 6,
             ErrorCode::RequestTimedOut { .. } => 7,
@@ -83,6 +86,7 @@ impl ErrorCode {
                 put_str(out, topic);
                 out.put_u32(partition);
             }
+            ErrorCode::Other(text) => put_str(out, text),
             _ => {}
         }
     }
@@ -93,6 +97,7 @@ impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ErrorCode::None => f.write_str("none"),
+            ErrorCode::Other(text) => write!(f, "Other error: {text}"),
             ErrorCode::UnknownServerError => f.write_str("An unknown server error occurred"),
             ErrorCode::NotLeaderForPartition => {
                 f.write_str("the given SPU is not the leader for the partition")

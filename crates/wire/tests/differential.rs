@@ -221,6 +221,7 @@ proptest! {
 fn our_code() -> impl Strategy<Value = ErrorCode> {
     prop_oneof![
         Just(ErrorCode::None),
+        Just(ErrorCode::Other("invalid record batch: CRC-32C mismatch")),
         Just(ErrorCode::UnknownServerError),
         Just(ErrorCode::NotLeaderForPartition),
         any::<u64>().prop_map(|timeout_ms| ErrorCode::RequestTimedOut { timeout_ms }),
@@ -238,6 +239,7 @@ fn our_code() -> impl Strategy<Value = ErrorCode> {
 fn fluvio_code(code: ErrorCode, topic: &str, partition: u32) -> FluvioCode {
     match code {
         ErrorCode::None => FluvioCode::None,
+        ErrorCode::Other(text) => FluvioCode::Other(text.to_string()),
         ErrorCode::UnknownServerError => FluvioCode::UnknownServerError,
         ErrorCode::NotLeaderForPartition => FluvioCode::NotLeaderForPartition,
         ErrorCode::RequestTimedOut { timeout_ms } => FluvioCode::RequestTimedOut {
@@ -357,6 +359,7 @@ proptest! {
 #[test]
 fn error_code_text_matches_fluvio() {
     for code in [
+        ErrorCode::Other("invalid record batch: truncated"),
         ErrorCode::UnknownServerError,
         ErrorCode::NotLeaderForPartition,
         ErrorCode::RequestTimedOut { timeout_ms: 1500 },

@@ -1,0 +1,132 @@
+//! # mirror-guard: the command line
+//!
+//! `mirror-guard spu` runs one SPU standalone. Its roles arrive from the SC
+//! over the control plane; until then it refuses every produce as
+//! not-leader, which is the safe default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mg_spu::{Spu, SpuConfig};
+use mg_storage::FsyncPolicy;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mirror-guard",
+    version,
+    about = "Fluvio mirror topics, guarded at the SPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an SPU: Fluvio 0.50 clients produce to and fetch from it.
+    Spu(SpuArgs),
+}
+
+#[derive(Parser, Debug)]
+struct SpuArgs {
+    /// Address clients connect to (Fluvio's SPU public port is 9005).
+    #[arg(long, default_value = "127.0.0.1:9005")]
+    listen: SocketAddr,
+    /// Directory for partition logs.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// This SPU's id, as the SC knows it.
+    #[arg(long, default_value_t = 5001)]
+    id: i32,
+    /// Port for the Prometheus `/metrics` endpoint on 127.0.0.1 (none if absent).
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// Log level or filter (RUST_LOG syntax); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, default_value_t = mg_wire_default_max_frame())]
+    max_frame: usize,
+    /// When appended data is forced to disk.
+    #[arg(long, value_enum, default_value_t = Fsync::OnCommit)]
+    fsync: Fsync,
+}
+
+const fn mg_wire_default_max_frame() -> usize {
+    52_428_800
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Fsync {
+    Always,
+    OnCommit,
+    Never,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Spu(args) => run_spu(args),
+    }
+}
+
+fn init_logging(level: &str) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter),
+        _ => EnvFilter::try_new(level),
+    }
+    .map_err(|err| format!("invalid log filter: {err}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    Ok(())
+}
+
+fn run_spu(args: SpuArgs) -> ExitCode {
+    if let Err(err) = init_logging(&args.log_level) {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
+    let mut config = SpuConfig::new(args.id, args.data_dir);
+    config.listen = args.listen;
+    config.metrics_listen = args
+        .metrics_port
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+    config.max_frame = args.max_frame;
+    config.log.fsync = match args.fsync {
+        Fsync::Always => FsyncPolicy::Always,
+        Fsync::OnCommit => FsyncPolicy::OnCommit,
+        Fsync::Never => FsyncPolicy::Never,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let spu = Spu::new(config)?;
+        let running = spu.start().await?;
+        // Printed for scripts and tests that start us on port 0.
+        println!("spu {} listening on {}", args.id, running.addr());
+        if let Some(metrics) = running.metrics_addr() {
+            println!("metrics on http://{metrics}/metrics");
+        }
+        running.run_until_signal().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

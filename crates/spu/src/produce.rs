@@ -1,0 +1,177 @@
+//! Produce: judge every entry, write the accepted ones, answer all of them.
+//!
+//! ```text
+//! frame -> Guard::judge_body -> verdicts (in order)
+//!   Accept(records) -> store.append(records slice)  -> Ok(base offset) | Err(code)
+//!   Reject(code)    -> never reaches storage
+//! read committed (acks = -1): sync every written partition, then answer
+//! Judgement::respond(outcomes) -> one response entry per request entry
+//! ```
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use mg_guard::{Guard, StoreOutcome, Verdict};
+use mg_wire::{ErrorCode, Isolation, ProduceRequest, ProduceResponseWriter, RequestHeader};
+use tracing::{trace, warn};
+
+use crate::connection::Close;
+use crate::server::Shared;
+
+pub(crate) async fn handle(
+    frame: &Bytes,
+    header: RequestHeader<'_>,
+    body_start: usize,
+    guard: &mut Guard,
+    shared: &Shared,
+    out: &mut BytesMut,
+) -> Result<(), Close> {
+    if !shared.config.guard_enabled {
+        return unguarded(frame, header, body_start, shared, out).await;
+    }
+    let judgement = guard.judge_body(frame, header, body_start)?;
+    let committed = judgement.request().isolation() == Isolation::ReadCommitted;
+    let entries = judgement.request().entry_count();
+    let mut outcomes: Vec<StoreOutcome> = Vec::with_capacity(entries);
+    // The partition each outcome belongs to, to undo them if a sync fails.
+    let mut written: Vec<(&str, u32)> = Vec::with_capacity(entries);
+    let mut tally = Tally::default();
+    for v in judgement.verdicts() {
+        let code = match v.verdict {
+            Verdict::Accept(records) => {
+                let outcome = shared
+                    .store
+                    .append(v.topic, v.partition, records.as_slice());
+                trace!(
+                    topic = v.topic,
+                    partition = v.partition,
+                    ?outcome,
+                    "appended"
+                );
+                let outcome = outcome.map(|appended| {
+                    tally.bytes += appended.bytes;
+                    // Fluvio answers an entry with no records with offset 0.
+                    if appended.records == 0 {
+                        0
+                    } else {
+                        appended.base_offset
+                    }
+                });
+                written.push((v.topic, v.partition));
+                let code = outcome.err().unwrap_or(ErrorCode::None);
+                outcomes.push(outcome);
+                code
+            }
+            Verdict::Reject(code) => {
+                trace!(topic = v.topic, partition = v.partition, %code, "rejected before storage");
+                code
+            }
+        };
+        tally.add(v.topic, code.tag());
+    }
+    if committed {
+        sync_written(shared, &written, &mut outcomes).await;
+    }
+    judgement
+        .respond(outcomes, out)
+        .map_err(|err| Close::Io(std::io::Error::other(err.to_string())))?;
+    shared
+        .metrics
+        .record_produce(tally.counts.iter().copied(), tally.bytes);
+    Ok(())
+}
+
+/// Syncs every partition written by this request; entries of a partition
+/// whose sync failed are answered with StorageError.
+async fn sync_written(shared: &Shared, written: &[(&str, u32)], outcomes: &mut [StoreOutcome]) {
+    let mut partitions: Vec<(String, u32)> = written
+        .iter()
+        .zip(outcomes.iter())
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|((topic, partition), _)| (topic.to_string(), *partition))
+        .collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    if partitions.is_empty() {
+        return;
+    }
+    let store = Arc::clone(&shared.store);
+    let failed: Vec<(String, u32)> = tokio::task::spawn_blocking(move || {
+        partitions
+            .into_iter()
+            .filter(|(topic, partition)| match store.sync(topic, *partition) {
+                Ok(()) => false,
+                Err(err) => {
+                    warn!(topic, partition, %err, "sync failed");
+                    true
+                }
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    for ((topic, partition), outcome) in written.iter().zip(outcomes.iter_mut()) {
+        if failed.iter().any(|(t, p)| t == topic && p == partition) {
+            *outcome = Err(ErrorCode::StorageError);
+        }
+    }
+}
+
+/// Per-topic outcome counts for the metrics, gathered while answering.
+#[derive(Default)]
+struct Tally<'a> {
+    counts: Vec<(&'a str, i16, u64)>,
+    bytes: u64,
+}
+
+impl<'a> Tally<'a> {
+    fn add(&mut self, topic: &'a str, code: i16) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(t, c, _)| *t == topic && *c == code)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.counts.push((topic, code, 1)),
+        }
+    }
+}
+
+/// Benchmark only: the same path with the guard switched off, so its cost
+/// can be measured. Every entry is written.
+async fn unguarded(
+    frame: &Bytes,
+    header: RequestHeader<'_>,
+    body_start: usize,
+    shared: &Shared,
+    out: &mut BytesMut,
+) -> Result<(), Close> {
+    let request = ProduceRequest::parse_body(frame, &header, body_start)?;
+    let mut writer = ProduceResponseWriter::begin(
+        out,
+        header.correlation_id,
+        request.api_version(),
+        request.topic_count(),
+    );
+    let mut bytes = 0;
+    for topic in request.topics() {
+        writer.topic(topic.name(), topic.partition_count());
+        for entry in topic.entries() {
+            let (code, offset) =
+                match shared
+                    .store
+                    .append(topic.name(), entry.partition, entry.records.as_slice())
+                {
+                    Ok(appended) => {
+                        bytes += appended.bytes;
+                        (ErrorCode::None, appended.base_offset)
+                    }
+                    Err(code) => (code, 0),
+                };
+            writer.partition(topic.name(), entry.partition, code, offset);
+        }
+    }
+    writer.finish();
+    shared.metrics.record_produce([], bytes);
+    Ok(())
+}
