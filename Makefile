@@ -21,7 +21,8 @@ lint:
 
 ## bench: criterion benchmarks of the hot path, then the ratio report
 bench:
-	$(CARGO) bench --bench verdict --bench roles
+	$(CARGO) build --release -p mirror-guard
+	$(CARGO) bench --bench verdict --bench roles --bench spu_produce
 	python3 benches/report.py
 
 ## bench-report: re-print the ratios of the last `make bench`

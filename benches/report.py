@@ -79,6 +79,26 @@ def main():
     print(f"  writer: 10k incremental changes at 1M partitions in {fmt(w)}"
           + (f" ({fmt(w / 10_000)} per change)" if w else ""))
 
+    spu = os.path.join(ROOT, "..", "spu-bench.json")
+    if os.path.exists(spu):
+        with open(spu) as fh:
+            b = json.load(fh)
+        on, off = b["records_per_sec_guard_on"], b["records_per_sec_guard_off"]
+        anchor = 0.75e6  # Fluvio's own SPU, upper end of the range measured here (see README)
+        print("\n(spu) produce through the server process over loopback, 100-byte records, ~16 KiB batches")
+        print(f"  guard on {on:,.0f} records/s ({b['mb_per_sec_guard_on']:.0f} MB/s), guard off {off:,.0f} records/s")
+        print(f"  guard cost {(off - on) / off * 100:+.2f}% (run-to-run spread {b['spread_on_pct']}% / {b['spread_off_pct']}%)")
+        print(f"  rejected round trip p50 {b['rejected_p50_us']} us, p99 {b['rejected_p99_us']} us; peak RSS {b['peak_rss_kib'] / 1024:.1f} MiB")
+        checks.append(("spu: >= 1.5x Fluvio's 0.75 M records/s anchor", on >= 1.5 * anchor, f"{on / anchor:.1f}x"))
+        con, coff = b["cpu_ns_per_record_on"], b["cpu_ns_per_record_off"]
+        cost = (con - coff) / coff * 100
+        noise = max(b["cpu_spread_on_pct"], b["cpu_spread_off_pct"])
+        print(f"  server CPU per record: on {con} ns, off {coff} ns: guard cost {cost:+.2f}% (spread {noise}%)")
+        verdict = cost < 1 and abs(cost) >= noise
+        note = f"{cost:+.2f}% CPU per record" + ("" if abs(cost) >= noise else f", within the {noise}% run-to-run spread: not resolved")
+        checks.append(("spu: guard costs < 1% on the accepted path", verdict, note))
+        checks.append(("spu: peak RSS <= Fluvio's 18 MB", b["peak_rss_kib"] * 1024 <= 18e6, f"{b['peak_rss_kib'] / 1024:.1f} MiB"))
+
     print("\ntargets")
     for name, ok, value in checks:
         print(f"  [{'ok' if ok else 'MISS'}] {name}: {value}")

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use mg_roles::{
+    HomePartitionConfig, PartitionMirrorConfig, RemotePartitionConfig, ReplicaRole, RoleUpdate,
+};
 use mg_spu::{Spu, SpuConfig};
 use mg_storage::FsyncPolicy;
 use tracing_subscriber::EnvFilter;
@@ -53,6 +56,14 @@ struct SpuArgs {
     /// When appended data is forced to disk.
     #[arg(long, value_enum, default_value_t = Fsync::OnCommit)]
     fsync: Fsync,
+    /// Lead a partition with a static role, for running without an SC:
+    /// `TOPIC:PARTITION`, optionally `=home:REMOTE`, `=home-source:REMOTE`,
+    /// `=remote:HOME` or `=remote-target:HOME`. Repeatable.
+    #[arg(long = "lead", value_name = "TOPIC:PARTITION[=ROLE]")]
+    lead: Vec<String>,
+    /// Benchmark only: skip the guard, to measure what it costs.
+    #[arg(long, hide = true)]
+    bench_disable_guard: bool,
 }
 
 const fn mg_wire_default_max_frame() -> usize {
@@ -97,6 +108,19 @@ fn run_spu(args: SpuArgs) -> ExitCode {
         .metrics_port
         .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
     config.max_frame = args.max_frame;
+    config.guard_enabled = !args.bench_disable_guard;
+    let roles = match args
+        .lead
+        .iter()
+        .map(|spec| static_role(spec, args.id))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(roles) => roles,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
     config.log.fsync = match args.fsync {
         Fsync::Always => FsyncPolicy::Always,
         Fsync::OnCommit => FsyncPolicy::OnCommit,
@@ -114,6 +138,12 @@ fn run_spu(args: SpuArgs) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let spu = Spu::new(config)?;
+        if !roles.is_empty() {
+            spu.roles().apply(RoleUpdate::Sync {
+                epoch: 0,
+                all: roles,
+            });
+        }
         let running = spu.start().await?;
         // Printed for scripts and tests that start us on port 0.
         println!("spu {} listening on {}", args.id, running.addr());
@@ -127,6 +157,77 @@ fn run_spu(args: SpuArgs) -> ExitCode {
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses `TOPIC:PARTITION[=ROLE]` into a role this SPU leads.
+fn static_role(spec: &str, spu: i32) -> Result<ReplicaRole, String> {
+    let (partition_spec, role) = match spec.split_once('=') {
+        Some((p, r)) => (p, Some(r)),
+        None => (spec, None),
+    };
+    let (topic, partition) = partition_spec
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--lead {spec:?}: expected TOPIC:PARTITION"))?;
+    let partition: u32 = partition
+        .parse()
+        .map_err(|_| format!("--lead {spec:?}: partition must be a number"))?;
+    let mirror = match role.map(|r| r.split_once(':').unwrap_or((r, ""))) {
+        None => None,
+        Some((kind, peer)) if !peer.is_empty() => Some(match kind {
+            "home" | "home-source" => PartitionMirrorConfig::Home(HomePartitionConfig {
+                remote_cluster: peer.to_string(),
+                remote_replica: format!("{topic}-0"),
+                source: kind == "home-source",
+            }),
+            "remote" | "remote-target" => PartitionMirrorConfig::Remote(RemotePartitionConfig {
+                home_cluster: peer.to_string(),
+                target: kind == "remote-target",
+                ..Default::default()
+            }),
+            other => return Err(format!("--lead {spec:?}: unknown role {other:?}")),
+        }),
+        Some(_) => {
+            return Err(format!(
+                "--lead {spec:?}: a role needs a peer cluster, e.g. home:edge1"
+            ));
+        }
+    };
+    Ok(ReplicaRole {
+        topic: topic.to_string(),
+        partition,
+        leader: spu,
+        mirror,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_roles_parse() {
+        let plain = static_role("orders:3", 7).unwrap();
+        assert_eq!(
+            (
+                plain.topic.as_str(),
+                plain.partition,
+                plain.leader,
+                plain.mirror
+            ),
+            ("orders", 3, 7, None)
+        );
+        let home = static_role("m:0=home:edge1", 7).unwrap();
+        assert!(
+            matches!(home.mirror, Some(PartitionMirrorConfig::Home(h)) if h.remote_cluster == "edge1" && !h.source)
+        );
+        let target = static_role("m:0=remote-target:home", 7).unwrap();
+        assert!(
+            matches!(target.mirror, Some(PartitionMirrorConfig::Remote(r)) if r.home_cluster == "home" && r.target)
+        );
+        for bad in ["orders", "orders:x", "m:0=home", "m:0=sideways:x"] {
+            assert!(static_role(bad, 7).is_err(), "{bad}");
         }
     }
 }

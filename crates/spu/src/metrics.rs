@@ -13,8 +13,8 @@ use mg_guard::GuardStats;
 /// The SPU's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (topic, error code) -> partition entries answered with it (0 = accepted).
-    produce: Mutex<BTreeMap<(String, i16), u64>>,
+    /// topic -> error code -> partition entries answered with it (0 = accepted).
+    produce: Mutex<BTreeMap<String, BTreeMap<i16, u64>>>,
     bytes_written: AtomicU64,
     open_connections: AtomicI64,
     malformed_frames: AtomicU64,
@@ -29,10 +29,12 @@ impl Metrics {
     ) {
         let mut produce = self.produce.lock().unwrap_or_else(|p| p.into_inner());
         for (topic, code, n) in outcomes {
-            if let Some(count) = produce.get_mut(&(topic.to_string(), code)) {
-                *count += n;
-            } else {
-                produce.insert((topic.to_string(), code), n);
+            // Looked up by &str: a topic's name is copied only the first time.
+            match produce.get_mut(topic) {
+                Some(codes) => *codes.entry(code).or_default() += n,
+                None => {
+                    produce.insert(topic.to_string(), BTreeMap::from([(code, n)]));
+                }
             }
         }
         drop(produce);
@@ -63,7 +65,8 @@ impl Metrics {
     pub fn produce_count(&self, topic: &str, code: i16) -> u64 {
         let produce = self.produce.lock().unwrap_or_else(|p| p.into_inner());
         produce
-            .get(&(topic.to_string(), code))
+            .get(topic)
+            .and_then(|codes| codes.get(&code))
             .copied()
             .unwrap_or(0)
     }
@@ -78,8 +81,8 @@ impl Metrics {
             .clone();
         out.push_str("# HELP mirror_guard_produce_accepted_total Partition entries written.\n");
         out.push_str("# TYPE mirror_guard_produce_accepted_total counter\n");
-        for ((topic, code), n) in &produce {
-            if *code == 0 {
+        for (topic, codes) in &produce {
+            if let Some(n) = codes.get(&0) {
                 let _ = writeln!(
                     out,
                     "mirror_guard_produce_accepted_total{{topic=\"{}\"}} {n}",
@@ -89,7 +92,10 @@ impl Metrics {
         }
         out.push_str("# HELP mirror_guard_produce_rejected_total Partition entries refused, by error code.\n");
         out.push_str("# TYPE mirror_guard_produce_rejected_total counter\n");
-        for ((topic, code), n) in &produce {
+        for (topic, code, n) in produce
+            .iter()
+            .flat_map(|(topic, codes)| codes.iter().map(move |(code, n)| (topic, code, n)))
+        {
             if *code != 0 {
                 let _ = writeln!(
                     out,

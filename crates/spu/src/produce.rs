@@ -11,8 +11,10 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use mg_guard::{Guard, StoreOutcome, Verdict};
-use mg_wire::{ErrorCode, Isolation, ProduceRequest, ProduceResponseWriter, RequestHeader};
+use mg_guard::{EntryVerdict, Guard, StoreOutcome, Verdict};
+use mg_wire::{
+    Entries, ErrorCode, Isolation, ProduceRequest, ProduceResponseWriter, RequestHeader, Topics,
+};
 use tracing::{trace, warn};
 
 use crate::connection::Close;
@@ -26,17 +28,30 @@ pub(crate) async fn handle(
     shared: &Shared,
     out: &mut BytesMut,
 ) -> Result<(), Close> {
-    if !shared.config.guard_enabled {
-        return unguarded(frame, header, body_start, shared, out).await;
-    }
-    let judgement = guard.judge_body(frame, header, body_start)?;
-    let committed = judgement.request().isolation() == Isolation::ReadCommitted;
-    let entries = judgement.request().entry_count();
+    let correlation_id = header.correlation_id;
+    // With the guard off (benchmark only) every entry is accepted; all the
+    // rest of the path is the same, so the difference is the guard's cost.
+    let (judgement, request) = if shared.config.guard_enabled {
+        let judgement = guard.judge_body(frame, header, body_start)?;
+        let request = judgement.request().clone();
+        (Some(judgement), request)
+    } else {
+        (
+            None,
+            ProduceRequest::parse_body(frame, &header, body_start)?,
+        )
+    };
+    let committed = request.isolation() == Isolation::ReadCommitted;
+    let entries = request.entry_count();
     let mut outcomes: Vec<StoreOutcome> = Vec::with_capacity(entries);
     // The partition each outcome belongs to, to undo them if a sync fails.
     let mut written: Vec<(&str, u32)> = Vec::with_capacity(entries);
     let mut tally = Tally::default();
-    for v in judgement.verdicts() {
+    let verdicts = match &judgement {
+        Some(judgement) => Verdicts::Judged(judgement.verdicts()),
+        None => Verdicts::Unjudged(Unjudged::new(&request)),
+    };
+    for v in verdicts {
         let code = match v.verdict {
             Verdict::Accept(records) => {
                 let outcome = shared
@@ -72,13 +87,97 @@ pub(crate) async fn handle(
     if committed {
         sync_written(shared, &written, &mut outcomes).await;
     }
-    judgement
-        .respond(outcomes, out)
-        .map_err(|err| Close::Io(std::io::Error::other(err.to_string())))?;
+    match judgement {
+        Some(judgement) => {
+            judgement
+                .respond(outcomes, out)
+                .map_err(|err| Close::Io(std::io::Error::other(err.to_string())))?;
+        }
+        None => respond_unjudged(&request, correlation_id, &outcomes, out),
+    }
     shared
         .metrics
         .record_produce(tally.counts.iter().copied(), tally.bytes);
     Ok(())
+}
+
+/// The verdicts to act on: the guard's, or (benchmark only) accept-all.
+enum Verdicts<'f> {
+    Judged(mg_guard::Verdicts<'f>),
+    Unjudged(Unjudged<'f>),
+}
+
+impl<'f> Iterator for Verdicts<'f> {
+    type Item = EntryVerdict<'f>;
+
+    fn next(&mut self) -> Option<EntryVerdict<'f>> {
+        match self {
+            Verdicts::Judged(v) => v.next(),
+            Verdicts::Unjudged(v) => v.next(),
+        }
+    }
+}
+
+/// Every entry of a request, accepted without a look at its role.
+struct Unjudged<'f> {
+    topics: Topics<'f>,
+    current: Option<(&'f str, Entries<'f>)>,
+}
+
+impl<'f> Unjudged<'f> {
+    fn new(request: &ProduceRequest<'f>) -> Self {
+        Self {
+            topics: request.topics(),
+            current: None,
+        }
+    }
+}
+
+impl<'f> Iterator for Unjudged<'f> {
+    type Item = EntryVerdict<'f>;
+
+    fn next(&mut self) -> Option<EntryVerdict<'f>> {
+        loop {
+            if let Some((topic, entries)) = &mut self.current
+                && let Some(entry) = entries.next()
+            {
+                return Some(EntryVerdict {
+                    topic,
+                    partition: entry.partition,
+                    verdict: Verdict::Accept(entry.records),
+                });
+            }
+            let topic = self.topics.next()?;
+            self.current = Some((topic.name(), topic.entries()));
+        }
+    }
+}
+
+fn respond_unjudged(
+    request: &ProduceRequest<'_>,
+    correlation_id: i32,
+    outcomes: &[StoreOutcome],
+    out: &mut BytesMut,
+) {
+    let mut writer = ProduceResponseWriter::begin(
+        out,
+        correlation_id,
+        request.api_version(),
+        request.topic_count(),
+    );
+    let mut outcomes = outcomes.iter();
+    for topic in request.topics() {
+        writer.topic(topic.name(), topic.partition_count());
+        for entry in topic.entries() {
+            let (code, offset) = match outcomes.next() {
+                Some(Ok(offset)) => (ErrorCode::None, *offset),
+                Some(Err(code)) => (*code, 0),
+                None => (ErrorCode::UnknownServerError, 0),
+            };
+            writer.partition(topic.name(), entry.partition, code, offset);
+        }
+    }
+    writer.finish();
 }
 
 /// Syncs every partition written by this request; entries of a partition
@@ -135,43 +234,4 @@ impl<'a> Tally<'a> {
             None => self.counts.push((topic, code, 1)),
         }
     }
-}
-
-/// Benchmark only: the same path with the guard switched off, so its cost
-/// can be measured. Every entry is written.
-async fn unguarded(
-    frame: &Bytes,
-    header: RequestHeader<'_>,
-    body_start: usize,
-    shared: &Shared,
-    out: &mut BytesMut,
-) -> Result<(), Close> {
-    let request = ProduceRequest::parse_body(frame, &header, body_start)?;
-    let mut writer = ProduceResponseWriter::begin(
-        out,
-        header.correlation_id,
-        request.api_version(),
-        request.topic_count(),
-    );
-    let mut bytes = 0;
-    for topic in request.topics() {
-        writer.topic(topic.name(), topic.partition_count());
-        for entry in topic.entries() {
-            let (code, offset) =
-                match shared
-                    .store
-                    .append(topic.name(), entry.partition, entry.records.as_slice())
-                {
-                    Ok(appended) => {
-                        bytes += appended.bytes;
-                        (ErrorCode::None, appended.base_offset)
-                    }
-                    Err(code) => (code, 0),
-                };
-            writer.partition(topic.name(), entry.partition, code, offset);
-        }
-    }
-    writer.finish();
-    shared.metrics.record_produce([], bytes);
-    Ok(())
 }

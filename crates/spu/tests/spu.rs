@@ -13,14 +13,14 @@ use fluvio_socket::FluvioSocket;
 use fluvio_spu_schema::fetch::{FetchPartition, FetchRequest, FetchableTopic};
 use fluvio_spu_schema::produce::DefaultProduceRequest;
 use mg_roles::{ReplicaRole, RoleChange, RoleUpdate};
-use mg_testkit::{ProduceSpec, home, remote};
+use mg_testkit::{EntrySpec, ProduceSpec, home, remote};
 
 fn values(batch: &[&str]) -> Vec<Vec<u8>> {
     batch.iter().map(|v| v.as_bytes().to_vec()).collect()
 }
 
 fn produce(
-    topics: Vec<(&str, Vec<(u32, Vec<Vec<Vec<u8>>>)>)>,
+    topics: Vec<(&str, Vec<EntrySpec>)>,
     read_committed: bool,
 ) -> RequestMessage<DefaultProduceRequest> {
     let spec = ProduceSpec {

@@ -1,0 +1,291 @@
+//! Produce through the real SPU process over loopback.
+//!
+//! Starts `target/release/mirror-guard spu` (build it first: `make bench`
+//! does), loads it with 100-byte records in ~16 KiB batches, and measures:
+//!
+//! - throughput (records/s, MB/s of record values) with the guard on and
+//!   off, alternating runs in the same session;
+//! - round-trip latency (p50, p99) of produce requests the guard rejects;
+//! - the server process's peak resident memory (VmHWM).
+//!
+//! Results go to stdout and to `target/spu-bench.json` for `benches/report.py`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mg_testkit::{ProduceSpec, framed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const RECORD_BYTES: usize = 100;
+const RECORDS_PER_BATCH: usize = 150; // 150 x (100 + 7 bytes of record framing) ~ 16 KiB
+const CONNECTIONS: usize = 2;
+const IN_FLIGHT: usize = 8;
+const RUN: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 5;
+const LATENCY_SAMPLES: usize = 5000;
+
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(guard: bool) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = binary();
+        let mut command = Command::new(&bin);
+        command.args([
+            "spu",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ]);
+        command.arg(dir.path());
+        for lead in ["bench:0", "bench:1", "mirror:0=home:edge1"] {
+            command.args(["--lead", lead]);
+        }
+        if !guard {
+            command.arg("--bench-disable-guard");
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make bench`)", bin.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("banner");
+        let addr = line.trim().rsplit(' ').next().expect("address").to_string();
+        Server {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// CPU time (user + system) the server has used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+    }
+
+    /// Peak resident set size of the server, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("release").join("mirror-guard")
+}
+
+fn request(topic: &str, partition: u32, correlation_id: i32) -> Bytes {
+    let value = vec![b'r'; RECORD_BYTES];
+    let spec = ProduceSpec {
+        timeout_ms: 1500,
+        topics: vec![(
+            topic.into(),
+            vec![(partition, vec![vec![value; RECORDS_PER_BATCH]])],
+        )],
+        ..Default::default()
+    };
+    Bytes::from(framed(&spec.frame(25, correlation_id)))
+}
+
+/// Reads one response frame; returns the error code of its first entry.
+async fn response(stream: &mut BufReader<TcpStream>) -> i16 {
+    let size = stream.read_i32().await.expect("response size") as usize;
+    let mut body = vec![0u8; size];
+    stream.read_exact(&mut body).await.expect("response body");
+    // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2)
+    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
+    let at = 10 + name + 8;
+    i16::from_be_bytes([body[at], body[at + 1]])
+}
+
+/// Records per second written by CONNECTIONS pipelining clients for RUN,
+/// and the records written.
+async fn throughput(addr: &str) -> (f64, u64) {
+    let deadline = Instant::now() + RUN;
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let frame = request("bench", (c % 2) as u32, 1);
+        let addr = addr.to_string();
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(&addr).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let mut stream = BufReader::new(stream);
+            let mut done = 0u64;
+            for _ in 0..IN_FLIGHT {
+                stream.get_mut().write_all(&frame).await.expect("send");
+            }
+            while Instant::now() < deadline {
+                assert_eq!(response(&mut stream).await, 0, "a produce failed");
+                done += 1;
+                stream.get_mut().write_all(&frame).await.expect("send");
+            }
+            for _ in 0..IN_FLIGHT {
+                assert_eq!(response(&mut stream).await, 0);
+                done += 1;
+            }
+            done
+        }));
+    }
+    let start = Instant::now();
+    let mut batches = 0;
+    for task in tasks {
+        batches += task.await.expect("client");
+    }
+    let records = batches * RECORDS_PER_BATCH as u64;
+    (records as f64 / start.elapsed().as_secs_f64(), records)
+}
+
+/// Round trips of rejected requests, one at a time.
+async fn rejected_latency(addr: &str) -> (Duration, Duration) {
+    let frame = request("mirror", 0, 1);
+    let mut stream = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+    stream.get_mut().set_nodelay(true).expect("nodelay");
+    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+    for i in 0..LATENCY_SAMPLES + 500 {
+        let start = Instant::now();
+        stream.get_mut().write_all(&frame).await.expect("send");
+        assert_eq!(response(&mut stream).await, 11003);
+        if i >= 500 {
+            samples.push(start.elapsed()); // the first 500 warm up
+        }
+    }
+    samples.sort_unstable();
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter that excludes us means skip.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"spu_produce".contains(&a))
+    {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut on, mut off, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for guard in [true, false] {
+            let server = Server::start(guard);
+            let before = server.cpu_time();
+            let (rate, records) = runtime.block_on(throughput(&server.addr));
+            // Server CPU nanoseconds per record: steadier than wall-clock rate
+            // on a shared machine, since it ignores time spent descheduled.
+            let cpu = (server.cpu_time() - before).as_nanos() as f64 / records as f64;
+            rss.push(server.peak_rss_kib());
+            println!(
+                "round {round}: guard {:<3} {:>10.0} records/s, server CPU {cpu:.1} ns/record",
+                if guard { "on" } else { "off" },
+                rate
+            );
+            if guard {
+                on.push(rate);
+                cpu_on.push(cpu);
+            } else {
+                off.push(rate);
+                cpu_off.push(cpu);
+            }
+        }
+    }
+    let server = Server::start(true);
+    let (p50, p99) = runtime.block_on(rejected_latency(&server.addr));
+    rss.push(server.peak_rss_kib());
+    drop(server);
+
+    let spread = |v: &[f64]| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        (hi - lo) / hi * 100.0
+    };
+    let (spread_on, spread_off) = (spread(&on), spread(&off));
+    let (on, off) = (median(on), median(off));
+    let (cpu_spread_on, cpu_spread_off) = (spread(&cpu_on), spread(&cpu_off));
+    let (cpu_on, cpu_off) = (median(cpu_on), median(cpu_off));
+    let mb = |records: f64| records * RECORD_BYTES as f64 / 1e6;
+    let peak_rss_kib = rss.iter().copied().max().unwrap_or(0);
+    println!(
+        "\nproduce over loopback, {RECORD_BYTES}-byte records, {RECORDS_PER_BATCH} per batch, {CONNECTIONS} connections x {IN_FLIGHT} in flight"
+    );
+    println!("  guard on : {on:>12.0} records/s  {:>8.1} MB/s", mb(on));
+    println!("  guard off: {off:>12.0} records/s  {:>8.1} MB/s", mb(off));
+    println!(
+        "  guard cost on the accepted path: {:+.2}% of the median (run-to-run spread: on {spread_on:.1}%, off {spread_off:.1}%)",
+        (off - on) / off * 100.0
+    );
+    println!(
+        "  server CPU per record: guard on {cpu_on:.1} ns, off {cpu_off:.1} ns: guard cost {:+.2}% (spread on {cpu_spread_on:.1}%, off {cpu_spread_off:.1}%)",
+        (cpu_on - cpu_off) / cpu_off * 100.0
+    );
+    println!("  rejected request round trip: p50 {p50:?}, p99 {p99:?}");
+    println!("  server peak RSS: {:.1} MiB", peak_rss_kib as f64 / 1024.0);
+    let json = format!(
+        "{{\"records_per_sec_guard_on\":{on:.0},\"records_per_sec_guard_off\":{off:.0},\"mb_per_sec_guard_on\":{:.2},\"spread_on_pct\":{spread_on:.1},\"spread_off_pct\":{spread_off:.1},\"cpu_ns_per_record_on\":{cpu_on:.2},\"cpu_ns_per_record_off\":{cpu_off:.2},\"cpu_spread_on_pct\":{cpu_spread_on:.1},\"cpu_spread_off_pct\":{cpu_spread_off:.1},\"rejected_p50_us\":{:.1},\"rejected_p99_us\":{:.1},\"peak_rss_kib\":{peak_rss_kib}}}\n",
+        mb(on),
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+    let out = binary()
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|t| t.join("spu-bench.json"));
+    if let Some(out) = out {
+        let _ = std::fs::write(out, json);
+    }
+}
