@@ -27,6 +27,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 
 use crate::codec::{FrameCodec, FrameError};
 use crate::server::Shared;
+use crate::stream::{self, Streams, Writer};
 
 /// Api keys this SPU serves.
 pub mod api {
@@ -36,15 +37,37 @@ pub mod api {
     pub const FETCH: u16 = 1;
     /// ApiVersions.
     pub const API_VERSIONS: u16 = 18;
+    /// FetchOffsets.
+    pub const FETCH_OFFSETS: u16 = 1002;
+    /// StreamFetch.
+    pub const STREAM_FETCH: u16 = 1003;
+    /// UpdateOffsets.
+    pub const UPDATE_OFFSETS: u16 = 1005;
 }
 
-/// What this SPU advertises in ApiVersions.
-pub const SERVED_VERSIONS: [ApiVersionKey; 2] = [
+/// What this SPU advertises in ApiVersions: the rows Fluvio 0.50's SPU
+/// advertises for the APIs served here.
+pub const SERVED_VERSIONS: [ApiVersionKey; 5] = [
     PRODUCE_VERSIONS,
     ApiVersionKey {
         api_key: api::FETCH,
         min_version: 0,
         max_version: 25,
+    },
+    ApiVersionKey {
+        api_key: api::FETCH_OFFSETS,
+        min_version: 25,
+        max_version: 25,
+    },
+    ApiVersionKey {
+        api_key: api::STREAM_FETCH,
+        min_version: 0,
+        max_version: 25,
+    },
+    ApiVersionKey {
+        api_key: api::UPDATE_OFFSETS,
+        min_version: 0,
+        max_version: 0,
     },
 ];
 
@@ -72,7 +95,9 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     shared.metrics.connections(1);
-    let (read, mut write) = socket.into_split();
+    let (read, write) = socket.into_split();
+    let writer: Writer = Arc::new(tokio::sync::Mutex::new(write));
+    let mut streams = Streams::default();
     let mut frames = FramedRead::new(read, FrameCodec::new(shared.config.max_frame));
     let mut out = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -97,9 +122,16 @@ pub(crate) async fn serve(
             Some(Ok(frame)) => frame,
         };
         out.clear();
-        match handle(&frame, &mut guard, &shared, &mut out).await {
+        let mut connection = Connection {
+            guard: &mut guard,
+            shared: &shared,
+            streams: &mut streams,
+            writer: &writer,
+        };
+        match connection.handle(&frame, &mut out).await {
+            Ok(()) if out.is_empty() => {}
             Ok(()) => {
-                if let Err(err) = write.write_all(&out).await {
+                if let Err(err) = writer.lock().await.write_all(&out).await {
                     debug!(%peer, %err, "write failed");
                     break;
                 }
@@ -113,43 +145,75 @@ pub(crate) async fn serve(
             }
         }
     }
+    // Dropping the streams' ack senders ends their tasks.
+    drop(streams);
     shared.metrics.connections(-1);
 }
 
-async fn handle(
-    frame: &Bytes,
-    guard: &mut Guard,
-    shared: &Shared,
-    out: &mut BytesMut,
-) -> Result<(), Close> {
-    let (header, body_start) = RequestHeader::parse(frame)?;
-    let span = debug_span!(
-        "request",
-        api_key = header.api_key,
-        correlation_id = header.correlation_id
-    );
-    match header.api_key {
-        api::PRODUCE => {
-            crate::produce::handle(frame, header, body_start, guard, shared, out)
+/// What a request handler may touch on its connection.
+struct Connection<'c> {
+    guard: &'c mut Guard,
+    shared: &'c Arc<Shared>,
+    streams: &'c mut Streams,
+    writer: &'c Writer,
+}
+
+impl Connection<'_> {
+    /// Handles one frame; its response, if it has one now, goes to `out`.
+    async fn handle(&mut self, frame: &Bytes, out: &mut BytesMut) -> Result<(), Close> {
+        let (header, body_start) = RequestHeader::parse(frame)?;
+        let span = debug_span!(
+            "request",
+            api_key = header.api_key,
+            correlation_id = header.correlation_id
+        );
+        let shared = &**self.shared;
+        match header.api_key {
+            api::PRODUCE => {
+                crate::produce::handle(frame, header, body_start, self.guard, shared, out)
+                    .instrument(span)
+                    .await
+            }
+            api::FETCH => {
+                let _entered = span.enter();
+                crate::fetch::handle(frame, header, body_start, self.guard.table(), shared, out)
+            }
+            api::FETCH_OFFSETS => {
+                let _entered = span.enter();
+                let roles = self.guard.table();
+                stream::fetch_offsets(frame, &header, body_start, roles, shared, out)
+            }
+            api::STREAM_FETCH => {
+                let roles = self.guard.table();
+                stream::stream_fetch(
+                    frame,
+                    &header,
+                    body_start,
+                    roles,
+                    self.shared,
+                    self.streams,
+                    self.writer,
+                )
                 .instrument(span)
                 .await
+            }
+            api::UPDATE_OFFSETS => {
+                let _entered = span.enter();
+                stream::update_offsets(frame, &header, body_start, self.streams, out)
+            }
+            api::API_VERSIONS => {
+                check_api_versions_body(frame, &header, body_start)?;
+                write_api_versions(
+                    out,
+                    header.correlation_id,
+                    ErrorCode::None,
+                    &SERVED_VERSIONS,
+                    PLATFORM_VERSION,
+                );
+                Ok(())
+            }
+            other => Err(Close::UnknownApiKey(other)),
         }
-        api::FETCH => {
-            let _entered = span.enter();
-            crate::fetch::handle(frame, header, body_start, guard.table(), shared, out)
-        }
-        api::API_VERSIONS => {
-            check_api_versions_body(frame, &header, body_start)?;
-            write_api_versions(
-                out,
-                header.correlation_id,
-                ErrorCode::None,
-                &SERVED_VERSIONS,
-                PLATFORM_VERSION,
-            );
-            Ok(())
-        }
-        other => Err(Close::UnknownApiKey(other)),
     }
 }
 

@@ -70,18 +70,8 @@ pub(crate) fn handle(
     out: &mut BytesMut,
 ) -> Result<(), Close> {
     let version = header.api_version;
-    let mut body = Cursor::new(&frame[body_start..]);
-    let request =
-        FetchRequest::<RecordSet<RawRecords>>::decode_from(&mut body, version).map_err(|err| {
-            Close::MalformedBody {
-                api: "Fetch",
-                reason: err.to_string(),
-            }
-        })?;
-    let left = frame.len() - body_start - body.position() as usize;
-    if left > 0 {
-        return Err(Close::Malformed(WireError::TrailingBytes { count: left }));
-    }
+    let request: FetchRequest<RecordSet<RawRecords>> =
+        decode_body(frame, body_start, version, "Fetch")?;
     let snapshot = roles.snapshot();
     let topics = request
         .topics
@@ -128,17 +118,44 @@ pub(crate) fn handle(
         topics,
         ..Default::default()
     };
+    write_response(out, header.correlation_id, version, &response)
+}
+
+/// Writes a response frame whose body is a Fluvio type, encoded at `version`.
+pub(crate) fn write_response<T: Encoder>(
+    out: &mut BytesMut,
+    correlation_id: i32,
+    version: Version,
+    body: &T,
+) -> Result<(), Close> {
+    let size = i32::try_from(4 + body.write_size(version))
+        .map_err(|_| Close::Io(std::io::Error::other("response too large")))?;
+    out.reserve(4 + size as usize);
+    out.put_i32(size);
+    out.put_i32(correlation_id);
     let start = out.len();
-    out.put_i32(0);
-    out.put_i32(header.correlation_id);
     let mut writer = out.writer();
-    let mut encoded = Vec::with_capacity(response.write_size(version));
-    response
-        .encode(&mut encoded, version)
-        .map_err(|err| Close::Io(std::io::Error::other(err)))?;
-    std::io::Write::write_all(&mut writer, &encoded)?;
+    body.encode(writer.get_mut(), version).map_err(Close::Io)?;
     let out = writer.into_inner();
-    let size = i32::try_from(out.len() - start - 4).unwrap_or(i32::MAX);
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    debug_assert_eq!(out.len() - start + 4, size as usize);
     Ok(())
+}
+
+/// Decodes a request body with Fluvio's decoder; it must use every byte.
+pub(crate) fn decode_body<T: Decoder + Default>(
+    frame: &Bytes,
+    body_start: usize,
+    version: Version,
+    api: &'static str,
+) -> Result<T, Close> {
+    let mut body = Cursor::new(&frame[body_start..]);
+    let value = T::decode_from(&mut body, version).map_err(|err| Close::MalformedBody {
+        api,
+        reason: err.to_string(),
+    })?;
+    let left = frame.len() - body_start - body.position() as usize;
+    if left > 0 {
+        return Err(Close::Malformed(WireError::TrailingBytes { count: left }));
+    }
+    Ok(value)
 }

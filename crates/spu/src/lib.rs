@@ -10,11 +10,14 @@
 //! - [`codec`]: [`FrameCodec`], the i32-size-prefixed frame, with a size limit
 //!   checked before any body byte is buffered.
 //! - [`connection`]: one task per client; dispatches ApiVersions (18),
-//!   Produce (0) and Fetch (1); closes the connection, with a logged reason,
+//!   Produce (0), Fetch (1) and the stream APIs; closes the connection, with a logged reason,
 //!   on anything it cannot decode.
 //! - `produce` (private): judge, append the accepted entries, sync for
 //!   read-committed, answer every entry in order.
 //! - [`fetch`]: reads whole stored batches from an offset.
+//! - [`stream`]: what the official consumer uses: FetchOffsets (1002),
+//!   StreamFetch (1003), whose responses a task per stream pushes as records
+//!   arrive, and UpdateOffsets (1005), the consumer's acknowledgements.
 //! - [`storage`]: the [`PartitionStore`] trait the SPU writes through, and the
 //!   mapping of storage failures to Fluvio error codes.
 //! - [`metrics`] and `http` (private): Prometheus counters on `/metrics`.
@@ -30,6 +33,7 @@ pub mod metrics;
 mod produce;
 pub mod server;
 pub mod storage;
+pub mod stream;
 
 pub use codec::{FrameCodec, FrameError};
 pub use connection::{PLATFORM_VERSION, SERVED_VERSIONS};

@@ -65,12 +65,14 @@ pub(crate) async fn handle(
                 );
                 let outcome = outcome.map(|appended| {
                     tally.bytes += appended.bytes;
-                    // Fluvio answers an entry with no records with offset 0.
                     if appended.records == 0 {
-                        0
-                    } else {
-                        appended.base_offset
+                        // Fluvio answers an entry with no records with offset 0.
+                        return 0;
                     }
+                    // Wake the streams waiting on this partition.
+                    let end = appended.base_offset + appended.records;
+                    shared.offsets.publish(v.topic, v.partition, end);
+                    appended.base_offset
                 });
                 written.push((v.topic, v.partition));
                 let code = outcome.err().unwrap_or(ErrorCode::None);

@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) config: SpuConfig,
     pub(crate) store: Arc<dyn PartitionStore>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Log ends, for streams waiting on new records.
+    pub(crate) offsets: crate::stream::Offsets,
 }
 
 impl std::fmt::Debug for dyn PartitionStore {
@@ -93,6 +95,7 @@ impl Spu {
                 config,
                 store,
                 metrics: Arc::new(Metrics::default()),
+                offsets: Default::default(),
             }),
             roles,
             guard,
