@@ -15,7 +15,7 @@ use mg_guard::{EntryVerdict, Guard, StoreOutcome, Verdict};
 use mg_wire::{
     Entries, ErrorCode, Isolation, ProduceRequest, ProduceResponseWriter, RequestHeader, Topics,
 };
-use tracing::{trace, warn};
+use tracing::{trace, trace_span, warn};
 
 use crate::connection::Close;
 use crate::server::Shared;
@@ -52,6 +52,8 @@ pub(crate) async fn handle(
         None => Verdicts::Unjudged(Unjudged::new(&request)),
     };
     for v in verdicts {
+        let _partition =
+            trace_span!("partition", topic = v.topic, partition = v.partition).entered();
         let code = match v.verdict {
             Verdict::Accept(records) => {
                 let outcome = shared
