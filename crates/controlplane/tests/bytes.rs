@@ -1,0 +1,157 @@
+//! The control-plane types produce Fluvio's bytes: the probe-verified
+//! vectors of the wire reference (§5.3), and frames laid out by its rules.
+
+use fluvio_controlplane_metadata::partition::{
+    HomePartitionConfig, PartitionMirrorConfig, RemotePartitionConfig,
+};
+use fluvio_protocol::record::ReplicaKey;
+use fluvio_protocol::{Decoder, Encoder};
+use mg_controlplane::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn encoded<T: Encoder>(value: &T, version: i16) -> Vec<u8> {
+    let mut out = Vec::new();
+    value.encode(&mut out, version).unwrap();
+    assert_eq!(out.len(), value.write_size(version));
+    out
+}
+
+fn home() -> PartitionMirrorConfig {
+    PartitionMirrorConfig::Home(HomePartitionConfig {
+        remote_cluster: "edge1".into(),
+        remote_replica: "t1-0".into(),
+        source: true,
+    })
+}
+
+fn remote() -> PartitionMirrorConfig {
+    PartitionMirrorConfig::Remote(RemotePartitionConfig {
+        home_cluster: "home".into(),
+        home_spu_key: "k".into(),
+        home_spu_id: 5001,
+        home_spu_endpoint: "h:9005".into(),
+        target: true,
+    })
+}
+
+/// Below v18 the direction flags are not on the wire at all.
+#[test]
+fn mirror_configs_carry_direction_flags_from_v18() {
+    assert_eq!(
+        encoded(&home(), 17),
+        hex("01 0005 6564676531 0004 74312d30")
+    );
+    assert_eq!(
+        encoded(&home(), 18),
+        hex("01 0005 6564676531 0004 74312d30 01")
+    );
+    assert_eq!(
+        encoded(&remote(), 17),
+        hex("00 0004 686f6d65 0001 6b 00001389 0006 683a39303035")
+    );
+    assert_eq!(
+        encoded(&remote(), 18),
+        hex("00 0004 686f6d65 0001 6b 00001389 0006 683a39303035 01")
+    );
+    // And they decode as false: a target decoded at v17 looks writable.
+    let v17 = encoded(&remote(), 17);
+    let decoded = PartitionMirrorConfig::decode_from(&mut std::io::Cursor::new(&v17), 17).unwrap();
+    assert!(matches!(decoded, PartitionMirrorConfig::Remote(r) if !r.target));
+}
+
+fn replica() -> Replica {
+    Replica {
+        id: ReplicaKey::new("t", 0u32),
+        leader: 5001,
+        replicas: vec![5001],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn update_replica_frames() {
+    let sync = UpdateReplicaRequest::sync(1, vec![replica()]);
+    let frame = encode_request(SpuKey::UpdateReplica.code(), 18, "sc", &sync).unwrap();
+    assert_eq!(
+        frame.to_vec(),
+        hex("00000035 03ea 0012 00000001 0002 7363
+             0000000000000001 00000000 00000001
+             0001 74 00000000 00001389 00000001 00001389
+             00 00 00 00 04 00")
+    );
+    let (header, body) = parse_header(&frame[4..]).unwrap();
+    assert_eq!(
+        (
+            header.api_key,
+            header.api_version,
+            header.correlation_id,
+            header.client_id.as_str()
+        ),
+        (1002, 18, 1, "sc")
+    );
+    let back: UpdateReplicaRequest = decode_body(&frame[4..], body, 18).unwrap();
+    assert_eq!(back, sync);
+
+    let change = UpdateReplicaRequest::changes(
+        2,
+        vec![Message {
+            header: MsgType::UPDATE,
+            content: replica(),
+        }],
+    );
+    let frame = encode_request(SpuKey::UpdateReplica.code(), 18, "sc", &change).unwrap();
+    assert_eq!(&frame[..4], &hex("00000036")[..]);
+}
+
+#[test]
+fn registration_and_heartbeat_frames() {
+    let register = encode_request(
+        ScKey::RegisterSpu.code(),
+        0,
+        "spu: 5001",
+        &RegisterSpuRequest { spu: 5001 },
+    )
+    .unwrap();
+    assert_eq!(
+        register.to_vec(),
+        hex("00000017 07d0 0000 00000001 0009 7370753a2035303031 00001389")
+    );
+    let ok = encode_response(1, 0, &RegisterSpuResponse::default()).unwrap();
+    assert_eq!(ok.to_vec(), hex("00000007 00000001 0000 00"));
+    let heartbeat = encode_request(
+        ScKey::UpdateLrs.code(),
+        1,
+        "dummy",
+        &UpdateLrsRequest::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        heartbeat.to_vec(),
+        hex("0000001b 07d1 0001 00000001 0005 64756d6d79 00000000 00000000 00000000")
+    );
+}
+
+#[test]
+fn a_frame_with_trailing_bytes_is_refused() {
+    let mut frame = encode_request(
+        ScKey::RegisterSpu.code(),
+        0,
+        "spu: 1",
+        &RegisterSpuRequest { spu: 1 },
+    )
+    .unwrap()
+    .to_vec();
+    frame.push(0);
+    let (_, body) = parse_header(&frame[4..]).unwrap();
+    assert!(matches!(
+        decode_body::<RegisterSpuRequest>(&frame[4..], body, 0),
+        Err(FrameError::Trailing(1))
+    ));
+}
