@@ -343,6 +343,17 @@ impl RoleTable {
     /// duplicate and is ignored. A full sync drops every partition it does
     /// not list. An upsert naming another leader removes the partition.
     pub fn apply(&self, update: RoleUpdate) -> ApplyOutcome {
+        self.apply_inner(update, false)
+    }
+
+    /// Applies a full sync whatever its epoch: the first sync of a new
+    /// control-plane session, since a restarted SC may count epochs afresh.
+    /// Later updates of the session must then be newer than it.
+    pub fn resync(&self, epoch: i64, all: Vec<ReplicaRole>) -> ApplyOutcome {
+        self.apply_inner(RoleUpdate::Sync { epoch, all }, true)
+    }
+
+    fn apply_inner(&self, update: RoleUpdate, new_session: bool) -> ApplyOutcome {
         // A poisoned lock only means another writer panicked between load and
         // store; the published snapshot is still whole, so carry on.
         let _writer = self
@@ -351,7 +362,7 @@ impl RoleTable {
             .unwrap_or_else(|poison| poison.into_inner());
         let current = self.current.load_full();
         let offered = update.epoch();
-        if offered <= current.epoch {
+        if offered <= current.epoch && !new_session {
             return ApplyOutcome::Stale {
                 current: current.epoch,
                 offered,
