@@ -22,11 +22,16 @@
 //!   mapping of storage failures to Fluvio error codes.
 //! - [`metrics`] and `http` (private): Prometheus counters on `/metrics`.
 //!
-//! Roles come from the control plane through [`RunningSpu::roles`]; until a
-//! partition's role arrives, produce to it is refused as not-leader.
+//! - [`control`]: the connection to the SC: registration, replica pushes into
+//!   the role table, status heartbeats, reconnection with backoff.
+//!
+//! Roles come from the SC over the control plane (or, standalone, through
+//! [`RunningSpu::roles`]); until a partition's role arrives, produce to it is
+//! refused as not-leader.
 
 pub mod codec;
 pub mod connection;
+pub mod control;
 pub mod fetch;
 mod http;
 pub mod metrics;
@@ -37,5 +42,6 @@ pub mod stream;
 
 pub use codec::{FrameCodec, FrameError};
 pub use connection::{PLATFORM_VERSION, SERVED_VERSIONS};
+pub use control::ControlState;
 pub use server::{RunningSpu, Spu, SpuConfig};
 pub use storage::{PartitionStore, ReadResult};

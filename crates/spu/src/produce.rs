@@ -74,6 +74,7 @@ pub(crate) async fn handle(
                     // Wake the streams waiting on this partition.
                     let end = appended.base_offset + appended.records;
                     shared.offsets.publish(v.topic, v.partition, end);
+                    shared.dirty.mark(v.topic, v.partition);
                     appended.base_offset
                 });
                 written.push((v.topic, v.partition));

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::control::ControlState;
 use crate::metrics::Metrics;
 use crate::storage::PartitionStore;
 
@@ -37,6 +38,8 @@ pub struct SpuConfig {
     pub log: LogConfig,
     /// Judge produce requests (always, except to measure the guard's cost).
     pub guard_enabled: bool,
+    /// The SC's private endpoint, where roles come from (none: standalone).
+    pub sc: Option<SocketAddr>,
 }
 
 impl SpuConfig {
@@ -51,6 +54,7 @@ impl SpuConfig {
             max_frame: mg_wire::DEFAULT_MAX_FRAME,
             log: LogConfig::default(),
             guard_enabled: true,
+            sc: None,
         }
     }
 }
@@ -63,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// Log ends, for streams waiting on new records.
     pub(crate) offsets: crate::stream::Offsets,
+    /// Partitions written since the last status report to the SC.
+    pub(crate) dirty: crate::control::Dirty,
 }
 
 impl std::fmt::Debug for dyn PartitionStore {
@@ -96,6 +102,7 @@ impl Spu {
                 store,
                 metrics: Arc::new(Metrics::default()),
                 offsets: Default::default(),
+                dirty: Default::default(),
             }),
             roles,
             guard,
@@ -129,11 +136,26 @@ impl Spu {
         };
         let span = info_span!("spu", id = self.shared.config.spu_id, %addr);
         info!(parent: &span, metrics = ?metrics_addr, data_dir = %self.shared.config.data_dir.display(), "SPU listening");
+        let (control_tx, control) = watch::channel(ControlState::default());
+        if let Some(sc) = self.shared.config.sc {
+            tasks.push(tokio::spawn(
+                crate::control::run(
+                    sc,
+                    self.shared.config.spu_id,
+                    self.roles.clone(),
+                    self.shared.clone(),
+                    control_tx,
+                    stopped.clone(),
+                )
+                .instrument(info_span!("control", %sc)),
+            ));
+        }
         tasks.push(tokio::spawn(
             accept_loop(listener, self.shared.clone(), self.guard.clone(), stopped)
                 .instrument(span),
         ));
         Ok(RunningSpu {
+            control,
             addr,
             metrics_addr,
             roles: self.roles,
@@ -173,6 +195,7 @@ async fn accept_loop(
 /// A started SPU.
 #[derive(Debug)]
 pub struct RunningSpu {
+    control: watch::Receiver<ControlState>,
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     roles: Arc<RoleTable>,
@@ -191,6 +214,11 @@ impl RunningSpu {
     /// Where `/metrics` is served.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The SPU's standing with the SC, to await changes of.
+    pub fn control(&self) -> watch::Receiver<ControlState> {
+        self.control.clone()
     }
 
     /// The role table the control plane updates.

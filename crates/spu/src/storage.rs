@@ -33,6 +33,8 @@ pub struct ReadResult {
     pub high_watermark: i64,
     /// The first offset held.
     pub log_start: i64,
+    /// Bytes held by the partition.
+    pub size: u64,
 }
 
 /// The code a storage failure is answered with, as Fluvio maps them.
@@ -100,6 +102,7 @@ impl PartitionStore for Store {
             records: log.read(offset, max_bytes)?,
             high_watermark: log.leo(),
             log_start: log.start_offset(),
+            size: log.size(),
         })
     }
 }
