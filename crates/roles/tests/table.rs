@@ -404,12 +404,30 @@ fn reader_memo_follows_every_update() {
 #[test]
 fn a_new_session_resyncs_whatever_its_epoch() {
     let table = RoleTable::new(ME);
-    table.apply(sync(100, vec![role("a", 0, ME, None), role("gone", 0, ME, None)]));
+    table.apply(sync(
+        100,
+        vec![role("a", 0, ME, None), role("gone", 0, ME, None)],
+    ));
     let outcome = table.resync(3, vec![role("a", 0, ME, home("edge1", false))]);
-    assert_eq!(outcome, ApplyOutcome::Applied { epoch: 3, partitions: 1 });
+    assert_eq!(
+        outcome,
+        ApplyOutcome::Applied {
+            epoch: 3,
+            partitions: 1
+        }
+    );
     let snap = table.snapshot();
-    assert_eq!(snap.get("a", 0).unwrap().policy(), ProducePolicy::MirroredFromRemote);
+    assert_eq!(
+        snap.get("a", 0).unwrap().policy(),
+        ProducePolicy::MirroredFromRemote
+    );
     assert!(snap.get("gone", 0).is_none());
-    assert!(matches!(table.apply(changes(3, vec![])), ApplyOutcome::Stale { .. }));
-    assert!(matches!(table.apply(changes(4, vec![])), ApplyOutcome::Applied { .. }));
+    assert!(matches!(
+        table.apply(changes(3, vec![])),
+        ApplyOutcome::Stale { .. }
+    ));
+    assert!(matches!(
+        table.apply(changes(4, vec![])),
+        ApplyOutcome::Applied { .. }
+    ));
 }

@@ -112,7 +112,10 @@ impl MetadataStore {
         };
         let mut paths = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| LoadError::List { path: dir.clone(), source })?;
+            let entry = entry.map_err(|source| LoadError::List {
+                path: dir.clone(),
+                source,
+            })?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_temp(&name) {
                 // A write that crashed before its rename: the object it was
@@ -134,9 +137,14 @@ impl MetadataStore {
             reason,
         };
         let text = fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-        let envelope: Envelope = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+        let envelope: Envelope =
+            serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
         if envelope.kind != T::KIND {
-            return Err(unreadable(format!("kind {:?} in the {} directory", envelope.kind, T::KIND)));
+            return Err(unreadable(format!(
+                "kind {:?} in the {} directory",
+                envelope.kind,
+                T::KIND
+            )));
         }
         if envelope.schema > T::SCHEMA {
             return Err(LoadError::TooNew {
@@ -179,7 +187,13 @@ impl MetadataStore {
 /// Object names become file names: keep them to a safe alphabet.
 fn file_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -187,7 +201,11 @@ fn file_name(name: &str) -> String {
 /// content, never a mix.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);

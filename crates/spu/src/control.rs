@@ -24,15 +24,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use fluvio_controlplane_metadata::partition::{PartitionMirrorConfig, ReplicaStatus};
+use fluvio_protocol::record::ReplicaKey;
 use futures_util::StreamExt;
 use mg_controlplane::keys::UPDATE_REPLICA_VERSION;
 use mg_controlplane::{
-    FrameError as CpFrameError, LrsRequest, Message, MsgType, RegisterSpuRequest, RegisterSpuResponse, Replica,
-    ScKey, SpuKey, SpuStat, UpdateLrsRequest, UpdateMirrorRequest, UpdateMirrorStatRequest,
-    UpdatePartitionStatRequest, UpdateReplicaRequest, UpdateSpuRequest, decode_body, encode_request, parse_header,
+    FrameError as CpFrameError, LrsRequest, Message, MsgType, RegisterSpuRequest,
+    RegisterSpuResponse, Replica, ScKey, SpuKey, SpuStat, UpdateLrsRequest, UpdateMirrorRequest,
+    UpdateMirrorStatRequest, UpdatePartitionStatRequest, UpdateReplicaRequest, UpdateSpuRequest,
+    decode_body, encode_request, parse_header,
 };
-use fluvio_controlplane_metadata::partition::{PartitionMirrorConfig, ReplicaStatus};
-use fluvio_protocol::record::ReplicaKey;
 use mg_roles::{ReplicaRole, RoleChange, RoleTable, RoleUpdate};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -112,7 +113,13 @@ pub(crate) async fn run(
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        let session = Session { sc, spu_id, roles: &roles, shared: &shared, state: &state };
+        let session = Session {
+            sc,
+            spu_id,
+            roles: &roles,
+            shared: &shared,
+            state: &state,
+        };
         let result = tokio::select! {
             result = session.run() => result,
             _ = stop.changed() => return,
@@ -146,7 +153,9 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn run(self) -> Result<(), SessionError> {
-        let stream = TcpStream::connect(self.sc).await.map_err(SessionError::Connect)?;
+        let stream = TcpStream::connect(self.sc)
+            .await
+            .map_err(SessionError::Connect)?;
         let _ = stream.set_nodelay(true);
         let (read, mut write) = stream.into_split();
         let mut frames = FramedRead::new(read, FrameCodec::new(self.shared.config.max_frame));
@@ -158,13 +167,22 @@ impl Session<'_> {
             &RegisterSpuRequest { spu: self.spu_id },
         )?;
         write.write_all(&register).await?;
-        let answer = frames.next().await.ok_or(SessionError::Closed)?.map_err(frame_error)?;
+        let answer = frames
+            .next()
+            .await
+            .ok_or(SessionError::Closed)?
+            .map_err(frame_error)?;
         if answer.len() < 4 {
-            return Err(SessionError::Protocol("registration answer too short".into()));
+            return Err(SessionError::Protocol(
+                "registration answer too short".into(),
+            ));
         }
-        let response: RegisterSpuResponse = decode_body(&answer, 4, ScKey::RegisterSpu.default_version())?;
+        let response: RegisterSpuResponse =
+            decode_body(&answer, 4, ScKey::RegisterSpu.default_version())?;
         if !response.error_code.is_ok() {
-            let reason = response.error_message.unwrap_or_else(|| response.error_code.to_string());
+            let reason = response
+                .error_message
+                .unwrap_or_else(|| response.error_code.to_string());
             return Err(SessionError::Refused(reason));
         }
         info!(sc = %self.sc, spu = self.spu_id, "registered with the SC");
@@ -203,7 +221,8 @@ impl Session<'_> {
                 let first_of_session = !std::mem::replace(synced, true);
                 let outcome = if first_of_session {
                     // The session's first push is its full sync (see module docs).
-                    let mut all: Vec<ReplicaRole> = request.all.into_iter().filter_map(role).collect();
+                    let mut all: Vec<ReplicaRole> =
+                        request.all.into_iter().filter_map(role).collect();
                     for Message { header, content } in request.changes {
                         if header == MsgType::UPDATE
                             && let Some(r) = role(content)
@@ -213,7 +232,10 @@ impl Session<'_> {
                     }
                     self.roles.resync(epoch, all)
                 } else if !request.all.is_empty() {
-                    self.roles.apply(RoleUpdate::Sync { epoch, all: request.all.into_iter().filter_map(role).collect() })
+                    self.roles.apply(RoleUpdate::Sync {
+                        epoch,
+                        all: request.all.into_iter().filter_map(role).collect(),
+                    })
                 } else {
                     let changes = request
                         .changes
@@ -222,13 +244,21 @@ impl Session<'_> {
                             let key = content.id.clone();
                             match (header, role(content)) {
                                 (MsgType::UPDATE, Some(r)) => RoleChange::Upsert(r),
-                                _ => RoleChange::Remove { topic: key.topic, partition: key.partition },
+                                _ => RoleChange::Remove {
+                                    topic: key.topic,
+                                    partition: key.partition,
+                                },
                             }
                         })
                         .collect();
                     self.roles.apply(RoleUpdate::Changes { epoch, changes })
                 };
-                debug!(epoch, ?outcome, version = header.api_version, "applied replica update");
+                debug!(
+                    epoch,
+                    ?outcome,
+                    version = header.api_version,
+                    "applied replica update"
+                );
                 self.state.send_modify(|s| {
                     s.updates += 1;
                     s.epoch = self.roles.epoch();
@@ -236,10 +266,21 @@ impl Session<'_> {
                 Ok(())
             }
             // Decoded to check them; the SPU has no use for them yet.
-            Some(SpuKey::UpdateSpu) => decode_body::<UpdateSpuRequest>(frame, body, header.api_version).map(drop).map_err(Into::into),
-            Some(SpuKey::UpdateMirror) => decode_body::<UpdateMirrorRequest>(frame, body, header.api_version).map(drop).map_err(Into::into),
+            Some(SpuKey::UpdateSpu) => {
+                decode_body::<UpdateSpuRequest>(frame, body, header.api_version)
+                    .map(drop)
+                    .map_err(Into::into)
+            }
+            Some(SpuKey::UpdateMirror) => {
+                decode_body::<UpdateMirrorRequest>(frame, body, header.api_version)
+                    .map(drop)
+                    .map_err(Into::into)
+            }
             Some(SpuKey::UpdateSmartModule) => Ok(()),
-            None => Err(SessionError::Protocol(format!("unknown control-plane key {}", header.api_key))),
+            None => Err(SessionError::Protocol(format!(
+                "unknown control-plane key {}",
+                header.api_key
+            ))),
         }
     }
 
@@ -259,7 +300,9 @@ impl Session<'_> {
             if self.roles.snapshot().get(&topic, partition).is_none() {
                 continue; // no longer led here
             }
-            let Ok(read) = self.shared.store.read(&topic, partition, i64::MAX, 0) else { continue };
+            let Ok(read) = self.shared.store.read(&topic, partition, i64::MAX, 0) else {
+                continue;
+            };
             replicas.push(LrsRequest {
                 id: ReplicaKey::new(topic, partition),
                 leader: ReplicaStatus::new(self.spu_id, read.high_watermark, read.high_watermark),
@@ -268,16 +311,29 @@ impl Session<'_> {
                 base_offset: read.log_start,
             });
         }
-        let lrs = UpdateLrsRequest { replicas, stat: SpuStat::default() };
+        let lrs = UpdateLrsRequest {
+            replicas,
+            stat: SpuStat::default(),
+        };
         let mut out = Vec::new();
-        out.extend_from_slice(&encode_request(ScKey::UpdateLrs.code(), ScKey::UpdateLrs.default_version(), "dummy", &lrs)?);
+        out.extend_from_slice(&encode_request(
+            ScKey::UpdateLrs.code(),
+            ScKey::UpdateLrs.default_version(),
+            "dummy",
+            &lrs,
+        )?);
         out.extend_from_slice(&encode_request(
             ScKey::UpdatePartitionStat.code(),
             0,
             "dummy",
             &UpdatePartitionStatRequest::default(),
         )?);
-        out.extend_from_slice(&encode_request(ScKey::UpdateMirrorStat.code(), 0, "dummy", &UpdateMirrorStatRequest::default())?);
+        out.extend_from_slice(&encode_request(
+            ScKey::UpdateMirrorStat.code(),
+            0,
+            "dummy",
+            &UpdateMirrorStatRequest::default(),
+        )?);
         write.write_all(&out).await?;
         Ok(())
     }
@@ -329,14 +385,19 @@ mod tests {
 
     #[test]
     fn pre_v18_remote_roles_fail_closed() {
-        let remote = Some(PartitionMirrorConfig::Remote(RemotePartitionConfig { target: false, ..Default::default() }));
+        let remote = Some(PartitionMirrorConfig::Remote(RemotePartitionConfig {
+            target: false,
+            ..Default::default()
+        }));
         let old = to_role(replica(remote.clone(), false), false).unwrap();
         assert!(matches!(old.mirror, Some(PartitionMirrorConfig::Remote(r)) if r.target));
         let new = to_role(replica(remote, false), true).unwrap();
         assert!(matches!(new.mirror, Some(PartitionMirrorConfig::Remote(r)) if !r.target));
         // Home roles decoded below v18 already refuse produce (source = false).
         let home = Some(PartitionMirrorConfig::Home(HomePartitionConfig::default()));
-        assert!(matches!(to_role(replica(home, false), false).unwrap().mirror, Some(PartitionMirrorConfig::Home(h)) if !h.source));
+        assert!(
+            matches!(to_role(replica(home, false), false).unwrap().mirror, Some(PartitionMirrorConfig::Home(h)) if !h.source)
+        );
         assert!(to_role(replica(None, true), true).is_none());
     }
 }

@@ -1,0 +1,21 @@
+//! # mg-sc: the SC
+//!
+//! Owns the metadata that says which partition plays which mirror role,
+//! keeps it on disk, and pushes it to the SPUs.
+//!
+//! Map:
+//! - [`store`]: one file per object, written atomically, schema-versioned.
+//! - [`model`]: the objects (SPUs, topics, partitions, mirrors) and their
+//!   control-plane forms.
+//! - [`cluster`]: [`Cluster`], the state in memory and its operations; every
+//!   change is persisted first, then logged with a new epoch for the SPUs.
+//! - [`private`]: the control-plane server SPUs register with; it pushes a
+//!   full sync, then the changes, and takes the SPUs' status reports.
+
+pub mod cluster;
+pub mod model;
+pub mod private;
+pub mod store;
+
+pub use cluster::{AdminError, Cluster};
+pub use private::{RunningPrivate, serve_private};

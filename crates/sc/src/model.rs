@@ -1,0 +1,269 @@
+//! The objects the SC keeps, as they are persisted (serde, JSON), and their
+//! forms on the control-plane wire.
+
+use fluvio_controlplane_metadata::mirror::{Home, MirrorSpec, MirrorType, Remote};
+use fluvio_controlplane_metadata::partition::{
+    HomePartitionConfig, PartitionMirrorConfig, RemotePartitionConfig,
+};
+use fluvio_controlplane_metadata::spu::{Endpoint, IngressAddr, IngressPort, SpuSpec};
+use fluvio_protocol::record::ReplicaKey;
+use mg_controlplane::{Mirror, Replica};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::store::Object;
+
+/// An SPU the SC knows; SPUs must be known before they may register.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpuObject {
+    /// The SPU's id.
+    pub id: i32,
+    /// Where clients reach it, `host:port`.
+    pub public_endpoint: String,
+    /// Where the SC and other SPUs reach it, `host:port`.
+    pub private_endpoint: String,
+    /// Rack, for placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    /// Fields this binary does not know, kept as they were.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Object for SpuObject {
+    const KIND: &'static str = "spu";
+    const SCHEMA: u32 = 1;
+    fn name(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+fn split_endpoint(endpoint: &str) -> (String, u16) {
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) => (host.to_string(), port.parse().unwrap_or(0)),
+        None => (endpoint.to_string(), 0),
+    }
+}
+
+impl SpuObject {
+    /// The SPU as the control plane and clients see it.
+    pub fn to_spec(&self) -> SpuSpec {
+        let (public_host, public_port) = split_endpoint(&self.public_endpoint);
+        let (private_host, private_port) = split_endpoint(&self.private_endpoint);
+        SpuSpec {
+            id: self.id,
+            public_endpoint: IngressPort {
+                port: public_port,
+                ingress: vec![IngressAddr::from_host(public_host)],
+                ..Default::default()
+            },
+            private_endpoint: Endpoint {
+                port: private_port,
+                host: private_host,
+                ..Default::default()
+            },
+            rack: self.rack.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A topic: computed (plain) or a mirror topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopicObject {
+    /// The topic's name.
+    pub name: String,
+    /// How its partitions come about.
+    pub replicas: TopicReplicas,
+    /// Fields this binary does not know, kept as they were.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// How a topic's partitions come about.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum TopicReplicas {
+    /// A plain topic of `partitions` partitions, placed by the SC.
+    Computed {
+        /// Partition count.
+        partitions: u32,
+    },
+    /// The home side of a mirror topic: one partition per remote.
+    MirrorHome {
+        /// The remotes, in partition order.
+        remotes: Vec<String>,
+        /// Home-to-remote: home is the source and may be produced to.
+        #[serde(default)]
+        home_to_remote: bool,
+    },
+}
+
+impl Object for TopicObject {
+    const KIND: &'static str = "topic";
+    const SCHEMA: u32 = 1;
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// A partition: where it lives and the mirror role it plays.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionObject {
+    /// Its topic.
+    pub topic: String,
+    /// Its index.
+    pub partition: u32,
+    /// The SPU leading it.
+    pub leader: i32,
+    /// Its mirror role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<PartitionMirror>,
+    /// Fields this binary does not know, kept as they were.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A partition's mirror role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "kebab-case")]
+pub enum PartitionMirror {
+    /// The home side: data comes from the remote, unless `source`.
+    Home {
+        /// The remote cluster.
+        remote_cluster: String,
+        /// The remote's replica, `topic-0`.
+        remote_replica: String,
+        /// Home-to-remote: home is the source.
+        #[serde(default)]
+        source: bool,
+    },
+    /// The remote side: data goes home, unless `target`.
+    Remote {
+        /// The home cluster.
+        home_cluster: String,
+        /// The home SPU's key.
+        home_spu_key: String,
+        /// The home SPU's id.
+        home_spu_id: i32,
+        /// The home SPU's public endpoint.
+        home_spu_endpoint: String,
+        /// Home-to-remote: this remote is the target.
+        #[serde(default)]
+        target: bool,
+    },
+}
+
+impl Object for PartitionObject {
+    const KIND: &'static str = "partition";
+    const SCHEMA: u32 = 1;
+    fn name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+}
+
+impl PartitionMirror {
+    /// Fluvio's form of the role.
+    pub fn to_config(&self) -> PartitionMirrorConfig {
+        match self.clone() {
+            PartitionMirror::Home {
+                remote_cluster,
+                remote_replica,
+                source,
+            } => PartitionMirrorConfig::Home(HomePartitionConfig {
+                remote_cluster,
+                remote_replica,
+                source,
+            }),
+            PartitionMirror::Remote {
+                home_cluster,
+                home_spu_key,
+                home_spu_id,
+                home_spu_endpoint,
+                target,
+            } => PartitionMirrorConfig::Remote(RemotePartitionConfig {
+                home_cluster,
+                home_spu_key,
+                home_spu_id,
+                home_spu_endpoint,
+                target,
+            }),
+        }
+    }
+}
+
+impl PartitionObject {
+    /// The partition as the control plane pushes it to SPUs.
+    pub fn to_replica(&self) -> Replica {
+        Replica {
+            id: ReplicaKey::new(self.topic.clone(), self.partition),
+            leader: self.leader,
+            replicas: vec![self.leader],
+            mirror: self.mirror.as_ref().map(PartitionMirror::to_config),
+            ..Default::default()
+        }
+    }
+}
+
+/// A mirror object: a registered remote (on a home), or the home (on a remote).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MirrorObject {
+    /// The object's name (the remote's or the home's id).
+    pub name: String,
+    /// What it is.
+    pub kind: MirrorKind,
+    /// Fields this binary does not know, kept as they were.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What a mirror object is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum MirrorKind {
+    /// On a home: a remote that may connect.
+    Remote {
+        /// The remote's id.
+        id: String,
+    },
+    /// On a remote: the home it connects to.
+    Home {
+        /// The home's id.
+        id: String,
+        /// This remote's id at the home.
+        remote_id: String,
+        /// The home SC's public endpoint.
+        public_endpoint: String,
+    },
+}
+
+impl Object for MirrorObject {
+    const KIND: &'static str = "mirror";
+    const SCHEMA: u32 = 1;
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl MirrorObject {
+    /// The object as the control plane pushes it.
+    pub fn to_wire(&self) -> Mirror {
+        let mirror_type = match self.kind.clone() {
+            MirrorKind::Remote { id } => MirrorType::Remote(Remote { id }),
+            MirrorKind::Home {
+                id,
+                remote_id,
+                public_endpoint,
+            } => MirrorType::Home(Home {
+                id,
+                remote_id,
+                public_endpoint,
+                client_tls: None,
+            }),
+        };
+        Mirror {
+            name: self.name.clone(),
+            spec: MirrorSpec { mirror_type },
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The SC's private port: SPUs register here and receive their roles.
+//!
+//! Per SPU connection:
+//!
+//! ```text
+//! <- RegisterSpu        -> RegisterSpuResponse (unknown SPU: refused, closed)
+//! -> UpdateSpu (all), UpdateReplica (all, v18), UpdateMirror (all)
+//! -> UpdateReplica (changes since the session's epoch), on every change
+//! <- UpdateLrs / UpdatePartitionStat / UpdateMirrorStat every 400 ms
+//! ```
+//!
+//! A session that hears nothing from its SPU for [`HEALTH_TIMEOUT`] is
+//! closed, as Fluvio's SC does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fluvio_protocol::link::ErrorCode;
+use futures_util::StreamExt;
+use mg_controlplane::keys::UPDATE_REPLICA_VERSION;
+use mg_controlplane::{
+    RegisterSpuRequest, RegisterSpuResponse, ScKey, SpuKey, UpdateLrsRequest, UpdateMirrorRequest,
+    UpdateSpuRequest, decode_body, encode_request, encode_response, parse_header,
+};
+use mg_spu::FrameCodec;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::codec::FramedRead;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::cluster::{Cluster, ReplicaCatchUp};
+
+/// Silence from an SPU after which its session is closed.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a new connection may take to register.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_FRAME: usize = 16 << 20;
+
+/// A running private server.
+#[derive(Debug)]
+pub struct RunningPrivate {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningPrivate {
+    /// Where SPUs connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening and closes every SPU session.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves the private port on `listen`.
+pub async fn serve_private(
+    listen: SocketAddr,
+    cluster: Arc<Cluster>,
+) -> std::io::Result<RunningPrivate> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(
+        async move {
+            let mut sessions = Vec::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((socket, peer)) => {
+                            let session = serve_spu(socket, cluster.clone(), stopped.clone());
+                            sessions.push(tokio::spawn(session.instrument(info_span!("spu session", %peer))));
+                        }
+                        Err(err) => warn!(%err, "accept failed"),
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+            for session in sessions {
+                let _ = session.await;
+            }
+        }
+        .instrument(info_span!("sc private", %addr)),
+    );
+    info!(%addr, "SC private port listening");
+    Ok(RunningPrivate { addr, stop, task })
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("no registration within {0:?}")]
+    NoRegistration(Duration),
+    #[error("unknown SPU {0}")]
+    UnknownSpu(i32),
+    #[error("no word from the SPU for {0:?}")]
+    Silent(Duration),
+}
+
+impl From<mg_controlplane::FrameError> for SessionError {
+    fn from(err: mg_controlplane::FrameError) -> Self {
+        SessionError::Protocol(err.to_string())
+    }
+}
+
+async fn serve_spu(socket: TcpStream, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+    let _ = socket.set_nodelay(true);
+    let (read, mut write) = socket.into_split();
+    let mut frames = FramedRead::new(read, FrameCodec::new(MAX_FRAME));
+    let result = tokio::select! {
+        result = session(&mut frames, &mut write, &cluster) => result,
+        _ = stop.changed() => Ok(()),
+    };
+    if let Err(err) = result {
+        warn!(%err, "SPU session closed");
+    }
+}
+
+async fn next_frame(
+    frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+) -> Result<Option<Bytes>, SessionError> {
+    match frames.next().await {
+        None => Ok(None),
+        Some(Ok(frame)) => Ok(Some(frame)),
+        Some(Err(err)) => Err(SessionError::Protocol(err.to_string())),
+    }
+}
+
+async fn session(
+    frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    write: &mut OwnedWriteHalf,
+    cluster: &Cluster,
+) -> Result<(), SessionError> {
+    let first = tokio::time::timeout(REGISTER_TIMEOUT, next_frame(frames))
+        .await
+        .map_err(|_| SessionError::NoRegistration(REGISTER_TIMEOUT))??;
+    let Some(first) = first else { return Ok(()) };
+    let (header, body) = parse_header(&first)?;
+    if header.api_key != ScKey::RegisterSpu.code() {
+        return Err(SessionError::Protocol(format!(
+            "expected RegisterSpu, got key {}",
+            header.api_key
+        )));
+    }
+    let request: RegisterSpuRequest = decode_body(&first, body, header.api_version)?;
+    let spu = request.spu;
+    if !cluster.has_spu(spu) {
+        let refusal = RegisterSpuResponse {
+            error_code: ErrorCode::SpuRegisterationFailed,
+            error_message: Some(format!("SPU {spu} is not registered with this SC")),
+        };
+        write
+            .write_all(&encode_response(
+                header.correlation_id,
+                header.api_version,
+                &refusal,
+            )?)
+            .await?;
+        return Err(SessionError::UnknownSpu(spu));
+    }
+    write
+        .write_all(&encode_response(
+            header.correlation_id,
+            header.api_version,
+            &RegisterSpuResponse::default(),
+        )?)
+        .await?;
+    info!(spu, "SPU registered");
+
+    let mut changes = cluster.subscribe();
+    let mut replica_epoch = None;
+    let mut spu_epoch = None;
+    let mut mirror_epoch = None;
+    loop {
+        // Catch up first (the first pass is the session's full sync).
+        let (epoch, spus) = cluster.spus();
+        if spu_epoch != Some(epoch) {
+            let request = UpdateSpuRequest::sync(epoch, spus.iter().map(|s| s.to_spec()).collect());
+            send(write, SpuKey::UpdateSpu, &request).await?;
+            spu_epoch = Some(epoch);
+        }
+        if let ReplicaCatchUp::Send { request, epoch } = cluster.replicas_since(replica_epoch) {
+            debug!(
+                spu,
+                epoch,
+                all = request.all.len(),
+                changes = request.changes.len(),
+                "pushing replicas"
+            );
+            send(write, SpuKey::UpdateReplica, &request).await?;
+            replica_epoch = Some(epoch);
+        }
+        let (epoch, mirrors) = cluster.mirrors();
+        if mirror_epoch != Some(epoch) {
+            let request =
+                UpdateMirrorRequest::sync(epoch, mirrors.iter().map(|m| m.to_wire()).collect());
+            send(write, SpuKey::UpdateMirror, &request).await?;
+            mirror_epoch = Some(epoch);
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+            frame = tokio::time::timeout(HEALTH_TIMEOUT, next_frame(frames)) => {
+                match frame.map_err(|_| SessionError::Silent(HEALTH_TIMEOUT))?? {
+                    None => {
+                        info!(spu, "SPU disconnected");
+                        return Ok(());
+                    }
+                    Some(frame) => status(&frame, cluster)?,
+                }
+            }
+        }
+    }
+}
+
+async fn send<T: fluvio_protocol::Encoder>(
+    write: &mut OwnedWriteHalf,
+    key: SpuKey,
+    body: &T,
+) -> Result<(), SessionError> {
+    let version = match key {
+        SpuKey::UpdateReplica => UPDATE_REPLICA_VERSION,
+        other => other.default_version(),
+    };
+    write
+        .write_all(&encode_request(key.code(), version, "sc", body)?)
+        .await?;
+    Ok(())
+}
+
+/// Takes one status message from the SPU.
+fn status(frame: &Bytes, cluster: &Cluster) -> Result<(), SessionError> {
+    let (header, body) = parse_header(frame)?;
+    match ScKey::from_code(header.api_key) {
+        Some(ScKey::UpdateLrs) => {
+            let lrs: UpdateLrsRequest = decode_body(frame, body, header.api_version)?;
+            for replica in lrs.replicas {
+                cluster.record_offsets(
+                    &replica.id.topic,
+                    replica.id.partition,
+                    replica.leader.hw,
+                    replica.leader.leo,
+                    replica.size,
+                );
+            }
+            Ok(())
+        }
+        Some(ScKey::UpdatePartitionStat | ScKey::UpdateMirrorStat | ScKey::ReplicaRemoved) => {
+            Ok(())
+        }
+        Some(ScKey::RegisterSpu) => Err(SessionError::Protocol("registered twice".into())),
+        None => Err(SessionError::Protocol(format!(
+            "unknown key {}",
+            header.api_key
+        ))),
+    }
+}

@@ -1,0 +1,217 @@
+//! The SC drives a real SPU's roles over the control plane, on loopback:
+//! role changes apply to the next produce without an SPU restart, the SPU
+//! keeps serving (fail closed) while the SC is down, and a restarted SC's
+//! full sync removes partitions that vanished.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mg_sc::model::PartitionMirror;
+use mg_sc::{Cluster, serve_private};
+use mg_spu::{ControlState, RunningSpu, Spu, SpuConfig};
+use mg_testkit::{ProduceSpec, framed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+const SPU: i32 = 5001;
+
+async fn start_spu(dir: &std::path::Path, sc: SocketAddr) -> RunningSpu {
+    let mut config = SpuConfig::new(SPU, dir.join("spu"));
+    config.sc = Some(sc);
+    Spu::new(config).unwrap().start().await.unwrap()
+}
+
+/// Waits (on events, never a sleep) until the SPU's control state satisfies `ok`.
+async fn until(
+    control: &mut watch::Receiver<ControlState>,
+    what: &str,
+    ok: impl Fn(&ControlState) -> bool,
+) -> ControlState {
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        control.wait_for(|s| ok(s)).await.map(|s| s.clone())
+    })
+    .await;
+    match waited {
+        Ok(state) => state.expect("the SPU is running"),
+        Err(_) => panic!("timed out waiting for {what}: {:?}", *control.borrow()),
+    }
+}
+
+/// Produces one record to `topic` partition 0; returns the entry's error code.
+async fn produce(spu: &RunningSpu, topic: &str) -> i16 {
+    let spec = ProduceSpec {
+        timeout_ms: 1500,
+        topics: vec![(topic.into(), vec![(0, vec![vec![b"x".to_vec()]])])],
+        ..Default::default()
+    };
+    let mut stream = TcpStream::connect(spu.addr()).await.unwrap();
+    stream.write_all(&framed(&spec.frame(25, 1))).await.unwrap();
+    let size = stream.read_i32().await.unwrap() as usize;
+    let mut body = BytesMut::zeroed(size);
+    stream.read_exact(&mut body).await.unwrap();
+    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
+    let at = 10 + name + 8;
+    i16::from_be_bytes([body[at], body[at + 1]])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sc_drives_spu_roles_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(Cluster::open(dir.path()).unwrap());
+    cluster
+        .register_spu(SPU, "127.0.0.1:0", "127.0.0.1:0")
+        .unwrap();
+    cluster.create_topic("plain", 1).unwrap();
+    cluster.register_remote("edge1").unwrap();
+    cluster
+        .create_mirror_topic("mirrored", &["edge1".to_string()], false)
+        .unwrap();
+    let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
+        .await
+        .unwrap();
+    let sc_addr = private.addr();
+
+    let spu = start_spu(dir.path(), sc_addr).await;
+    let mut control = spu.control();
+    until(&mut control, "the first sync", |s| {
+        s.connected && s.updates >= 1
+    })
+    .await;
+    assert_eq!(produce(&spu, "plain").await, 0);
+    assert_eq!(produce(&spu, "mirrored").await, 11003);
+
+    // Flip the home partition to home-to-remote: the very next produce is accepted.
+    let updates = control.borrow().updates;
+    let source = |source| {
+        Some(PartitionMirror::Home {
+            remote_cluster: "edge1".into(),
+            remote_replica: "mirrored-0".into(),
+            source,
+        })
+    };
+    cluster
+        .set_partition_mirror("mirrored", 0, source(true))
+        .unwrap();
+    until(&mut control, "the flip", |s| s.updates > updates).await;
+    assert_eq!(produce(&spu, "mirrored").await, 0);
+    let updates = control.borrow().updates;
+    cluster
+        .set_partition_mirror("mirrored", 0, source(false))
+        .unwrap();
+    until(&mut control, "the flip back", |s| s.updates > updates).await;
+    assert_eq!(produce(&spu, "mirrored").await, 11003);
+
+    // The SC's status view follows the SPU's reports (sent every 400 ms).
+    let mut reports = cluster.subscribe_status();
+    let reported = tokio::time::timeout(Duration::from_secs(20), async {
+        while cluster.offsets("plain", 0).map(|(_, leo, _)| leo) != Some(1) {
+            reports.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(reported.is_ok(), "the SPU reported the log end of plain-0");
+
+    // The SC goes away: the SPU keeps serving its last table, failing closed.
+    private.shutdown().await;
+    until(&mut control, "the disconnect", |s| !s.connected).await;
+    assert_eq!(produce(&spu, "plain").await, 0);
+    assert_eq!(produce(&spu, "mirrored").await, 11003);
+    assert_eq!(produce(&spu, "never-created").await, 6);
+
+    // A new SC over the same data, where "plain" was deleted meanwhile.
+    drop(cluster);
+    let cluster = Arc::new(Cluster::open(dir.path()).unwrap());
+    cluster.delete_topic("plain").unwrap();
+    let sessions = control.borrow().sessions;
+    let private = serve_private(sc_addr, cluster.clone()).await.unwrap();
+    let state = until(&mut control, "the reconnect and full sync", |s| {
+        s.sessions > sessions && s.connected && s.updates > 0
+    })
+    .await;
+    assert!(state.sessions >= 2);
+    // The full sync removed the vanished partition and kept the rest.
+    let removed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if spu.roles().snapshot().get("plain", 0).is_none() {
+                return;
+            }
+            control.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(
+        removed.is_ok(),
+        "full sync did not remove the vanished partition"
+    );
+    assert_eq!(produce(&spu, "plain").await, 6);
+    assert_eq!(produce(&spu, "mirrored").await, 11003);
+
+    private.shutdown().await;
+    spu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_spu_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(Cluster::open(dir.path()).unwrap());
+    let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
+        .await
+        .unwrap();
+    let spu = start_spu(dir.path(), private.addr()).await;
+    let mut control = spu.control();
+    let state = until(&mut control, "a refusal", |s| s.last_error.is_some()).await;
+    assert!(
+        state.last_error.unwrap().contains("not registered"),
+        "refusal names the reason"
+    );
+    assert_eq!(state.sessions, 0);
+    assert_eq!(produce(&spu, "anything").await, 6);
+    private.shutdown().await;
+    spu.shutdown().await;
+}
+
+#[tokio::test]
+async fn metadata_survives_a_restart_and_an_unreadable_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cluster = Cluster::open(dir.path()).unwrap();
+        cluster
+            .register_spu(SPU, "127.0.0.1:9005", "127.0.0.1:9006")
+            .unwrap();
+        cluster.create_topic("orders", 3).unwrap();
+        cluster.register_remote("edge1").unwrap();
+        cluster
+            .create_mirror_topic("m", &["edge1".into()], true)
+            .unwrap();
+        assert!(matches!(
+            cluster.create_topic("orders", 1),
+            Err(mg_sc::AdminError::Exists { .. })
+        ));
+        assert!(
+            cluster
+                .create_mirror_topic("n", &["nobody".into()], false)
+                .is_err()
+        );
+    }
+    let cluster = Cluster::open(dir.path()).unwrap();
+    assert_eq!(cluster.topics().len(), 2);
+    assert_eq!(cluster.partitions().len(), 4);
+    let m = cluster
+        .partitions()
+        .into_iter()
+        .find(|p| p.topic == "m")
+        .unwrap();
+    assert!(matches!(
+        m.mirror,
+        Some(PartitionMirror::Home { source: true, .. })
+    ));
+    drop(cluster);
+
+    let bad = dir.path().join("metadata/topic/orders.json");
+    std::fs::write(&bad, b"{ not json").unwrap();
+    let err = Cluster::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("orders.json"), "{err}");
+}
