@@ -64,6 +64,8 @@ struct State {
     mirrors: BTreeMap<String, MirrorObject>,
     /// Offsets the leaders last reported: (hw, leo, size).
     offsets: BTreeMap<(String, u32), (i64, i64, i64)>,
+    /// SPUs with a control-plane session now.
+    online: std::collections::BTreeSet<i32>,
     replica_epoch: i64,
     spu_epoch: i64,
     mirror_epoch: i64,
@@ -152,6 +154,53 @@ impl Cluster {
     /// Wakes whenever an SPU reports offsets.
     pub fn subscribe_status(&self) -> watch::Receiver<u64> {
         self.status.subscribe()
+    }
+
+    /// Marks an SPU's control-plane session as up or down.
+    pub fn set_online(&self, id: i32, online: bool) {
+        let mut state = self.lock();
+        let changed = if online {
+            state.online.insert(id)
+        } else {
+            state.online.remove(&id)
+        };
+        drop(state);
+        if changed {
+            self.status.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Whether an SPU has a control-plane session now.
+    pub fn is_online(&self, id: i32) -> bool {
+        self.lock().online.contains(&id)
+    }
+
+    /// Forgets a registered remote; refused while a mirror topic uses it.
+    pub fn unregister_remote(&self, id: &str) -> Result<(), AdminError> {
+        let mut state = self.lock();
+        if !matches!(
+            state.mirrors.get(id).map(|m| &m.kind),
+            Some(MirrorKind::Remote { .. })
+        ) {
+            return Err(AdminError::NotFound {
+                kind: "remote",
+                name: id.to_string(),
+            });
+        }
+        let used = state.topics.values().any(|t| {
+            matches!(&t.replicas, TopicReplicas::MirrorHome { remotes, .. } if remotes.iter().any(|r| r == id))
+        });
+        if used {
+            return Err(AdminError::Invalid(format!(
+                "remote {id:?} is used by a mirror topic"
+            )));
+        }
+        self.store.delete::<MirrorObject>(id)?;
+        state.mirrors.remove(id);
+        state.mirror_epoch += 1;
+        drop(state);
+        self.notify();
+        Ok(())
     }
 
     /// Whether `id` is a known SPU.

@@ -11,11 +11,15 @@
 //!   change is persisted first, then logged with a new epoch for the SPUs.
 //! - [`private`]: the control-plane server SPUs register with; it pushes a
 //!   full sync, then the changes, and takes the SPUs' status reports.
+//! - [`public`]: the Fluvio SC public API the official client uses
+//!   (ApiVersions, Create, Delete, List, Watch), on fluvio-sc-schema's types.
 
 pub mod cluster;
 pub mod model;
 pub mod private;
+pub mod public;
 pub mod store;
 
 pub use cluster::{AdminError, Cluster};
 pub use private::{RunningPrivate, serve_private};
+pub use public::{RunningPublic, serve_public};

@@ -178,7 +178,18 @@ async fn session(
         )?)
         .await?;
     info!(spu, "SPU registered");
+    cluster.set_online(spu, true);
+    let result = push_loop(spu, frames, write, cluster).await;
+    cluster.set_online(spu, false);
+    result
+}
 
+async fn push_loop(
+    spu: i32,
+    frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    write: &mut OwnedWriteHalf,
+    cluster: &Cluster,
+) -> Result<(), SessionError> {
     let mut changes = cluster.subscribe();
     let mut replica_epoch = None;
     let mut spu_epoch = None;

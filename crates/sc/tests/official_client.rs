@@ -1,0 +1,119 @@
+//! The official `fluvio` 0.50.1 client against our SC and SPU, on loopback:
+//! connect, create a topic, register remotes, create a mirror topic for them,
+//! produce and consume, and see a home produce to the mirror topic refused.
+
+#![allow(deprecated)] // `partition_consumer` is the 0.50 client's simplest consumer
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluvio::metadata::topic::{HomeMirrorConfig, MirrorConfig, TopicSpec};
+use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
+use fluvio_controlplane_metadata::mirror::{MirrorSpec, MirrorType, Remote};
+use futures_util::StreamExt;
+use mg_sc::{Cluster, serve_private, serve_public};
+use mg_spu::{Spu, SpuConfig};
+
+const SPU: i32 = 5001;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_works_against_our_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(Cluster::open(&dir.path().join("sc")).unwrap());
+    let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
+        .await
+        .unwrap();
+    let public = serve_public("127.0.0.1:0".parse().unwrap(), cluster.clone())
+        .await
+        .unwrap();
+
+    let mut config = SpuConfig::new(SPU, dir.path().join("spu"));
+    config.sc = Some(private.addr());
+    let spu = Spu::new(config).unwrap().start().await.unwrap();
+    cluster
+        .register_spu(SPU, &spu.addr().to_string(), &private.addr().to_string())
+        .unwrap();
+    let mut control = spu.control();
+    tokio::time::timeout(Duration::from_secs(20), control.wait_for(|s| s.connected))
+        .await
+        .expect("the SPU registers")
+        .unwrap();
+
+    let fluvio = Fluvio::connect_with_config(&FluvioClusterConfig::new(public.addr().to_string()))
+        .await
+        .expect("the official client connects");
+    let admin = fluvio.admin().await;
+    admin
+        .create(
+            "plain".to_string(),
+            false,
+            TopicSpec::new_computed(1, 1, None),
+        )
+        .await
+        .unwrap();
+    for remote in ["edge1", "edge2"] {
+        let spec = MirrorSpec {
+            mirror_type: MirrorType::Remote(Remote { id: remote.into() }),
+        };
+        admin.create(remote.to_string(), false, spec).await.unwrap();
+    }
+    let home = HomeMirrorConfig::from_simple("mirrored", vec!["edge1".into(), "edge2".into()]);
+    admin
+        .create(
+            "mirrored".to_string(),
+            false,
+            TopicSpec::new_mirror(MirrorConfig::Home(home)),
+        )
+        .await
+        .unwrap();
+
+    // Creating it twice is refused as Fluvio refuses it.
+    let again = admin
+        .create(
+            "plain".to_string(),
+            false,
+            TopicSpec::new_computed(1, 1, None),
+        )
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("already exists"), "{again}");
+
+    let topics = admin.all::<TopicSpec>().await.unwrap();
+    let mut names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["mirrored", "plain"]);
+    assert_eq!(admin.all::<MirrorSpec>().await.unwrap().len(), 2);
+
+    // Produce and consume on the plain topic, through the SPU.
+    let producer = fluvio.topic_producer("plain").await.unwrap();
+    let sent = producer.send(RecordKey::NULL, "hello").await.unwrap();
+    producer.flush().await.unwrap();
+    let metadata = sent.wait().await.expect("accepted");
+    assert_eq!(metadata.offset(), 0);
+
+    let consumer = fluvio.partition_consumer("plain", 0).await.unwrap();
+    let mut stream = consumer.stream(Offset::beginning()).await.unwrap();
+    let record = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("a record arrives")
+        .expect("the stream is open")
+        .expect("a record");
+    assert_eq!(record.value(), b"hello");
+
+    // A home produce to the mirror topic is refused, as the CLI shows it.
+    let producer = fluvio.topic_producer("mirrored").await.unwrap();
+    let sent = producer
+        .send(RecordKey::NULL, "not from home")
+        .await
+        .unwrap();
+    producer.flush().await.unwrap();
+    let err = sent.wait().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Producer error: Producer received an error code: produce from home is not allowed"
+    );
+
+    spu.shutdown().await;
+    public.shutdown().await;
+    private.shutdown().await;
+}
