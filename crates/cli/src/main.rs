@@ -1,8 +1,14 @@
 //! # mirror-guard: the command line
 //!
-//! `mirror-guard spu` runs one SPU standalone. Its roles arrive from the SC
-//! over the control plane; until then it refuses every produce as
-//! not-leader, which is the safe default.
+//! - `mirror-guard spu` and `mirror-guard sc` run one server each.
+//! - `mirror-guard cluster start|shutdown|resume` manages a local cluster of
+//!   those processes on loopback (`cluster`).
+//! - `topic`, `partition`, `remote`, `produce`, `consume` talk to a cluster
+//!   through the official `fluvio` 0.50.1 client, with Fluvio's verbs and
+//!   output (`client`).
+//!
+//! An SPU's roles arrive from the SC over the control plane; until then it
+//! refuses every produce as not-leader, which is the safe default.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +21,10 @@ use mg_roles::{
 use mg_spu::{Spu, SpuConfig};
 use mg_storage::FsyncPolicy;
 use tracing_subscriber::EnvFilter;
+
+mod client;
+mod cluster;
+mod sc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,6 +41,24 @@ struct Cli {
 enum Command {
     /// Run an SPU: Fluvio 0.50 clients produce to and fetch from it.
     Spu(SpuArgs),
+    /// Run an SC: metadata, mirror roles, and their distribution to SPUs.
+    Sc(sc::ScArgs),
+    /// Start, stop and resume a local cluster (an SC and SPUs on loopback).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Topics: create, list, delete.
+    #[command(subcommand)]
+    Topic(client::TopicCommand),
+    /// Partitions: list.
+    #[command(subcommand)]
+    Partition(client::PartitionCommand),
+    /// Remote clusters, on the home: register, list, unregister.
+    #[command(subcommand)]
+    Remote(client::RemoteCommand),
+    /// Produce lines from stdin, one record each.
+    Produce(client::ProduceArgs),
+    /// Consume records and print their values.
+    Consume(client::ConsumeArgs),
 }
 
 #[derive(Parser, Debug)]
@@ -64,6 +92,9 @@ struct SpuArgs {
     /// Benchmark only: skip the guard, to measure what it costs.
     #[arg(long, hide = true)]
     bench_disable_guard: bool,
+    /// The SC's private endpoint, where roles come from.
+    #[arg(long)]
+    sc: Option<SocketAddr>,
 }
 
 const fn mg_wire_default_max_frame() -> usize {
@@ -81,10 +112,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Spu(args) => run_spu(args),
+        Command::Sc(args) => sc::run(args),
+        Command::Cluster(command) => cluster::run(command),
+        Command::Topic(command) => client::run(client::Command::Topic(command)),
+        Command::Partition(command) => client::run(client::Command::Partition(command)),
+        Command::Remote(command) => client::run(client::Command::Remote(command)),
+        Command::Produce(args) => client::run(client::Command::Produce(args)),
+        Command::Consume(args) => client::run(client::Command::Consume(args)),
     }
 }
 
-fn init_logging(level: &str) -> Result<(), String> {
+pub(crate) fn init_logging(level: &str) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter),
         _ => EnvFilter::try_new(level),
@@ -109,6 +147,7 @@ fn run_spu(args: SpuArgs) -> ExitCode {
         .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
     config.max_frame = args.max_frame;
     config.guard_enabled = !args.bench_disable_guard;
+    config.sc = args.sc;
     let roles = match args
         .lead
         .iter()

@@ -1,0 +1,387 @@
+//! Commands that talk to a running cluster through the official `fluvio`
+//! 0.50.1 client, with Fluvio's verbs and output.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use fluvio::metadata::partition::PartitionSpec;
+use fluvio::metadata::topic::{HomeMirrorConfig, MirrorConfig, TopicSpec};
+use fluvio::{ConsumerConfig, Fluvio, FluvioClusterConfig, Offset, RecordKey};
+use fluvio_controlplane_metadata::mirror::{MirrorSpec, MirrorType, Remote};
+use futures_util::StreamExt;
+
+/// Where the cluster's SC is.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// The SC's public endpoint.
+    #[arg(long, env = "MIRROR_GUARD_SC", default_value = "127.0.0.1:9003")]
+    sc: String,
+}
+
+/// `topic …`
+#[derive(Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic; with --mirror-apply, a mirror topic with one
+    /// partition per remote listed in the JSON file.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Partitions of a plain topic.
+        #[arg(short = 'p', long, default_value_t = 1)]
+        partitions: u32,
+        /// JSON list of registered remotes, e.g. ["edge1", "edge2"].
+        #[arg(long)]
+        mirror_apply: Option<PathBuf>,
+        /// Mirror from home to the remotes instead of from them.
+        #[arg(long, requires = "mirror_apply")]
+        home_to_remote: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List topics.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a topic.
+    Delete {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `partition …`
+#[derive(Subcommand, Debug)]
+pub enum PartitionCommand {
+    /// List partitions.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `remote …`
+#[derive(Subcommand, Debug)]
+pub enum RemoteCommand {
+    /// Register a remote cluster that may mirror to this home.
+    Register {
+        /// The remote's id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List registered remotes.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Unregister a remote.
+    Unregister {
+        /// The remote's id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `produce TOPIC`
+#[derive(Args, Debug)]
+pub struct ProduceArgs {
+    /// Topic to produce to.
+    topic: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// `consume TOPIC`
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    /// Topic to consume from.
+    topic: String,
+    /// Partition.
+    #[arg(short = 'p', long, default_value_t = 0)]
+    partition: u32,
+    /// Start from the beginning instead of the end.
+    #[arg(short = 'B', long)]
+    beginning: bool,
+    /// Stop at the end of the records present now.
+    #[arg(short = 'd', long)]
+    disable_continuous: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// A client command.
+pub enum Command {
+    /// `topic …`
+    Topic(TopicCommand),
+    /// `partition …`
+    Partition(PartitionCommand),
+    /// `remote …`
+    Remote(RemoteCommand),
+    /// `produce …`
+    Produce(ProduceArgs),
+    /// `consume …`
+    Consume(ConsumeArgs),
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn failed(err: impl std::fmt::Display) -> String {
+    err.to_string()
+}
+
+pub fn run(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(target: &Target) -> Result<Fluvio> {
+    Fluvio::connect_with_config(&FluvioClusterConfig::new(target.sc.clone()))
+        .await
+        .map_err(|err| format!("cannot connect to the SC at {}: {err}", target.sc))
+}
+
+async fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Topic(TopicCommand::Create {
+            name,
+            partitions,
+            mirror_apply,
+            home_to_remote,
+            target,
+        }) => {
+            let spec = match mirror_apply {
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    let remotes: Vec<String> = serde_json::from_str(&text).map_err(|e| {
+                        format!(
+                            "{}: expected a JSON list of remote names: {e}",
+                            file.display()
+                        )
+                    })?;
+                    let mut home = HomeMirrorConfig::from_simple(&name, remotes);
+                    home.set_home_to_remote(home_to_remote);
+                    TopicSpec::new_mirror(MirrorConfig::Home(home))
+                }
+                None => TopicSpec::new_computed(partitions, 1, None),
+            };
+            let fluvio = connect(&target).await?;
+            fluvio
+                .admin()
+                .await
+                .create(name.clone(), false, spec)
+                .await
+                .map_err(failed)?;
+            println!("topic \"{name}\" created");
+            Ok(())
+        }
+        Command::Topic(TopicCommand::List { target }) => {
+            let fluvio = connect(&target).await?;
+            let topics = fluvio
+                .admin()
+                .await
+                .all::<TopicSpec>()
+                .await
+                .map_err(failed)?;
+            if topics.is_empty() {
+                println!("No topics found");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = topics
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        t.spec.replicas().type_label().to_string(),
+                        t.spec.partitions().to_string(),
+                        t.status.resolution().resolution_label().to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "TYPE", "PARTITIONS", "STATUS"], rows);
+            Ok(())
+        }
+        Command::Topic(TopicCommand::Delete { name, target }) => {
+            let fluvio = connect(&target).await?;
+            fluvio
+                .admin()
+                .await
+                .delete::<TopicSpec>(name.clone())
+                .await
+                .map_err(failed)?;
+            println!("topic \"{name}\" deleted");
+            Ok(())
+        }
+        Command::Partition(PartitionCommand::List { target }) => {
+            let fluvio = connect(&target).await?;
+            let partitions = fluvio
+                .admin()
+                .await
+                .all::<PartitionSpec>()
+                .await
+                .map_err(failed)?;
+            let rows = partitions
+                .iter()
+                .map(|p| {
+                    let (topic, index) = p.name.rsplit_once('-').unwrap_or((p.name.as_str(), ""));
+                    vec![
+                        topic.to_string(),
+                        index.to_string(),
+                        p.spec.leader.to_string(),
+                        p.spec.mirror_string(),
+                        format!("{:?}", p.status.resolution),
+                        p.status.leader.hw.to_string(),
+                        p.status.leader.leo.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "TOPIC",
+                    "PARTITION",
+                    "LEADER",
+                    "MIRROR",
+                    "RESOLUTION",
+                    "HW",
+                    "LEO",
+                ],
+                rows,
+            );
+            Ok(())
+        }
+        Command::Remote(RemoteCommand::Register { id, target }) => {
+            let fluvio = connect(&target).await?;
+            let spec = MirrorSpec {
+                mirror_type: MirrorType::Remote(Remote { id: id.clone() }),
+            };
+            fluvio
+                .admin()
+                .await
+                .create(id.clone(), false, spec)
+                .await
+                .map_err(failed)?;
+            println!("remote cluster \"{id}\" was registered");
+            Ok(())
+        }
+        Command::Remote(RemoteCommand::List { target }) => {
+            let fluvio = connect(&target).await?;
+            let remotes = fluvio
+                .admin()
+                .await
+                .all::<MirrorSpec>()
+                .await
+                .map_err(failed)?;
+            let rows = remotes
+                .iter()
+                .filter(|m| matches!(m.spec.mirror_type, MirrorType::Remote(_)))
+                .map(|m| vec![m.name.clone(), "remote".to_string()])
+                .collect();
+            print_table(&["REMOTE", "TYPE"], rows);
+            Ok(())
+        }
+        Command::Remote(RemoteCommand::Unregister { id, target }) => {
+            let fluvio = connect(&target).await?;
+            fluvio
+                .admin()
+                .await
+                .delete::<MirrorSpec>(id.clone())
+                .await
+                .map_err(failed)?;
+            println!("remote cluster \"{id}\" was unregistered");
+            Ok(())
+        }
+        Command::Produce(ProduceArgs { topic, target }) => {
+            let fluvio = connect(&target).await?;
+            let producer = fluvio.topic_producer(topic).await.map_err(failed)?;
+            let mut outputs = Vec::new();
+            for line in std::io::stdin().lock().lines() {
+                let line = line.map_err(failed)?;
+                outputs.push(producer.send(RecordKey::NULL, line).await.map_err(failed)?);
+            }
+            producer.flush().await.map_err(failed)?;
+            for output in outputs {
+                // A refused batch surfaces here, as Fluvio's CLI shows it.
+                output.wait().await.map_err(failed)?;
+            }
+            Ok(())
+        }
+        Command::Consume(ConsumeArgs {
+            topic,
+            partition,
+            beginning,
+            disable_continuous,
+            target,
+        }) => {
+            let fluvio = connect(&target).await?;
+            #[allow(deprecated)] // the 0.50 client's single-partition consumer
+            let consumer = fluvio
+                .partition_consumer(topic, partition)
+                .await
+                .map_err(failed)?;
+            let offset = if beginning {
+                Offset::beginning()
+            } else {
+                Offset::end()
+            };
+            let config = ConsumerConfig::builder()
+                .disable_continuous(disable_continuous)
+                .build()
+                .map_err(failed)?;
+            #[allow(deprecated)]
+            let mut stream = consumer
+                .stream_with_config(offset, config)
+                .await
+                .map_err(failed)?;
+            let mut stdout = std::io::stdout().lock();
+            while let Some(record) = stream.next().await {
+                let record = record.map_err(failed)?;
+                stdout.write_all(record.value()).map_err(failed)?;
+                stdout.write_all(b"\n").map_err(failed)?;
+                stdout.flush().map_err(failed)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("  {}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,322 @@
+//! `mirror-guard cluster start|shutdown|resume`: a local cluster of
+//! processes on loopback.
+//!
+//! The cluster's shape (ports, SPU ids) and its processes' ids are kept in
+//! `<data dir>/cluster.json`; each process logs to `<data dir>/logs/`.
+//! `start` creates a new cluster and returns once the SC answers and every
+//! SPU has registered with it; `shutdown` stops the processes and keeps the
+//! data; `resume` starts them again on the same data.
+
+use std::fs::{self, File};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+
+/// First SPU id of a local cluster (Fluvio's too).
+const FIRST_SPU: i32 = 5001;
+/// How long `start` and `resume` wait for the cluster to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `cluster …`
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Start a new local cluster: an SC and `--spus` SPUs.
+    Start {
+        /// Where the cluster keeps its data (default ~/.mirror-guard/data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Number of SPUs.
+        #[arg(long, default_value_t = 1)]
+        spus: u16,
+        /// SC public port; the SC private port and the SPUs' ports follow it.
+        #[arg(long, default_value_t = 9003)]
+        base_port: u16,
+    },
+    /// Stop the cluster's processes, keeping its data.
+    Shutdown {
+        /// The cluster's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Start a shut-down cluster again on its data.
+    Resume {
+        /// The cluster's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// What `cluster.json` records.
+#[derive(Debug, Serialize, Deserialize)]
+struct ClusterFile {
+    sc_public: SocketAddr,
+    sc_private: SocketAddr,
+    spus: Vec<SpuEntry>,
+    #[serde(default)]
+    pids: Vec<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SpuEntry {
+    id: i32,
+    public: SocketAddr,
+}
+
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".mirror-guard").join("data"),
+        None => PathBuf::from("mirror-guard-data"),
+    }
+}
+
+pub fn run(command: ClusterCommand) -> ExitCode {
+    let result = match command {
+        ClusterCommand::Start {
+            data_dir,
+            spus,
+            base_port,
+        } => start(&data_dir.unwrap_or_else(default_data_dir), spus, base_port),
+        ClusterCommand::Shutdown { data_dir } => {
+            shutdown(&data_dir.unwrap_or_else(default_data_dir))
+        }
+        ClusterCommand::Resume { data_dir } => resume(&data_dir.unwrap_or_else(default_data_dir)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn file_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("cluster.json")
+}
+
+fn read(data_dir: &Path) -> Result<ClusterFile, String> {
+    let path = file_path(data_dir);
+    let text = fs::read_to_string(&path)
+        .map_err(|e| format!("no cluster in {}: {e}", data_dir.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(data_dir: &Path, file: &ClusterFile) -> Result<(), String> {
+    let bytes = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
+    mg_sc::store::write_atomically(data_dir, "cluster.json", &bytes).map_err(|e| e.to_string())
+}
+
+fn start(data_dir: &Path, spus: u16, base_port: u16) -> Result<(), String> {
+    if file_path(data_dir).exists() {
+        return Err(format!(
+            "a cluster already exists in {}; use `cluster resume` or remove the directory",
+            data_dir.display()
+        ));
+    }
+    if spus == 0 {
+        return Err("a cluster needs at least one SPU".into());
+    }
+    fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let port = |offset: u16| {
+        base_port
+            .checked_add(offset)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .ok_or_else(|| "ports out of range".to_string())
+    };
+    let mut file = ClusterFile {
+        sc_public: port(0)?,
+        sc_private: port(1)?,
+        spus: (0..spus)
+            .map(|i| {
+                Ok(SpuEntry {
+                    id: FIRST_SPU + i32::from(i),
+                    public: port(2 + i)?,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        pids: Vec::new(),
+    };
+    write(data_dir, &file)?;
+    launch(data_dir, &mut file)?;
+    println!(
+        "✓ local cluster started: SC at {}, {} SPU(s), data in {}",
+        file.sc_public,
+        spus,
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn resume(data_dir: &Path) -> Result<(), String> {
+    let mut file = read(data_dir)?;
+    if file.pids.iter().any(|pid| alive(*pid)) {
+        return Err(format!(
+            "the cluster in {} is running; `cluster shutdown` first",
+            data_dir.display()
+        ));
+    }
+    launch(data_dir, &mut file)?;
+    println!(
+        "✓ local cluster resumed: SC at {}, {} SPU(s)",
+        file.sc_public,
+        file.spus.len()
+    );
+    Ok(())
+}
+
+fn shutdown(data_dir: &Path) -> Result<(), String> {
+    let mut file = read(data_dir)?;
+    for pid in file.pids.iter().rev() {
+        stop(*pid);
+    }
+    file.pids.clear();
+    write(data_dir, &file)?;
+    println!(
+        "✓ local cluster stopped; its data stays in {}",
+        data_dir.display()
+    );
+    Ok(())
+}
+
+/// Starts the SC and the SPUs, records their pids, waits until ready.
+fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let logs = data_dir.join("logs");
+    fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let spawn = |name: &str, args: Vec<String>| -> Result<u32, String> {
+        let log = File::create(logs.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(&exe)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            // Its own process group: a Ctrl-C at the terminal that ran
+            // `cluster start` does not reach the cluster.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start the {name}: {e}"))?;
+        Ok(child.id())
+    };
+    let mut sc_args = vec![
+        "sc".to_string(),
+        "--data-dir".into(),
+        data_dir.join("sc").display().to_string(),
+        "--public".into(),
+        file.sc_public.to_string(),
+        "--private".into(),
+        file.sc_private.to_string(),
+    ];
+    for spu in &file.spus {
+        sc_args.push("--spu".into());
+        sc_args.push(format!("{}={}", spu.id, spu.public));
+    }
+    file.pids = vec![spawn("sc", sc_args)?];
+    for spu in &file.spus {
+        let args = vec![
+            "spu".to_string(),
+            "--id".into(),
+            spu.id.to_string(),
+            "--listen".into(),
+            spu.public.to_string(),
+            "--data-dir".into(),
+            data_dir
+                .join(format!("spu-{}", spu.id))
+                .display()
+                .to_string(),
+            "--sc".into(),
+            file.sc_private.to_string(),
+        ];
+        file.pids.push(spawn(&format!("spu-{}", spu.id), args)?);
+    }
+    write(data_dir, file)?;
+    wait_ready(file).inspect_err(|_| {
+        for pid in &file.pids {
+            stop(*pid);
+        }
+    })
+}
+
+/// Waits until the SC answers and lists every SPU as online.
+fn wait_ready(file: &ClusterFile) -> Result<(), String> {
+    use fluvio::metadata::spu::SpuSpec;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let expected = file.spus.len();
+    runtime.block_on(async {
+        loop {
+            if let Some(pid) = file.pids.iter().find(|pid| !alive(**pid)) {
+                return Err(format!("process {pid} exited during start-up; see the logs"));
+            }
+            let config = fluvio::FluvioClusterConfig::new(file.sc_public.to_string());
+            let online = match tokio::time::timeout(Duration::from_secs(5), fluvio::Fluvio::connect_with_config(&config)).await {
+                Ok(Ok(fluvio)) => match fluvio.admin().await.all::<SpuSpec>().await {
+                    Ok(spus) => spus.iter().filter(|s| s.status.is_online()).count(),
+                    Err(_) => 0,
+                },
+                _ => 0,
+            };
+            if online >= expected {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the cluster was not ready within {READY_TIMEOUT:?} ({online}/{expected} SPUs online)"));
+            }
+            // Another process's start-up: nothing to await but its ports.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// Whether a process exists.
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) with signal 0 only checks that the process exists; it
+    // takes no pointers and has no memory-safety preconditions.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0
+}
+
+/// Sends SIGTERM and waits for the process to end; SIGKILL after 10 s.
+fn stop(pid: u32) {
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) takes no pointers; a stale pid at worst signals nothing.
+    let _ = unsafe { libc::kill(pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive(pid) {
+        #[allow(unsafe_code)]
+        // SAFETY: as above.
+        let _ = unsafe { libc::kill(pid_t, libc::SIGKILL) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_of_processes() {
+        assert!(alive(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!alive(pid), "a reaped child is gone");
+    }
+}

@@ -1,0 +1,95 @@
+//! `mirror-guard sc`: run the SC.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use mg_sc::{Cluster, serve_private, serve_public};
+
+/// Arguments of `mirror-guard sc`.
+#[derive(Parser, Debug)]
+pub struct ScArgs {
+    /// Directory for the metadata.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address clients connect to (Fluvio's SC public port is 9003).
+    #[arg(long, default_value = "127.0.0.1:9003")]
+    public: SocketAddr,
+    /// Address SPUs connect to (Fluvio's SC private port is 9004).
+    #[arg(long, default_value = "127.0.0.1:9004")]
+    private: SocketAddr,
+    /// Make sure an SPU is known: `ID=PUBLIC_HOST:PORT`. Repeatable.
+    #[arg(long = "spu", value_name = "ID=HOST:PORT")]
+    spus: Vec<String>,
+    /// Log level or filter (RUST_LOG syntax); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+pub fn run(args: ScArgs) -> ExitCode {
+    if let Err(err) = crate::init_logging(&args.log_level) {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
+    let mut spus = Vec::new();
+    for spec in &args.spus {
+        let Some((id, public)) = spec.split_once('=') else {
+            eprintln!("error: --spu {spec:?}: expected ID=HOST:PORT");
+            return ExitCode::from(2);
+        };
+        let Ok(id) = id.parse::<i32>() else {
+            eprintln!("error: --spu {spec:?}: the id must be a number");
+            return ExitCode::from(2);
+        };
+        spus.push((id, public.to_string()));
+    }
+    let cluster = match Cluster::open(&args.data_dir) {
+        Ok(cluster) => Arc::new(cluster),
+        Err(err) => {
+            eprintln!("error: cannot load the metadata: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (id, public) in spus {
+        if let Err(err) = cluster.register_spu(id, &public, &args.private.to_string()) {
+            eprintln!("error: registering SPU {id}: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: std::io::Result<()> = runtime.block_on(async move {
+        let private = serve_private(args.private, cluster.clone()).await?;
+        let public = serve_public(args.public, cluster).await?;
+        println!(
+            "sc listening on {} (private {})",
+            public.addr(),
+            private.addr()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        public.shutdown().await;
+        private.shutdown().await;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The `mirror-guard` binary as an operator runs it: a local cluster of real
+//! processes, the fluvio-style commands, and the SC killed with SIGKILL and
+//! started again while the SPUs keep serving.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mg_testkit::{ProduceSpec, framed};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
+
+struct LocalCluster {
+    dir: tempfile::TempDir,
+    sc: String,
+}
+
+impl LocalCluster {
+    fn start(spus: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // A free range: the kernel's pick, then the ports after it.
+        let base = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = base.min(60000);
+        let out = run(
+            &[
+                "cluster",
+                "start",
+                "--spus",
+                &spus.to_string(),
+                "--base-port",
+                &base.to_string(),
+                "--data-dir",
+            ],
+            Some(dir.path()),
+            None,
+        );
+        assert!(out.status.success(), "cluster start: {}", text(&out.stderr));
+        LocalCluster {
+            dir,
+            sc: format!("127.0.0.1:{base}"),
+        }
+    }
+
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new(BIN);
+        command.args(args).env("MIRROR_GUARD_SC", &self.sc);
+        finish(command, stdin)
+    }
+
+    fn file(&self) -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        self.file()["pids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_i64().unwrap() as i32)
+            .collect()
+    }
+
+    fn spu_addr(&self) -> String {
+        self.file()["spus"][0]["public"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let _ = run(
+            &["cluster", "shutdown", "--data-dir"],
+            Some(self.dir.path()),
+            None,
+        );
+    }
+}
+
+fn finish(mut command: Command, stdin: Option<&str>) -> Output {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let input = stdin.unwrap_or("").to_string();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(input.as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn run(args: &[&str], dir: Option<&Path>, stdin: Option<&str>) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    if let Some(dir) = dir {
+        command.arg(dir);
+    }
+    finish(command, stdin)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Produces one record straight to an SPU, as a client holding its address
+/// would; returns the entry's error code.
+fn produce_to_spu(addr: &str, topic: &str) -> i16 {
+    let spec = ProduceSpec {
+        timeout_ms: 1500,
+        topics: vec![(topic.into(), vec![(0, vec![vec![b"direct".to_vec()]])])],
+        ..Default::default()
+    };
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(&framed(&spec.frame(25, 1))).unwrap();
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).unwrap();
+    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
+    let at = 10 + name + 8;
+    i16::from_be_bytes([body[at], body[at + 1]])
+}
+
+/// Retries `check` until it holds: for state that lives in another process,
+/// which this test can only observe by asking.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_operator_session_with_a_local_cluster() {
+    let cluster = LocalCluster::start(1);
+    let out = cluster.cli(&["remote", "register", "edge1"], None);
+    assert_eq!(
+        text(&out.stdout),
+        "remote cluster \"edge1\" was registered\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let remotes = cluster.dir.path().join("remotes.json");
+    std::fs::write(&remotes, "[\"edge1\"]").unwrap();
+    let out = cluster.cli(
+        &[
+            "topic",
+            "create",
+            "edge-metrics",
+            "--mirror-apply",
+            remotes.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cluster.cli(&["topic", "create", "orders"], None);
+    assert_eq!(text(&out.stdout), "topic \"orders\" created\n");
+
+    let list = text(&cluster.cli(&["topic", "list"], None).stdout);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("edge-metrics") && l.contains("from-remote")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.contains("orders") && l.contains("computed")),
+        "{list}"
+    );
+    let partitions = text(&cluster.cli(&["partition", "list"], None).stdout);
+    assert!(partitions.contains("edge1(from-remote)"), "{partitions}");
+
+    // A home produce to the to-home mirror topic: refused, non-zero exit.
+    let out = cluster.cli(&["produce", "edge-metrics"], Some("from home\n"));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(
+            "Producer error: Producer received an error code: produce from home is not allowed"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // A plain topic takes the records, and they come back.
+    let out = cluster.cli(&["produce", "orders"], Some("one\ntwo\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cluster.cli(&["consume", "orders", "-B", "-d"], None);
+    assert_eq!(text(&out.stdout), "one\ntwo\n", "{}", text(&out.stderr));
+
+    // SIGKILL the SC. The SPU keeps serving its last roles, failing closed.
+    let pids = cluster.pids();
+    let (sc_pid, spu_addr) = (pids[0], cluster.spu_addr());
+    Command::new("kill")
+        .args(["-KILL", &sc_pid.to_string()])
+        .status()
+        .unwrap();
+    eventually("the SC to die", || {
+        !Command::new("kill")
+            .args(["-0", &sc_pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    });
+    assert_eq!(produce_to_spu(&spu_addr, "orders"), 0);
+    assert_eq!(produce_to_spu(&spu_addr, "edge-metrics"), 11003);
+    assert_eq!(produce_to_spu(&spu_addr, "nowhere"), 6);
+
+    // A new SC process on the same data and ports: the running SPU
+    // reconnects, gets a full sync, and follows the SC's changes again.
+    let file = cluster.file();
+    let mut sc = Command::new(BIN)
+        .args(["sc", "--data-dir"])
+        .arg(cluster.dir.path().join("sc"))
+        .args([
+            "--public",
+            file["sc_public"].as_str().unwrap(),
+            "--private",
+            file["sc_private"].as_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the SC to answer again", || {
+        cluster.cli(&["topic", "list"], None).status.success()
+    });
+    let out = cluster.cli(&["topic", "delete", "orders"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    eventually("the SPU to drop the deleted partition", || {
+        produce_to_spu(&spu_addr, "orders") == 6
+    });
+    assert_eq!(produce_to_spu(&spu_addr, "edge-metrics"), 11003);
+    let _ = sc.kill();
+    let _ = sc.wait();
+}
+
+#[test]
+fn shutdown_and_resume_keep_the_data() {
+    let cluster = LocalCluster::start(1);
+    assert!(
+        cluster
+            .cli(&["topic", "create", "kept"], None)
+            .status
+            .success()
+    );
+    assert!(
+        cluster
+            .cli(&["produce", "kept"], Some("still here\n"))
+            .status
+            .success()
+    );
+    let out = run(
+        &["cluster", "shutdown", "--data-dir"],
+        Some(cluster.dir.path()),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &["cluster", "resume", "--data-dir"],
+        Some(cluster.dir.path()),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cluster.cli(&["consume", "kept", "-B", "-d"], None);
+    assert_eq!(text(&out.stdout), "still here\n", "{}", text(&out.stderr));
+    // Starting over an existing cluster is refused.
+    let out = run(
+        &["cluster", "start", "--data-dir"],
+        Some(cluster.dir.path()),
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists"));
+}
