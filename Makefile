@@ -3,10 +3,35 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: run test fmt lint bench bench-report fuzz ci clean
+.PHONY: run example test fmt lint bench bench-report fuzz ci clean
 
-## run: the main job (for now: judge sample requests against a sample role table)
+DEMO_DIR ?= target/demo
+DEMO_PORT ?= 19003
+MG := target/release/mirror-guard
+
+## run: the main job: a local cluster demo of the guard (see README)
 run:
+	$(CARGO) build --release -p mirror-guard
+	@rm -rf $(DEMO_DIR); mkdir -p $(DEMO_DIR)
+	@export MIRROR_GUARD_SC=127.0.0.1:$(DEMO_PORT); set -e; \
+	trap '$(MG) cluster shutdown --data-dir $(DEMO_DIR) >/dev/null 2>&1 || true' EXIT; \
+	step() { printf '\n$$ mirror-guard %s\n' "$$*"; }; \
+	step cluster start --spus 2; $(MG) cluster start --spus 2 --base-port $(DEMO_PORT) --data-dir $(DEMO_DIR); \
+	step remote register edge1; $(MG) remote register edge1; \
+	echo '["edge1"]' > $(DEMO_DIR)/remotes.json; \
+	step topic create edge-metrics --mirror-apply remotes.json; $(MG) topic create edge-metrics --mirror-apply $(DEMO_DIR)/remotes.json; \
+	step topic create orders; $(MG) topic create orders; \
+	step topic list; $(MG) topic list; \
+	step partition list; $(MG) partition list; \
+	step "produce edge-metrics   <<< 'written at home?'"; \
+	if echo 'written at home?' | $(MG) produce edge-metrics; then echo 'UNEXPECTED: accepted'; exit 1; \
+	else echo '-> refused by the SPU before storage, as it must be'; fi; \
+	step "produce orders   <<< 'order-1', 'order-2'"; printf 'order-1\norder-2\n' | $(MG) produce orders; \
+	step consume orders -B -d; $(MG) consume orders -B -d; \
+	step cluster shutdown; $(MG) cluster shutdown --data-dir $(DEMO_DIR)
+
+## example: judge sample frames in-process (no cluster), printing each verdict
+example:
 	$(CARGO) run --quiet -p mg-guard --example judge
 
 ## test: format check, clippy with warnings denied, every test in the workspace

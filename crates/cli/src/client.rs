@@ -321,8 +321,8 @@ async fn execute(command: Command) -> Result<()> {
             }
             producer.flush().await.map_err(failed)?;
             for output in outputs {
-                // A refused batch surfaces here, as Fluvio's CLI shows it.
-                output.wait().await.map_err(failed)?;
+                // A refused batch surfaces here: Fluvio's text, then the code.
+                output.wait().await.map_err(|err| with_code(&err))?;
             }
             Ok(())
         }
@@ -362,6 +362,24 @@ async fn execute(command: Command) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Fluvio's error text, plus the SPU's numeric error code when there is one.
+fn with_code(err: &fluvio::FluvioError) -> String {
+    use fluvio_protocol::Encoder;
+    let code = match err {
+        fluvio::FluvioError::Producer(fluvio::ProducerError::SpuErrorCode(code)) => Some(code),
+        _ => None,
+    };
+    match code {
+        Some(code) => {
+            let mut tag = Vec::new();
+            let _ = code.encode(&mut tag, 0);
+            let number = tag.first_chunk::<2>().map(|t| i16::from_be_bytes(*t)).unwrap_or_default();
+            format!("{err}\nerror code {number} ({code:?})")
+        }
+        None => err.to_string(),
     }
 }
 

@@ -360,11 +360,14 @@ impl Cluster {
         if spus.is_empty() {
             return Err(AdminError::Invalid("no SPU to place partitions on".into()));
         }
+        // Round-robin, continuing where the previous topic stopped, so
+        // single-partition topics spread over the SPUs too.
+        let start = state.partitions.len();
         let partitions: Vec<PartitionObject> = (0..count)
             .map(|p| PartitionObject {
                 topic: name.to_string(),
                 partition: p,
-                leader: spus[p as usize % spus.len()],
+                leader: spus[(start + p as usize) % spus.len()],
                 mirror: mirror(p),
                 extra: Default::default(),
             })
