@@ -376,7 +376,10 @@ fn with_code(err: &fluvio::FluvioError) -> String {
         Some(code) => {
             let mut tag = Vec::new();
             let _ = code.encode(&mut tag, 0);
-            let number = tag.first_chunk::<2>().map(|t| i16::from_be_bytes(*t)).unwrap_or_default();
+            let number = tag
+                .first_chunk::<2>()
+                .map(|t| i16::from_be_bytes(*t))
+                .unwrap_or_default();
             format!("{err}\nerror code {number} ({code:?})")
         }
         None => err.to_string(),

@@ -211,7 +211,7 @@ impl Cluster {
     /// Every SPU, and the SPU epoch.
     pub fn spus(&self) -> (i64, Vec<SpuObject>) {
         let state = self.lock();
-        (state.spus_epoch(), state.spus.values().cloned().collect())
+        (state.spu_epoch, state.spus.values().cloned().collect())
     }
 
     /// Every mirror object, and the mirror epoch.
@@ -514,10 +514,6 @@ impl Cluster {
 }
 
 impl State {
-    fn spus_epoch(&self) -> i64 {
-        self.spu_epoch
-    }
-
     fn log_change(&mut self, change: ReplicaChange) {
         self.replica_epoch += 1;
         self.log.push_back((self.replica_epoch, change));

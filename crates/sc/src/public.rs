@@ -46,7 +46,7 @@ use tokio_util::codec::FramedRead;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cluster::{AdminError, Cluster};
-use crate::model::{MirrorKind, PartitionMirror, PartitionObject, TopicReplicas};
+use crate::model::{PartitionMirror, PartitionObject, TopicReplicas};
 
 /// The Fluvio platform version this SC speaks (0.50.1's platform).
 pub const PLATFORM_VERSION: &str = "0.18.1";
@@ -590,16 +590,18 @@ impl Watch {
         let mut last: Option<Vec<u8>> = None;
         let mut epoch = 0i64;
         loop {
-            let body = match self.encode(epoch + 1) {
-                Ok(body) => body,
+            // Only send when the content changed: compare encodings made
+            // with a fixed epoch, then send one with the next epoch.
+            let fingerprint = match self.encode(0) {
+                Ok(bytes) => bytes,
                 Err(err) => return warn!(%err, "watch encoding failed"),
             };
-            // Compare without the epoch (the first 8 bytes of the update
-            // follow the type label, so compare the whole body minus it is
-            // fiddly): re-encode with a fixed epoch for the comparison.
-            let fingerprint = self.encode(0).unwrap_or_default();
             if last.as_ref() != Some(&fingerprint) {
                 epoch += 1;
+                let body = match self.encode(epoch) {
+                    Ok(bytes) => bytes,
+                    Err(err) => return warn!(%err, "watch encoding failed"),
+                };
                 if let Err(err) = send(&self.writer, &body).await {
                     return debug!(%err, "watch ended");
                 }
