@@ -553,14 +553,10 @@ fn mirrors(cluster: &Cluster) -> Vec<Metadata<MirrorSpec>> {
         .mirrors()
         .1
         .into_iter()
-        .map(|m| {
-            let spec = m.to_wire().spec;
-            let _ = matches!(m.kind, MirrorKind::Remote { .. });
-            Metadata {
-                name: m.name,
-                spec,
-                status: MirrorStatus::default(),
-            }
+        .map(|m| Metadata {
+            name: m.name.clone(),
+            spec: m.to_wire().spec,
+            status: MirrorStatus::default(),
         })
         .collect()
 }
