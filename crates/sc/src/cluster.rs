@@ -99,11 +99,17 @@ pub struct Cluster {
 impl Cluster {
     /// Loads every object under `data_dir`. One unreadable object fails the
     /// whole load, naming its file: the SC never starts on a partial view.
+    /// Refuses, too, metadata that needs migrating, metadata from a newer
+    /// schema, and an interrupted upgrade.
     pub fn open(data_dir: &Path) -> Result<Self, LoadError> {
-        let store = MetadataStore::open(data_dir).map_err(|source| LoadError::List {
+        let list_error = |source| LoadError::List {
             path: data_dir.to_path_buf(),
             source,
-        })?;
+        };
+        if let Some(interrupted) = crate::upgrade::interrupted(data_dir).map_err(list_error)? {
+            return Err(LoadError::IncompleteUpgrade(interrupted));
+        }
+        let store = MetadataStore::open(data_dir).map_err(list_error)?;
         let mut state = State::default();
         for spu in store.load_all::<SpuObject>()? {
             state.spus.insert(spu.id, spu);

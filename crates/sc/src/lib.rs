@@ -11,6 +11,8 @@
 //!   change is persisted first, then logged with a new epoch for the SPUs.
 //! - [`private`]: the control-plane server SPUs register with; it pushes a
 //!   full sync, then the changes, and takes the SPUs' status reports.
+//! - [`upgrade`]: check, migrate into a new generation, finalize, roll
+//!   back, and the checks that gate a resume.
 //! - [`public`]: the Fluvio SC public API the official client uses
 //!   (ApiVersions, Create, Delete, List, Watch), on fluvio-sc-schema's types.
 
@@ -19,6 +21,7 @@ pub mod model;
 pub mod private;
 pub mod public;
 pub mod store;
+pub mod upgrade;
 
 pub use cluster::{AdminError, Cluster};
 pub use private::{RunningPrivate, serve_private};

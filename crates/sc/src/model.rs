@@ -101,9 +101,18 @@ pub enum TopicReplicas {
 
 impl Object for TopicObject {
     const KIND: &'static str = "topic";
-    const SCHEMA: u32 = 1;
+    /// 2: mirror topics record their direction (`home_to_remote`).
+    const SCHEMA: u32 = 2;
     fn name(&self) -> String {
         self.name.clone()
+    }
+    fn migrate(schema: u32, spec: Value) -> Result<Self, String> {
+        match schema {
+            1 => serde_json::from_value::<v1::Topic>(spec)
+                .map(Into::into)
+                .map_err(|e| e.to_string()),
+            other => Err(format!("no migration from schema {other}")),
+        }
     }
 }
 
@@ -156,9 +165,18 @@ pub enum PartitionMirror {
 
 impl Object for PartitionObject {
     const KIND: &'static str = "partition";
-    const SCHEMA: u32 = 1;
+    /// 2: mirror roles carry their direction flags (`source`, `target`).
+    const SCHEMA: u32 = 2;
     fn name(&self) -> String {
         format!("{}-{}", self.topic, self.partition)
+    }
+    fn migrate(schema: u32, spec: Value) -> Result<Self, String> {
+        match schema {
+            1 => serde_json::from_value::<v1::Partition>(spec)
+                .map(Into::into)
+                .map_err(|e| e.to_string()),
+            other => Err(format!("no migration from schema {other}")),
+        }
     }
 }
 
@@ -264,6 +282,107 @@ impl MirrorObject {
         Mirror {
             name: self.name.clone(),
             spec: MirrorSpec { mirror_type },
+        }
+    }
+}
+
+/// Schema 1, the layout before mirror direction existed (as Fluvio's mirror
+/// configs before protocol v18): a home topic's remotes as a bare list, and
+/// partition roles with no `source` / `target`. Everything schema 1 could
+/// describe mirrors one way, to home, so the migration sets both flags false.
+mod v1 {
+    use serde::Deserialize;
+    use serde_json::{Map, Value};
+
+    #[derive(Deserialize)]
+    pub(super) struct Topic {
+        name: String,
+        replicas: Replicas,
+        #[serde(flatten)]
+        extra: Map<String, Value>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum Replicas {
+        Computed { partitions: u32 },
+        MirrorHome(Vec<String>),
+    }
+
+    impl From<Topic> for super::TopicObject {
+        fn from(topic: Topic) -> Self {
+            let replicas = match topic.replicas {
+                Replicas::Computed { partitions } => super::TopicReplicas::Computed { partitions },
+                Replicas::MirrorHome(remotes) => super::TopicReplicas::MirrorHome {
+                    remotes,
+                    home_to_remote: false,
+                },
+            };
+            Self {
+                name: topic.name,
+                replicas,
+                extra: topic.extra,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Partition {
+        topic: String,
+        partition: u32,
+        leader: i32,
+        #[serde(default)]
+        mirror: Option<Mirror>,
+        #[serde(flatten)]
+        extra: Map<String, Value>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum Mirror {
+        Home {
+            remote_cluster: String,
+            remote_replica: String,
+        },
+        Remote {
+            home_cluster: String,
+            home_spu_key: String,
+            home_spu_id: i32,
+            home_spu_endpoint: String,
+        },
+    }
+
+    impl From<Partition> for super::PartitionObject {
+        fn from(p: Partition) -> Self {
+            let mirror = p.mirror.map(|mirror| match mirror {
+                Mirror::Home {
+                    remote_cluster,
+                    remote_replica,
+                } => super::PartitionMirror::Home {
+                    remote_cluster,
+                    remote_replica,
+                    source: false,
+                },
+                Mirror::Remote {
+                    home_cluster,
+                    home_spu_key,
+                    home_spu_id,
+                    home_spu_endpoint,
+                } => super::PartitionMirror::Remote {
+                    home_cluster,
+                    home_spu_key,
+                    home_spu_id,
+                    home_spu_endpoint,
+                    target: false,
+                },
+            });
+            Self {
+                topic: p.topic,
+                partition: p.partition,
+                leader: p.leader,
+                mirror,
+                extra: p.extra,
+            }
         }
     }
 }

@@ -1,13 +1,21 @@
-//! Persistence: one file per object, written atomically.
+//! Persistence: one file per object, written atomically, in generations.
 //!
-//! Layout: `<data dir>/metadata/<kind>/<name>.json`. Each file is an envelope
-//! `{ "schema": N, "kind": …, "name": …, "spec": {…} }` recording the schema
-//! version it was written with; fields this binary does not know are kept
-//! and written back unchanged.
+//! Layout under the SC's data directory:
+//!
+//! ```text
+//! CURRENT                          the active generation's directory name (absent: "metadata")
+//! metadata/ | gen-000001/ | ...    generations: <kind>/<name>.json
+//! UPGRADE                          an upgrade in progress or done, see `upgrade`
+//! ```
+//!
+//! Each file is an envelope `{ "schema": N, "kind": …, "name": …, "spec": {…} }`
+//! recording the schema it was written with. Spec fields this binary does
+//! not know are kept and written back (each spec flattens them into `extra`);
+//! an unknown envelope field makes the file unreadable rather than dropped.
 //!
 //! A write goes to a temporary file in the same directory, which is synced,
 //! renamed over the target, and then the directory is synced: after a crash
-//! the file holds either the old object or the new one, never a torn mix.
+//! the file holds the old object or the new one, never a torn mix.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -17,20 +25,64 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+/// The generation used before any upgrade.
+pub const FIRST_GENERATION: &str = "metadata";
+/// The file naming the active generation.
+pub const CURRENT_FILE: &str = "CURRENT";
+
 /// A kind of object the SC persists.
 pub trait Object: Serialize + DeserializeOwned {
     /// Directory name, and the `kind` recorded in each file.
     const KIND: &'static str;
-    /// The schema version this binary writes.
+    /// The schema version this binary writes (and the newest it reads).
     const SCHEMA: u32;
     /// The object's name, unique within its kind; also its file name.
     fn name(&self) -> String;
+    /// Reads a spec written with an older `schema`, migrating it to the
+    /// current layout. Kinds without older schemas keep this default.
+    fn migrate(schema: u32, spec: Value) -> Result<Self, String> {
+        let _ = spec;
+        Err(format!(
+            "no migration from schema {schema} to {}",
+            Self::SCHEMA
+        ))
+    }
 }
 
-/// Why an object could not be read.
+/// What a stored file holds, as this binary sees it.
+#[derive(Debug)]
+pub enum Stored<T> {
+    /// Written with the current schema.
+    Current(T),
+    /// Written with an older schema; migrated here in memory.
+    Migratable {
+        /// The schema in the file.
+        from: u32,
+        /// The object in the current layout.
+        object: T,
+    },
+    /// Written by a newer schema than this binary reads.
+    TooNew {
+        /// The schema in the file.
+        found: u32,
+    },
+    /// Not readable, and why.
+    Unreadable(String),
+}
+
+/// One file of a kind, and what it holds.
+#[derive(Debug)]
+pub struct Scanned<T> {
+    /// The file.
+    pub path: PathBuf,
+    /// What it holds.
+    pub stored: Stored<T>,
+}
+
+/// Why objects could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The directory could not be listed.
+    /// The directory could not be listed or opened.
     #[error("listing {path}: {source}")]
     List {
         /// The directory.
@@ -46,8 +98,20 @@ pub enum LoadError {
         /// Why.
         reason: String,
     },
+    /// A file must be migrated before the SC may start on it.
+    #[error("{path}: written with schema {found}; migrate it to {current} with `cluster upgrade`")]
+    NeedsMigration {
+        /// The file.
+        path: PathBuf,
+        /// The schema in the file.
+        found: u32,
+        /// The schema this binary writes.
+        current: u32,
+    },
     /// A file was written by a newer schema than this binary reads.
-    #[error("{path}: written with schema {found}, this binary reads up to {supported}")]
+    #[error(
+        "{path}: written with schema {found}, newer than this binary reads ({supported}); use a newer binary"
+    )]
     TooNew {
         /// The file.
         path: PathBuf,
@@ -56,9 +120,12 @@ pub enum LoadError {
         /// The newest schema this binary reads.
         supported: u32,
     },
+    /// An upgrade was interrupted before it switched generations.
+    #[error("an upgrade was interrupted ({0}); run `cluster upgrade` again, or `cluster rollback`")]
+    IncompleteUpgrade(String),
 }
 
-/// Metadata files under one data directory.
+/// Metadata files of one generation.
 #[derive(Clone, Debug)]
 pub struct MetadataStore {
     root: PathBuf,
@@ -79,12 +146,26 @@ fn is_temp(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
 }
 
+/// The active generation's directory name under `data_dir`.
+pub fn current_generation(data_dir: &Path) -> io::Result<String> {
+    match fs::read_to_string(data_dir.join(CURRENT_FILE)) {
+        Ok(name) => Ok(name.trim().to_string()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(FIRST_GENERATION.to_string()),
+        Err(err) => Err(err),
+    }
+}
+
 impl MetadataStore {
-    /// The store under `<data_dir>/metadata`, created if missing.
+    /// The active generation under `data_dir`, created if the data dir is new.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let root = data_dir.join("metadata");
+        let root = data_dir.join(current_generation(data_dir)?);
         fs::create_dir_all(&root)?;
         Ok(Self { root })
+    }
+
+    /// The generation in the directory `root` (not necessarily the active one).
+    pub fn at(root: PathBuf) -> Self {
+        Self { root }
     }
 
     /// Where the files live.
@@ -101,9 +182,34 @@ impl MetadataStore {
         self.dir::<T>().join(format!("{}.json", file_name(name)))
     }
 
-    /// Reads every object of a kind. Any unreadable file fails the whole
-    /// load, naming the file: one bad object must never silently vanish.
+    /// Reads every object of a kind, strictly: a file that is unreadable,
+    /// too new or in need of migration fails the whole load, naming the
+    /// file. The SC never starts on a partial or unmigrated view.
     pub fn load_all<T: Object>(&self) -> Result<Vec<T>, LoadError> {
+        self.scan::<T>()?
+            .into_iter()
+            .map(|scanned| match scanned.stored {
+                Stored::Current(object) => Ok(object),
+                Stored::Migratable { from, .. } => Err(LoadError::NeedsMigration {
+                    path: scanned.path,
+                    found: from,
+                    current: T::SCHEMA,
+                }),
+                Stored::TooNew { found } => Err(LoadError::TooNew {
+                    path: scanned.path,
+                    found,
+                    supported: T::SCHEMA,
+                }),
+                Stored::Unreadable(reason) => Err(LoadError::Unreadable {
+                    path: scanned.path,
+                    reason,
+                }),
+            })
+            .collect()
+    }
+
+    /// Reads every file of a kind and says what each holds; writes nothing.
+    pub fn scan<T: Object>(&self) -> Result<Vec<Scanned<T>>, LoadError> {
         let dir = self.dir::<T>();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -117,43 +223,20 @@ impl MetadataStore {
                 source,
             })?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if is_temp(&name) {
-                // A write that crashed before its rename: the object it was
-                // replacing is still whole. Clean it up.
-                let _ = fs::remove_file(entry.path());
-                continue;
-            }
-            if name.ends_with(".json") {
+            // A temporary file is a write that crashed before its rename:
+            // the object it was replacing is still whole. Not an object.
+            if !is_temp(&name) && name.ends_with(".json") {
                 paths.push(entry.path());
             }
         }
         paths.sort();
-        paths.iter().map(|path| self.read_file::<T>(path)).collect()
-    }
-
-    fn read_file<T: Object>(&self, path: &Path) -> Result<T, LoadError> {
-        let unreadable = |reason: String| LoadError::Unreadable {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-        let envelope: Envelope =
-            serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
-        if envelope.kind != T::KIND {
-            return Err(unreadable(format!(
-                "kind {:?} in the {} directory",
-                envelope.kind,
-                T::KIND
-            )));
-        }
-        if envelope.schema > T::SCHEMA {
-            return Err(LoadError::TooNew {
-                path: path.to_path_buf(),
-                found: envelope.schema,
-                supported: T::SCHEMA,
-            });
-        }
-        serde_json::from_value(envelope.spec).map_err(|e| unreadable(format!("spec: {e}")))
+        Ok(paths
+            .into_iter()
+            .map(|path| {
+                let stored = read_file::<T>(&path);
+                Scanned { path, stored }
+            })
+            .collect())
     }
 
     /// Writes an object atomically (temp file, fsync, rename, fsync dir).
@@ -181,6 +264,47 @@ impl MetadataStore {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(err),
         }
+    }
+}
+
+/// Reads one file.
+fn read_file<T: Object>(path: &Path) -> Stored<T> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) => return Stored::Unreadable(err.to_string()),
+    };
+    let envelope: Envelope = match serde_json::from_str(&text) {
+        Ok(envelope) => envelope,
+        Err(err) => return Stored::Unreadable(err.to_string()),
+    };
+    if envelope.kind != T::KIND {
+        return Stored::Unreadable(format!(
+            "kind {:?} in the {} directory",
+            envelope.kind,
+            T::KIND
+        ));
+    }
+    if let Some(field) = envelope.extra.keys().next() {
+        // An unknown envelope field could not be carried through a rewrite.
+        return Stored::Unreadable(format!("unknown field {field:?} in the envelope"));
+    }
+    if envelope.schema > T::SCHEMA {
+        return Stored::TooNew {
+            found: envelope.schema,
+        };
+    }
+    if envelope.schema == T::SCHEMA {
+        return match serde_json::from_value(envelope.spec) {
+            Ok(object) => Stored::Current(object),
+            Err(err) => Stored::Unreadable(format!("spec: {err}")),
+        };
+    }
+    match T::migrate(envelope.schema, envelope.spec) {
+        Ok(object) => Stored::Migratable {
+            from: envelope.schema,
+            object,
+        },
+        Err(reason) => Stored::Unreadable(format!("schema {}: {reason}", envelope.schema)),
     }
 }
 
