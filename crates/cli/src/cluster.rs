@@ -42,8 +42,36 @@ pub enum ClusterCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Start a shut-down cluster again on its data.
+    /// Start a shut-down cluster again on its data. Refuses metadata that
+    /// needs migrating, comes from a newer schema, is unreadable, or sits in
+    /// an interrupted upgrade.
     Resume {
+        /// The cluster's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Set unreadable metadata objects aside (logged, moved to
+        /// `sc/quarantine/`) so the rest of the cluster can start.
+        #[arg(long)]
+        skip_unreadable: bool,
+    },
+    /// Upgrade the metadata of a shut-down cluster to this binary's schema.
+    Upgrade {
+        /// The cluster's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Only read and report; exit 0 only if everything can be upgraded.
+        #[arg(long)]
+        check: bool,
+        /// Commit a resumed upgrade; the previous generation is then pruned.
+        #[arg(long, conflicts_with = "check")]
+        finalize: bool,
+        /// Tests only: abort the process at this write step.
+        #[arg(long, hide = true)]
+        crash_at_step: Option<u32>,
+    },
+    /// Before `upgrade --finalize`: restore the previous metadata generation,
+    /// so that the previous binary can resume the cluster.
+    Rollback {
         /// The cluster's data directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -83,7 +111,24 @@ pub fn run(command: ClusterCommand) -> ExitCode {
         ClusterCommand::Shutdown { data_dir } => {
             shutdown(&data_dir.unwrap_or_else(default_data_dir))
         }
-        ClusterCommand::Resume { data_dir } => resume(&data_dir.unwrap_or_else(default_data_dir)),
+        ClusterCommand::Resume {
+            data_dir,
+            skip_unreadable,
+        } => resume(&data_dir.unwrap_or_else(default_data_dir), skip_unreadable),
+        ClusterCommand::Upgrade {
+            data_dir,
+            check,
+            finalize,
+            crash_at_step,
+        } => crate::upgrade::run(
+            &data_dir.unwrap_or_else(default_data_dir),
+            check,
+            finalize,
+            crash_at_step,
+        ),
+        ClusterCommand::Rollback { data_dir } => {
+            crate::upgrade::rollback(&data_dir.unwrap_or_else(default_data_dir))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,13 +196,16 @@ fn start(data_dir: &Path, spus: u16, base_port: u16) -> Result<(), String> {
     Ok(())
 }
 
-fn resume(data_dir: &Path) -> Result<(), String> {
+fn resume(data_dir: &Path, skip_unreadable: bool) -> Result<(), String> {
     let mut file = read(data_dir)?;
-    if file.pids.iter().any(|pid| alive(*pid)) {
-        return Err(format!(
-            "the cluster in {} is running; `cluster shutdown` first",
-            data_dir.display()
-        ));
+    ensure_stopped(data_dir)?;
+    let set_aside = mg_sc::upgrade::resume_check(&data_dir.join("sc"), skip_unreadable)
+        .map_err(|err| format!("cannot resume the cluster:\n{err}"))?;
+    for path in set_aside {
+        eprintln!(
+            "warning: set aside unreadable metadata {} (see sc/quarantine/)",
+            path.display()
+        );
     }
     launch(data_dir, &mut file)?;
     println!(
@@ -165,6 +213,19 @@ fn resume(data_dir: &Path) -> Result<(), String> {
         file.sc_public,
         file.spus.len()
     );
+    Ok(())
+}
+
+/// Refuses to act on a cluster whose processes are running.
+pub(crate) fn ensure_stopped(data_dir: &Path) -> Result<(), String> {
+    if let Ok(file) = read(data_dir)
+        && file.pids.iter().any(|pid| alive(*pid))
+    {
+        return Err(format!(
+            "the cluster in {} is running; `cluster shutdown` first",
+            data_dir.display()
+        ));
+    }
     Ok(())
 }
 

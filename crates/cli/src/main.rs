@@ -25,6 +25,7 @@ use tracing_subscriber::EnvFilter;
 mod client;
 mod cluster;
 mod sc;
+mod upgrade;
 
 #[derive(Parser, Debug)]
 #[command(

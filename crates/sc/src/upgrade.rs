@@ -40,6 +40,9 @@ pub enum UpgradeError {
     /// The check found objects that cannot be upgraded.
     #[error("the metadata cannot be upgraded:\n{0}")]
     NotUpgradable(String),
+    /// The SC may not start on this metadata.
+    #[error("the metadata cannot be used by this binary:\n{0}")]
+    Refused(String),
     /// The command does not apply in the store's state.
     #[error("{0}")]
     State(String),
@@ -496,7 +499,7 @@ pub fn resume_check(
         }
     }
     if !problems.is_empty() {
-        return Err(UpgradeError::NotUpgradable(problems));
+        return Err(UpgradeError::Refused(problems));
     }
     Ok(set_aside)
 }

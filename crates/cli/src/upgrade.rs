@@ -1,0 +1,94 @@
+//! `mirror-guard cluster upgrade [--check | --finalize]` and `cluster rollback`.
+
+use std::io::Write;
+use std::path::Path;
+
+use mg_sc::upgrade::{self, Steps, Upgraded};
+
+pub fn run(
+    data_dir: &Path,
+    check: bool,
+    finalize: bool,
+    crash_at_step: Option<u32>,
+) -> Result<(), String> {
+    crate::cluster::ensure_stopped(data_dir)?;
+    let sc = data_dir.join("sc");
+    if !sc.exists() {
+        return Err(format!("no cluster metadata in {}", data_dir.display()));
+    }
+    if check {
+        let report = upgrade::check(&sc).map_err(|e| e.to_string())?;
+        print!("{}", report.render());
+        return if report.upgradable() {
+            if report.needs_migration() {
+                println!("✓ every object can be upgraded: run `mirror-guard cluster upgrade`");
+            } else {
+                println!("✓ the metadata is up to date");
+            }
+            Ok(())
+        } else {
+            Err("some objects cannot be upgraded (see above)".into())
+        };
+    }
+    if finalize {
+        let record = upgrade::finalize(&sc).map_err(|e| e.to_string())?;
+        println!(
+            "✓ upgrade to {} finalized; generation {} pruned",
+            record.current, record.previous
+        );
+        return Ok(());
+    }
+    let mut steps = Steps::new(crash_at_step);
+    let mut stderr = std::io::stderr();
+    let outcome = upgrade::upgrade(&sc, &mut steps, |done, total| {
+        // A progress bar on stderr, redrawn every 1% or so.
+        if total >= 100 && done % (total / 100).max(1) != 0 && done != total {
+            return;
+        }
+        let width = 30;
+        let filled = done * width / total.max(1);
+        let _ = write!(
+            stderr,
+            "\rmigrating [{}{}] {done}/{total}",
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
+        if done == total {
+            let _ = writeln!(stderr);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    match outcome {
+        Upgraded::UpToDate => println!("✓ the metadata is up to date; nothing to migrate"),
+        Upgraded::Migrated {
+            previous,
+            current,
+            objects,
+        } => {
+            println!(
+                "✓ migrated {objects} objects into generation {current}; {previous} is kept as a backup"
+            );
+            println!(
+                "  next: `mirror-guard cluster resume`, then `mirror-guard cluster upgrade --finalize`"
+            );
+            println!(
+                "  (or, before finalizing, `mirror-guard cluster rollback` to return to {previous})"
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn rollback(data_dir: &Path) -> Result<(), String> {
+    crate::cluster::ensure_stopped(data_dir)?;
+    let record = upgrade::rollback(&data_dir.join("sc")).map_err(|e| e.to_string())?;
+    println!(
+        "✓ rolled back to generation {}; {} removed",
+        record.previous, record.current
+    );
+    println!(
+        "  the binary that wrote {} can resume the cluster",
+        record.previous
+    );
+    Ok(())
+}

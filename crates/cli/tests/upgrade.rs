@@ -1,0 +1,240 @@
+//! `cluster upgrade` interrupted at every write step in turn, and killed
+//! with SIGKILL at pseudo-random moments: after each interruption the store
+//! is consistent (`upgrade --check` passes, and the SC either starts on the
+//! new generation or refuses with a clear reason), and re-running the upgrade
+//! completes. `cluster resume` refuses what it must.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mg_sc::Cluster;
+use mg_sc::store::LoadError;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/metadata-v1")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn cli(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The store is consistent: the check reads every object, and the SC either
+/// starts (on the new generation) or refuses for a reason an operator can act on.
+fn assert_consistent(data_dir: &Path, context: &str) {
+    let out = cli(&["cluster", "upgrade", "--check"], data_dir);
+    assert!(
+        out.status.success(),
+        "{context}: check failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    match Cluster::open(&data_dir.join("sc")) {
+        Ok(cluster) => assert_eq!(cluster.topics().len(), 2, "{context}"),
+        Err(LoadError::NeedsMigration { .. } | LoadError::IncompleteUpgrade(_)) => {}
+        Err(other) => panic!("{context}: inconsistent store: {other}"),
+    }
+}
+
+fn assert_upgraded(data_dir: &Path, context: &str) {
+    let cluster = Cluster::open(&data_dir.join("sc")).unwrap_or_else(|e| panic!("{context}: {e}"));
+    assert_eq!(cluster.topics().len(), 2, "{context}");
+    assert_eq!(cluster.partitions().len(), 2, "{context}");
+    let current = fs::read_to_string(data_dir.join("sc/CURRENT")).unwrap();
+    let orders =
+        fs::read_to_string(data_dir.join("sc").join(current).join("topic/orders.json")).unwrap();
+    assert!(
+        orders.contains("billing team"),
+        "{context}: the unknown field survived"
+    );
+}
+
+#[test]
+fn an_upgrade_aborted_at_every_step_recovers() {
+    let mut step = 1;
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&fixture(), dir.path());
+        let out = cli(
+            &["cluster", "upgrade", "--crash-at-step", &step.to_string()],
+            dir.path(),
+        );
+        if out.status.success() {
+            // Past the last write step: the upgrade simply completed.
+            assert!(step > 5, "the upgrade has several write steps");
+            assert_upgraded(dir.path(), "uninterrupted");
+            break;
+        }
+        assert!(
+            text(&out.stderr).contains(&format!("crash injected at upgrade step {step}")),
+            "{}",
+            text(&out.stderr)
+        );
+        let context = format!("aborted at step {step}");
+        assert_consistent(dir.path(), &context);
+        let out = cli(&["cluster", "upgrade"], dir.path());
+        assert!(
+            out.status.success(),
+            "{context}: re-run failed: {}",
+            text(&out.stderr)
+        );
+        assert_upgraded(dir.path(), &context);
+        step += 1;
+    }
+}
+
+/// A larger store, so that kills land in the middle of the work.
+fn big_v1_store(dir: &Path, topics: usize) {
+    copy_dir(&fixture(), dir);
+    let meta = dir.join("sc/metadata");
+    for i in 0..topics {
+        let name = format!("bulk-{i:05}");
+        let topic = format!(
+            r#"{{"schema": 1, "kind": "topic", "name": "{name}", "spec": {{"name": "{name}", "replicas": {{"computed": {{"partitions": 1}}}}}}}}"#
+        );
+        fs::write(meta.join(format!("topic/{name}.json")), topic).unwrap();
+        let partition = format!(
+            r#"{{"schema": 1, "kind": "partition", "name": "{name}-0", "spec": {{"topic": "{name}", "partition": 0, "leader": 5001}}}}"#
+        );
+        fs::write(meta.join(format!("partition/{name}-0.json")), partition).unwrap();
+    }
+}
+
+#[test]
+fn an_upgrade_killed_at_random_moments_recovers() {
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    for round in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        big_v1_store(dir.path(), 300);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % 40_000);
+        let mut child = Command::new(BIN)
+            .args(["cluster", "upgrade", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay); // the kill must land at an arbitrary moment
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let context = format!("round {round}, killed after {delay:?} (seed {seed})");
+        let out = cli(&["cluster", "upgrade", "--check"], dir.path());
+        assert!(out.status.success(), "{context}: {}", text(&out.stdout));
+        let out = cli(&["cluster", "upgrade"], dir.path());
+        assert!(
+            out.status.success(),
+            "{context}: re-run failed: {}",
+            text(&out.stderr)
+        );
+        let cluster =
+            Cluster::open(&dir.path().join("sc")).unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert_eq!(cluster.topics().len(), 302, "{context}");
+    }
+}
+
+fn with_cluster_file(dir: &Path) {
+    let file = r#"{"sc_public": "127.0.0.1:1", "sc_private": "127.0.0.1:2", "spus": [{"id": 5001, "public": "127.0.0.1:3"}], "pids": []}"#;
+    fs::write(dir.join("cluster.json"), file).unwrap();
+}
+
+#[test]
+fn resume_refuses_what_it_must() {
+    // Unmigrated metadata.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(), dir.path());
+    with_cluster_file(dir.path());
+    let out = cli(&["cluster", "resume"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("run `cluster upgrade` first"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An interrupted upgrade: aborted at the last step, after it was recorded
+    // but before CURRENT switched (1 directory + 6 objects + rename + record).
+    let out = cli(&["cluster", "upgrade", "--crash-at-step", "10"], dir.path());
+    assert!(!out.status.success());
+    let out = cli(&["cluster", "resume"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("upgrade was interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(cli(&["cluster", "upgrade"], dir.path()).status.success());
+
+    // Metadata from a newer schema: the downgrade guard.
+    let current = fs::read_to_string(dir.path().join("sc/CURRENT")).unwrap();
+    let future = dir
+        .path()
+        .join("sc")
+        .join(&current)
+        .join("topic/future.json");
+    fs::write(
+        &future,
+        r#"{"schema": 7, "kind": "topic", "name": "future", "spec": {}}"#,
+    )
+    .unwrap();
+    let out = cli(&["cluster", "resume"], dir.path());
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("newer schema") && err.contains("future.json"),
+        "{err}"
+    );
+    let out = cli(&["cluster", "upgrade", "--check"], dir.path());
+    assert!(
+        !out.status.success(),
+        "the check exits non-zero when something cannot be upgraded"
+    );
+    fs::remove_file(&future).unwrap();
+
+    // One unreadable object: named, and the cluster does not start empty.
+    let broken = dir
+        .path()
+        .join("sc")
+        .join(&current)
+        .join("topic/orders.json");
+    fs::write(&broken, "not json at all").unwrap();
+    let out = cli(&["cluster", "resume"], dir.path());
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("orders.json") && err.contains("unreadable"),
+        "{err}"
+    );
+}
