@@ -47,7 +47,7 @@ lint:
 ## bench: criterion benchmarks of the hot path, then the ratio report
 bench:
 	$(CARGO) build --release -p mirror-guard
-	$(CARGO) bench --bench verdict --bench roles --bench spu_produce
+	$(CARGO) bench --bench verdict --bench roles --bench spu_produce --bench upgrade
 	python3 benches/report.py
 
 ## bench-report: re-print the ratios of the last `make bench`

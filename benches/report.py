@@ -99,6 +99,11 @@ def main():
         checks.append(("spu: guard costs < 1% on the accepted path", verdict, note))
         checks.append(("spu: peak RSS <= Fluvio's 18 MB", b["peak_rss_kib"] * 1024 <= 18e6, f"{b['peak_rss_kib'] / 1024:.1f} MiB"))
 
+    up = est("upgrade", "10k_topics")
+    if up is not None:
+        print(f"\n(upgrade) 10k topics + 10k partitions from schema 1 to 2: {fmt(up)} (median)")
+        checks.append(("upgrade: 10k topics in seconds", up < 60e9, fmt(up)))
+
     print("\ntargets")
     for name, ok, value in checks:
         print(f"  [{'ok' if ok else 'MISS'}] {name}: {value}")

@@ -28,7 +28,7 @@ use tracing::warn;
 use crate::model::{MirrorObject, PartitionObject, SpuObject, TopicObject};
 use crate::store::{
     CURRENT_FILE, LoadError, MetadataStore, Object, Stored, current_generation, sync_dir,
-    write_atomically,
+    sync_filesystem, write_atomically,
 };
 
 /// The file recording an upgrade.
@@ -357,7 +357,7 @@ pub fn upgrade(
                     }
                 };
                 steps.step();
-                target.put(&object)?;
+                target.put_staged(&object)?;
                 written += 1;
                 progress(written, total);
             }
@@ -369,7 +369,8 @@ pub fn upgrade(
     migrate!(mirrors);
 
     steps.step();
-    sync_dir(&staging)?;
+    // Every staged file and directory durable, then the generation appears.
+    sync_filesystem(&staging)?;
     fs::rename(&staging, data_dir.join(&current))?;
     sync_dir(data_dir)?;
 
