@@ -88,3 +88,13 @@ impl SpuKey {
 
 /// The version of `UpdateReplicaRequest` that carries mirror direction flags.
 pub const UPDATE_REPLICA_VERSION: i16 = 18;
+
+/// The RegisterSpu version with which an SPU declares that it reads
+/// `UpdateReplicaRequest` at [`UPDATE_REPLICA_VERSION`], mirror direction
+/// flags included. The body is the same at every version, so a Fluvio SC
+/// accepts it; Fluvio's own SPUs register at version 0.
+pub const REGISTER_WITH_FLAGS_VERSION: i16 = 1;
+
+/// The UpdateReplica version sent to SPUs that did not declare the flags:
+/// the last one without them.
+pub const UPDATE_REPLICA_WITHOUT_FLAGS: i16 = UPDATE_REPLICA_VERSION - 1;

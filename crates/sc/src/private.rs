@@ -17,13 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
 use fluvio_protocol::link::ErrorCode;
 use futures_util::StreamExt;
-use mg_controlplane::keys::UPDATE_REPLICA_VERSION;
+use mg_controlplane::keys::{
+    REGISTER_WITH_FLAGS_VERSION, UPDATE_REPLICA_VERSION, UPDATE_REPLICA_WITHOUT_FLAGS,
+};
 use mg_controlplane::{
     RegisterSpuRequest, RegisterSpuResponse, ScKey, SpuKey, UpdateLrsRequest, UpdateMirrorRequest,
     UpdateSpuRequest, decode_body, encode_request, encode_response, parse_header,
 };
+use mg_controlplane::{Replica, UpdateReplicaRequest};
 use mg_spu::FrameCodec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -177,15 +181,19 @@ async fn session(
             &RegisterSpuResponse::default(),
         )?)
         .await?;
-    info!(spu, "SPU registered");
+    // Version negotiation: only an SPU that registered at version 1 or later
+    // said it reads the mirror direction flags.
+    let flags = header.api_version >= REGISTER_WITH_FLAGS_VERSION;
+    info!(spu, flags, "SPU registered");
     cluster.set_online(spu, true);
-    let result = push_loop(spu, frames, write, cluster).await;
+    let result = push_loop(spu, flags, frames, write, cluster).await;
     cluster.set_online(spu, false);
     result
 }
 
 async fn push_loop(
     spu: i32,
+    flags: bool,
     frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
     write: &mut OwnedWriteHalf,
     cluster: &Cluster,
@@ -210,7 +218,18 @@ async fn push_loop(
                 changes = request.changes.len(),
                 "pushing replicas"
             );
-            send(write, SpuKey::UpdateReplica, &request).await?;
+            if flags {
+                send(write, SpuKey::UpdateReplica, &request).await?;
+            } else {
+                let request = without_flags(request);
+                let frame = encode_request(
+                    SpuKey::UpdateReplica.code(),
+                    UPDATE_REPLICA_WITHOUT_FLAGS,
+                    "sc",
+                    &request,
+                )?;
+                write.write_all(&frame).await?;
+            }
             replica_epoch = Some(epoch);
         }
         let (epoch, mirrors) = cluster.mirrors();
@@ -237,6 +256,26 @@ async fn push_loop(
             }
         }
     }
+}
+
+/// Roles for an SPU that cannot read the direction flags. Encoded below v18,
+/// a remote target would arrive as a plain, writable remote partition: such
+/// a partition goes out with no leader, so that SPU refuses produce to it as
+/// not-leader. A home source arrives as a home partition, which refuses
+/// produce anyway: safe as it is.
+fn without_flags(mut request: UpdateReplicaRequest) -> UpdateReplicaRequest {
+    fn withhold(replica: &mut Replica) {
+        if matches!(&replica.mirror, Some(PartitionMirrorConfig::Remote(remote)) if remote.target) {
+            replica.leader = -1;
+            replica.replicas.clear();
+        }
+    }
+    request.all.iter_mut().for_each(withhold);
+    request
+        .changes
+        .iter_mut()
+        .for_each(|change| withhold(&mut change.content));
+    request
 }
 
 async fn send<T: fluvio_protocol::Encoder>(

@@ -61,6 +61,8 @@ pub struct ControlState {
     pub updates: u64,
     /// The SC's epoch of the last replica update applied.
     pub epoch: i64,
+    /// The version the last replica update came at.
+    pub replica_version: Option<i16>,
     /// Why the last session ended or failed, if it did.
     pub last_error: Option<String>,
 }
@@ -160,9 +162,10 @@ impl Session<'_> {
         let (read, mut write) = stream.into_split();
         let mut frames = FramedRead::new(read, FrameCodec::new(self.shared.config.max_frame));
 
+        let register_version = self.shared.config.register_version;
         let register = encode_request(
             ScKey::RegisterSpu.code(),
-            ScKey::RegisterSpu.default_version(),
+            register_version,
             &format!("spu: {}", self.spu_id),
             &RegisterSpuRequest { spu: self.spu_id },
         )?;
@@ -177,8 +180,7 @@ impl Session<'_> {
                 "registration answer too short".into(),
             ));
         }
-        let response: RegisterSpuResponse =
-            decode_body(&answer, 4, ScKey::RegisterSpu.default_version())?;
+        let response: RegisterSpuResponse = decode_body(&answer, 4, register_version)?;
         if !response.error_code.is_ok() {
             let reason = response
                 .error_message
@@ -262,6 +264,7 @@ impl Session<'_> {
                 self.state.send_modify(|s| {
                     s.updates += 1;
                     s.epoch = self.roles.epoch();
+                    s.replica_version = Some(header.api_version);
                 });
                 Ok(())
             }

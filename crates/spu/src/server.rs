@@ -40,6 +40,10 @@ pub struct SpuConfig {
     pub guard_enabled: bool,
     /// The SC's private endpoint, where roles come from (none: standalone).
     pub sc: Option<SocketAddr>,
+    /// The RegisterSpu version sent to the SC: 1 declares that this SPU
+    /// reads mirror direction flags; 0 registers as Fluvio's SPUs (and older
+    /// ones) do, which tests use to play an SPU of the old protocol.
+    pub register_version: i16,
 }
 
 impl SpuConfig {
@@ -55,6 +59,7 @@ impl SpuConfig {
             log: LogConfig::default(),
             guard_enabled: true,
             sc: None,
+            register_version: mg_controlplane::keys::REGISTER_WITH_FLAGS_VERSION,
         }
     }
 }
