@@ -238,3 +238,50 @@ fn resume_refuses_what_it_must() {
         "{err}"
     );
 }
+
+/// The whole path an operator takes: a schema-1 cluster is upgraded, resumed
+/// on the new generation by real processes, used, shut down and finalized.
+#[test]
+fn upgrade_resume_finalize_with_real_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(), dir.path());
+    let base = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().min(60000);
+    let file = format!(
+        r#"{{"sc_public": "127.0.0.1:{}", "sc_private": "127.0.0.1:{}", "spus": [{{"id": 5001, "public": "127.0.0.1:{}"}}], "pids": []}}"#,
+        base,
+        base + 1,
+        base + 2
+    );
+    fs::write(dir.path().join("cluster.json"), file).unwrap();
+    assert!(cli(&["cluster", "upgrade", "--check"], dir.path()).status.success());
+    assert!(cli(&["cluster", "upgrade"], dir.path()).status.success());
+    let out = cli(&["cluster", "resume"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let sc = format!("127.0.0.1:{base}");
+    let client = |args: &[&str], input: &str| {
+        use std::io::Write as _;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("MIRROR_GUARD_SC", &sc)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let topics = text(&client(&["topic", "list"], "").stdout);
+    assert!(topics.contains("orders") && topics.contains("edge-metrics"), "{topics}");
+    assert!(client(&["produce", "orders"], "after the upgrade\n").status.success());
+    let out = client(&["produce", "edge-metrics"], "from home\n");
+    assert!(!out.status.success() && text(&out.stderr).contains("11003"), "{}", text(&out.stderr));
+    assert_eq!(text(&client(&["consume", "orders", "-B", "-d"], "").stdout), "after the upgrade\n");
+
+    assert!(cli(&["cluster", "shutdown"], dir.path()).status.success());
+    let out = cli(&["cluster", "upgrade", "--finalize"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!dir.path().join("sc/metadata").exists(), "the backup is pruned only now");
+    assert!(!cli(&["cluster", "rollback"], dir.path()).status.success());
+}
