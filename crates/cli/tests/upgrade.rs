@@ -245,7 +245,12 @@ fn resume_refuses_what_it_must() {
 fn upgrade_resume_finalize_with_real_processes() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture(), dir.path());
-    let base = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().min(60000);
+    let base = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .min(60000);
     let file = format!(
         r#"{{"sc_public": "127.0.0.1:{}", "sc_private": "127.0.0.1:{}", "spus": [{{"id": 5001, "public": "127.0.0.1:{}"}}], "pids": []}}"#,
         base,
@@ -253,7 +258,11 @@ fn upgrade_resume_finalize_with_real_processes() {
         base + 2
     );
     fs::write(dir.path().join("cluster.json"), file).unwrap();
-    assert!(cli(&["cluster", "upgrade", "--check"], dir.path()).status.success());
+    assert!(
+        cli(&["cluster", "upgrade", "--check"], dir.path())
+            .status
+            .success()
+    );
     assert!(cli(&["cluster", "upgrade"], dir.path()).status.success());
     let out = cli(&["cluster", "resume"], dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -269,19 +278,41 @@ fn upgrade_resume_finalize_with_real_processes() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     };
     let topics = text(&client(&["topic", "list"], "").stdout);
-    assert!(topics.contains("orders") && topics.contains("edge-metrics"), "{topics}");
-    assert!(client(&["produce", "orders"], "after the upgrade\n").status.success());
+    assert!(
+        topics.contains("orders") && topics.contains("edge-metrics"),
+        "{topics}"
+    );
+    assert!(
+        client(&["produce", "orders"], "after the upgrade\n")
+            .status
+            .success()
+    );
     let out = client(&["produce", "edge-metrics"], "from home\n");
-    assert!(!out.status.success() && text(&out.stderr).contains("11003"), "{}", text(&out.stderr));
-    assert_eq!(text(&client(&["consume", "orders", "-B", "-d"], "").stdout), "after the upgrade\n");
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("11003"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&client(&["consume", "orders", "-B", "-d"], "").stdout),
+        "after the upgrade\n"
+    );
 
     assert!(cli(&["cluster", "shutdown"], dir.path()).status.success());
     let out = cli(&["cluster", "upgrade", "--finalize"], dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!dir.path().join("sc/metadata").exists(), "the backup is pruned only now");
+    assert!(
+        !dir.path().join("sc/metadata").exists(),
+        "the backup is pruned only now"
+    );
     assert!(!cli(&["cluster", "rollback"], dir.path()).status.success());
 }
