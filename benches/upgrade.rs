@@ -37,19 +37,6 @@ fn write_v1_store(sc: &Path) {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn upgrade_10k_topics(c: &mut Criterion) {
     let template = tempfile::tempdir().unwrap();
     write_v1_store(template.path());
@@ -61,7 +48,7 @@ fn upgrade_10k_topics(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let run = tempfile::tempdir().unwrap();
-                copy_dir(template.path(), run.path());
+                mg_testkit::copy_dir(template.path(), run.path());
                 // The copy must not be charged to the upgrade's sync.
                 mg_sc::store::sync_filesystem(run.path()).unwrap();
                 let start = Instant::now();

@@ -123,6 +123,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// A multi-threaded tokio runtime, or the reason there is none.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))
+}
+
 pub(crate) fn init_logging(level: &str) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter),
@@ -166,13 +174,10 @@ fn run_spu(args: SpuArgs) -> ExitCode {
         Fsync::OnCommit => FsyncPolicy::OnCommit,
         Fsync::Never => FsyncPolicy::Never,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
+            eprintln!("error: {err}");
             return ExitCode::FAILURE;
         }
     };

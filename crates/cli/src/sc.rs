@@ -58,13 +58,10 @@ pub fn run(args: ScArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
+            eprintln!("error: {err}");
             return ExitCode::FAILURE;
         }
     };

@@ -2,13 +2,10 @@
 //! processes, the fluvio-style commands, and the SC killed with SIGKILL and
 //! started again while the SPUs keep serving.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-use mg_testkit::{ProduceSpec, framed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
 
@@ -116,23 +113,7 @@ fn text(bytes: &[u8]) -> String {
 /// Produces one record straight to an SPU, as a client holding its address
 /// would; returns the entry's error code.
 fn produce_to_spu(addr: &str, topic: &str) -> i16 {
-    let spec = ProduceSpec {
-        timeout_ms: 1500,
-        topics: vec![(topic.into(), vec![(0, vec![vec![b"direct".to_vec()]])])],
-        ..Default::default()
-    };
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream.write_all(&framed(&spec.frame(25, 1))).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).unwrap();
-    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
-    let at = 10 + name + 8;
-    i16::from_be_bytes([body[at], body[at + 1]])
+    mg_testkit::produce_code(addr, topic, 0)
 }
 
 /// Retries `check` until it holds: for state that lives in another process,

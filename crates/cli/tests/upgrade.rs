@@ -18,19 +18,6 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/metadata-v1")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn cli(args: &[&str], data_dir: &Path) -> Output {
     Command::new(BIN)
         .args(args)
@@ -80,7 +67,7 @@ fn an_upgrade_aborted_at_every_step_recovers() {
     let mut step = 1;
     loop {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&fixture(), dir.path());
+        mg_testkit::copy_dir(&fixture(), dir.path());
         let out = cli(
             &["cluster", "upgrade", "--crash-at-step", &step.to_string()],
             dir.path(),
@@ -111,7 +98,7 @@ fn an_upgrade_aborted_at_every_step_recovers() {
 
 /// A larger store, so that kills land in the middle of the work.
 fn big_v1_store(dir: &Path, topics: usize) {
-    copy_dir(&fixture(), dir);
+    mg_testkit::copy_dir(&fixture(), dir);
     let meta = dir.join("sc/metadata");
     for i in 0..topics {
         let name = format!("bulk-{i:05}");
@@ -174,7 +161,7 @@ fn with_cluster_file(dir: &Path) {
 fn resume_refuses_what_it_must() {
     // Unmigrated metadata.
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), dir.path());
+    mg_testkit::copy_dir(&fixture(), dir.path());
     with_cluster_file(dir.path());
     let out = cli(&["cluster", "resume"], dir.path());
     assert!(!out.status.success());
@@ -244,7 +231,7 @@ fn resume_refuses_what_it_must() {
 #[test]
 fn upgrade_resume_finalize_with_real_processes() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), dir.path());
+    mg_testkit::copy_dir(&fixture(), dir.path());
     let base = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -241,25 +241,20 @@ impl MetadataStore {
 
     /// Writes an object atomically (temp file, fsync, rename, fsync dir).
     pub fn put<T: Object>(&self, object: &T) -> io::Result<()> {
-        let dir = self.dir::<T>();
-        fs::create_dir_all(&dir)?;
-        let name = object.name();
-        let envelope = Envelope {
-            schema: T::SCHEMA,
-            kind: T::KIND.to_string(),
-            name: name.clone(),
-            spec: serde_json::to_value(object).map_err(io::Error::other)?,
-            extra: Map::new(),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        write_atomically(&dir, &format!("{}.json", file_name(&name)), &bytes)
+        let (dir, file, bytes) = self.encode(object)?;
+        write_atomically(&dir, &file, &bytes)
     }
 
     /// Writes an object into a staging generation: no temporary file and no
     /// sync, because the whole directory becomes visible only by its own
     /// rename, after [`sync_filesystem`] made every file in it durable.
     pub fn put_staged<T: Object>(&self, object: &T) -> io::Result<()> {
+        let (dir, file, bytes) = self.encode(object)?;
+        fs::write(dir.join(file), bytes)
+    }
+
+    /// An object's directory (created), file name and bytes.
+    fn encode<T: Object>(&self, object: &T) -> io::Result<(PathBuf, String, Vec<u8>)> {
         let dir = self.dir::<T>();
         fs::create_dir_all(&dir)?;
         let name = object.name();
@@ -272,7 +267,7 @@ impl MetadataStore {
         };
         let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        fs::write(dir.join(format!("{}.json", file_name(&name))), bytes)
+        Ok((dir, format!("{}.json", file_name(&name)), bytes))
     }
 
     /// Removes an object's file, durably.

@@ -42,19 +42,10 @@ async fn until(
 
 /// Produces one record to `topic` partition 0; returns the entry's error code.
 async fn produce(spu: &RunningSpu, topic: &str) -> i16 {
-    let spec = ProduceSpec {
-        timeout_ms: 1500,
-        topics: vec![(topic.into(), vec![(0, vec![vec![b"x".to_vec()]])])],
-        ..Default::default()
-    };
-    let mut stream = TcpStream::connect(spu.addr()).await.unwrap();
-    stream.write_all(&framed(&spec.frame(25, 1))).await.unwrap();
-    let size = stream.read_i32().await.unwrap() as usize;
-    let mut body = BytesMut::zeroed(size);
-    stream.read_exact(&mut body).await.unwrap();
-    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
-    let at = 10 + name + 8;
-    i16::from_be_bytes([body[at], body[at + 1]])
+    let (addr, topic) = (spu.addr().to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || mg_testkit::produce_code(&addr, &topic, 0))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,3 +186,42 @@ pub fn batch_bytes(batches: &[&[&[u8]]]) -> Vec<u8> {
     set.encode(&mut out, 0).expect("record set encodes");
     out.split_off(4)
 }
+
+/// Copies a directory tree (fixtures into a test's temporary directory).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the fixture") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy a file");
+        }
+    }
+}
+
+/// Produces one record to `topic`/`partition` straight to an SPU at
+/// `addr`, over a plain blocking socket, and returns the error code of the
+/// answer's first entry (0 when accepted).
+pub fn produce_code(addr: &str, topic: &str, partition: u32) -> i16 {
+    use std::io::{Read, Write};
+    let spec = ProduceSpec {
+        timeout_ms: 1500,
+        topics: vec![(topic.into(), vec![(partition, vec![vec![b"x".to_vec()]])])],
+        ..Default::default()
+    };
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the SPU");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("a read timeout");
+    stream.write_all(&framed(&spec.frame(25, 1))).expect("send");
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).expect("an answer");
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).expect("the whole answer");
+    // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2)
+    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
+    let at = 10 + name + 8;
+    i16::from_be_bytes([body[at], body[at + 1]])
+}
