@@ -7,13 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use mg_sc::model::PartitionMirror;
 use mg_sc::{Cluster, serve_private};
 use mg_spu::{ControlState, RunningSpu, Spu, SpuConfig};
-use mg_testkit::{ProduceSpec, framed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 const SPU: i32 = 5001;

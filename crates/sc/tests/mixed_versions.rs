@@ -8,13 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use mg_sc::model::PartitionMirror;
 use mg_sc::{Cluster, serve_private};
 use mg_spu::{RunningSpu, Spu, SpuConfig};
-use mg_testkit::{ProduceSpec, framed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 async fn produce(spu: &RunningSpu, topic: &str, partition: u32) -> i16 {
     let (addr, topic) = (spu.addr().to_string(), topic.to_string());
