@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::model::{
-    MirrorKind, MirrorObject, PartitionMirror, PartitionObject, SpuObject, TopicObject,
+    HomeSpu, MirrorKind, MirrorObject, PartitionMirror, PartitionObject, SpuObject, TopicObject,
     TopicReplicas,
 };
 use crate::store::{LoadError, MetadataStore};
@@ -345,6 +345,62 @@ impl Cluster {
         })
     }
 
+    /// Creates the remote side of a mirror topic: one partition, mirrored
+    /// with `home_spu`; with `target`, the home-to-remote target, which
+    /// refuses local produce.
+    pub fn create_remote_mirror_topic(
+        &self,
+        name: &str,
+        home_cluster: &str,
+        home_spu: HomeSpu,
+        target: bool,
+    ) -> Result<(), AdminError> {
+        let role = PartitionMirror::Remote {
+            home_cluster: home_cluster.to_string(),
+            home_spu_key: home_spu.key.clone(),
+            home_spu_id: home_spu.id,
+            home_spu_endpoint: home_spu.endpoint.clone(),
+            target,
+        };
+        let replicas = TopicReplicas::MirrorRemote {
+            home_cluster: home_cluster.to_string(),
+            home_spu,
+            target,
+        };
+        self.create(name, replicas, |_| Some(role.clone()))
+    }
+
+    /// Records the home this (remote) cluster mirrors with.
+    pub fn connect_home(
+        &self,
+        id: &str,
+        remote_id: &str,
+        public_endpoint: &str,
+    ) -> Result<(), AdminError> {
+        let mut state = self.lock();
+        if state.mirrors.contains_key(id) {
+            return Err(AdminError::Exists {
+                kind: "home",
+                name: id.to_string(),
+            });
+        }
+        let mirror = MirrorObject {
+            name: id.to_string(),
+            kind: MirrorKind::Home {
+                id: id.to_string(),
+                remote_id: remote_id.to_string(),
+                public_endpoint: public_endpoint.to_string(),
+            },
+            extra: Default::default(),
+        };
+        self.store.put(&mirror)?;
+        state.mirrors.insert(id.to_string(), mirror);
+        state.mirror_epoch += 1;
+        drop(state);
+        self.notify();
+        Ok(())
+    }
+
     fn create(
         &self,
         name: &str,
@@ -354,6 +410,7 @@ impl Cluster {
         let count = match &replicas {
             TopicReplicas::Computed { partitions } => *partitions,
             TopicReplicas::MirrorHome { remotes, .. } => remotes.len() as u32,
+            TopicReplicas::MirrorRemote { .. } => 1,
         };
         let mut state = self.lock();
         if state.topics.contains_key(name) {

@@ -97,6 +97,27 @@ pub enum TopicReplicas {
         #[serde(default)]
         home_to_remote: bool,
     },
+    /// The remote side of a mirror topic: one partition, mirrored with home.
+    MirrorRemote {
+        /// The home cluster.
+        home_cluster: String,
+        /// The home SPU leading the home partition.
+        home_spu: HomeSpu,
+        /// Home-to-remote: this remote is the target and refuses produce.
+        #[serde(default)]
+        target: bool,
+    },
+}
+
+/// The home SPU a remote partition mirrors with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeSpu {
+    /// Its id.
+    pub id: i32,
+    /// Its key (the SNI prefix for TLS).
+    pub key: String,
+    /// Its public endpoint.
+    pub endpoint: String,
 }
 
 impl Object for TopicObject {

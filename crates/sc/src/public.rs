@@ -23,7 +23,8 @@ use fluvio_controlplane_metadata::partition::{
 };
 use fluvio_controlplane_metadata::spu::{SpuSpec, SpuStatus};
 use fluvio_controlplane_metadata::topic::{
-    HomeMirrorConfig, MirrorConfig, ReplicaSpec, TopicResolution, TopicSpec, TopicStatus,
+    HomeMirrorConfig, MirrorConfig, RemoteMirrorConfig, ReplicaSpec, SpuMirrorConfig,
+    TopicResolution, TopicSpec, TopicStatus,
 };
 use fluvio_protocol::api::ApiMessage;
 use fluvio_protocol::link::ErrorCode;
@@ -46,7 +47,7 @@ use tokio_util::codec::FramedRead;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cluster::{AdminError, Cluster};
-use crate::model::{PartitionMirror, PartitionObject, TopicReplicas};
+use crate::model::{HomeSpu, PartitionMirror, PartitionObject, TopicReplicas};
 
 /// The Fluvio platform version this SC speaks (0.50.1's platform).
 pub const PLATFORM_VERSION: &str = "0.18.1";
@@ -400,9 +401,25 @@ fn create(
                     .collect();
                 cluster.create_mirror_topic(&name, &remotes, home.source)
             }
-            ReplicaSpec::Mirror(MirrorConfig::Remote(_)) => Err(AdminError::Invalid(
-                "remote mirror topics are created by the home cluster".into(),
-            )),
+            ReplicaSpec::Mirror(MirrorConfig::Remote(remote)) => {
+                match remote.home_spus.as_slice() {
+                    // Fluvio's home SC sends these over the mirroring connection;
+                    // until that is served, they are created here directly.
+                    [spu] => cluster.create_remote_mirror_topic(
+                        &name,
+                        &remote.home_cluster,
+                        HomeSpu {
+                            id: spu.id,
+                            key: spu.key.clone(),
+                            endpoint: spu.endpoint.clone(),
+                        },
+                        remote.target,
+                    ),
+                    _ => Err(AdminError::Invalid(
+                        "a remote mirror topic names exactly one home SPU".into(),
+                    )),
+                }
+            }
             ReplicaSpec::Assigned(_) => Err(AdminError::Invalid(
                 "assigned replicas are not supported".into(),
             )),
@@ -419,9 +436,9 @@ fn create(
         let name = common.name;
         let result = match spec.mirror_type {
             MirrorType::Remote(remote) => cluster.register_remote(&remote.id),
-            MirrorType::Home(_) => Err(AdminError::Invalid(
-                "connecting to a home is not supported yet".into(),
-            )),
+            MirrorType::Home(home) => {
+                cluster.connect_home(&home.id, &home.remote_id, &home.public_endpoint)
+            }
         };
         return Ok(status(&name, result.map_err(|e| mirror_error(&name, e))));
     }
@@ -479,6 +496,19 @@ fn topics(cluster: &Cluster) -> Vec<Metadata<TopicSpec>> {
                     home.set_home_to_remote(*home_to_remote);
                     TopicSpec::new_mirror(MirrorConfig::Home(home))
                 }
+                TopicReplicas::MirrorRemote {
+                    home_cluster,
+                    home_spu,
+                    target,
+                } => TopicSpec::new_mirror(MirrorConfig::Remote(RemoteMirrorConfig {
+                    home_cluster: home_cluster.clone(),
+                    home_spus: vec![SpuMirrorConfig {
+                        id: home_spu.id,
+                        key: home_spu.key.clone(),
+                        endpoint: home_spu.endpoint.clone(),
+                    }],
+                    target: *target,
+                })),
             };
             let mut status = TopicStatus::new(
                 TopicResolution::Provisioned,

@@ -1,15 +1,18 @@
 //! The official `fluvio` 0.50.1 client against our SC and SPU, on loopback:
 //! connect, create a topic, register remotes, create a mirror topic for them,
-//! produce and consume, and see a home produce to the mirror topic refused.
+//! produce and consume, and see a home produce to the mirror topic refused;
+//! then, as a remote, a produce to a home-to-remote target refused.
 
 #![allow(deprecated)] // `partition_consumer` is the 0.50 client's simplest consumer
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fluvio::metadata::topic::{HomeMirrorConfig, MirrorConfig, TopicSpec};
+use fluvio::metadata::topic::{
+    HomeMirrorConfig, MirrorConfig, RemoteMirrorConfig, SpuMirrorConfig, TopicSpec,
+};
 use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
-use fluvio_controlplane_metadata::mirror::{MirrorSpec, MirrorType, Remote};
+use fluvio_controlplane_metadata::mirror::{Home, MirrorSpec, MirrorType, Remote};
 use futures_util::StreamExt;
 use mg_sc::{Cluster, serve_private, serve_public};
 use mg_spu::{Spu, SpuConfig};
@@ -111,6 +114,75 @@ async fn the_official_client_works_against_our_cluster() {
     assert_eq!(
         err.to_string(),
         "Producer error: Producer received an error code: produce from home is not allowed"
+    );
+
+    // The same cluster as a remote: a home to mirror with, and the remote
+    // side of a to-home topic and of a home-to-remote one.
+    let home = MirrorSpec {
+        mirror_type: MirrorType::Home(Home {
+            id: "home".into(),
+            remote_id: "edge1".into(),
+            public_endpoint: "127.0.0.1:9003".into(),
+            client_tls: None,
+        }),
+    };
+    admin.create("home".to_string(), false, home).await.unwrap();
+    for (name, target) in [("to-home", false), ("from-home", true)] {
+        let remote = RemoteMirrorConfig {
+            home_cluster: "home".into(),
+            home_spus: vec![SpuMirrorConfig {
+                id: 5001,
+                key: "home-5001".into(),
+                endpoint: "127.0.0.1:9005".into(),
+            }],
+            target,
+        };
+        admin
+            .create(
+                name.to_string(),
+                false,
+                TopicSpec::new_mirror(MirrorConfig::Remote(remote)),
+            )
+            .await
+            .unwrap();
+    }
+    let labels: Vec<(String, &str)> = admin
+        .all::<TopicSpec>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| (t.name.clone(), t.spec.replicas().type_label()))
+        .collect();
+    assert!(
+        labels.contains(&("to-home".into(), "to-home")),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("from-home".into(), "from-home")),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("mirrored".into(), "from-remote")),
+        "{labels:?}"
+    );
+
+    let producer = fluvio.topic_producer("to-home").await.unwrap();
+    let sent = producer.send(RecordKey::NULL, "edge data").await.unwrap();
+    producer.flush().await.unwrap();
+    sent.wait()
+        .await
+        .expect("a to-home remote partition takes local writes");
+
+    let producer = fluvio.topic_producer("from-home").await.unwrap();
+    let sent = producer
+        .send(RecordKey::NULL, "written at the target")
+        .await
+        .unwrap();
+    producer.flush().await.unwrap();
+    let err = sent.wait().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Producer error: Producer received an error code: produce from remote target is not allowed"
     );
 
     spu.shutdown().await;
