@@ -90,6 +90,10 @@ def main():
         print(f"  guard cost {(off - on) / off * 100:+.2f}% (run-to-run spread {b['spread_on_pct']}% / {b['spread_off_pct']}%)")
         print(f"  rejected round trip p50 {b['rejected_p50_us']} us, p99 {b['rejected_p99_us']} us; peak RSS {b['peak_rss_kib'] / 1024:.1f} MiB")
         checks.append(("spu: >= 1.5x Fluvio's 0.75 M records/s anchor", on >= 1.5 * anchor, f"{on / anchor:.1f}x"))
+        official = b.get("official_client_records_per_sec")
+        if official:
+            print(f"  through the official fluvio producer (local cluster): {official:,.0f} records/s"
+                  f" ({official / on:.2f}x the raw loopback client)")
         con, coff = b["cpu_ns_per_record_on"], b["cpu_ns_per_record_off"]
         cost = (con - coff) / coff * 100
         noise = max(b["cpu_spread_on_pct"], b["cpu_spread_off_pct"])

@@ -8,6 +8,9 @@
 //! - round-trip latency (p50, p99) of produce requests the guard rejects;
 //! - the server process's peak resident memory (VmHWM).
 //!
+//! - the same produce figure taken through the official `fluvio` 0.50.1
+//!   producer, against a local cluster (SC + one SPU) started by the binary.
+//!
 //! Results go to stdout and to `target/spu-bench.json` for `benches/report.py`.
 
 use std::path::PathBuf;
@@ -201,6 +204,88 @@ async fn rejected_latency(addr: &str) -> (Duration, Duration) {
     )
 }
 
+/// Records per second through the official producer, to a local cluster.
+fn official_client_rate() -> f64 {
+    use fluvio::metadata::topic::TopicSpec;
+    use fluvio::{Fluvio, FluvioClusterConfig, RecordKey, TopicProducerConfigBuilder};
+    const RECORDS: usize = 500_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .min(60000);
+    let run = |args: &[&str]| {
+        let status = Command::new(binary())
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .status();
+        assert!(
+            status.expect("run mirror-guard").success(),
+            "mirror-guard {args:?}"
+        );
+    };
+    run(&[
+        "cluster",
+        "start",
+        "--spus",
+        "1",
+        "--base-port",
+        &base.to_string(),
+    ]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rate = runtime.block_on(async {
+        let fluvio =
+            Fluvio::connect_with_config(&FluvioClusterConfig::new(format!("127.0.0.1:{base}")))
+                .await
+                .expect("connect");
+        fluvio
+            .admin()
+            .await
+            .create(
+                "bench".to_string(),
+                false,
+                TopicSpec::new_computed(1, 1, None),
+            )
+            .await
+            .expect("topic");
+        let config = TopicProducerConfigBuilder::default()
+            .batch_size(16 * 1024)
+            .linger(Duration::from_millis(10))
+            .build()
+            .expect("producer config");
+        let producer = fluvio
+            .topic_producer_with_config("bench", config)
+            .await
+            .expect("producer");
+        let value = vec![b'r'; RECORD_BYTES];
+        let start = Instant::now();
+        let mut last = None;
+        for _ in 0..RECORDS {
+            last = Some(
+                producer
+                    .send(RecordKey::NULL, value.clone())
+                    .await
+                    .expect("send"),
+            );
+        }
+        producer.flush().await.expect("flush");
+        last.expect("sent")
+            .wait()
+            .await
+            .expect("the last record was accepted");
+        RECORDS as f64 / start.elapsed().as_secs_f64()
+    });
+    run(&["cluster", "shutdown"]);
+    rate
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -243,6 +328,8 @@ fn main() {
             }
         }
     }
+    let official = official_client_rate();
+    println!("official fluvio producer, to a local cluster: {official:>10.0} records/s");
     let server = Server::start(true);
     let (p50, p99) = runtime.block_on(rejected_latency(&server.addr));
     rss.push(server.peak_rss_kib());
@@ -276,7 +363,7 @@ fn main() {
     println!("  rejected request round trip: p50 {p50:?}, p99 {p99:?}");
     println!("  server peak RSS: {:.1} MiB", peak_rss_kib as f64 / 1024.0);
     let json = format!(
-        "{{\"records_per_sec_guard_on\":{on:.0},\"records_per_sec_guard_off\":{off:.0},\"mb_per_sec_guard_on\":{:.2},\"spread_on_pct\":{spread_on:.1},\"spread_off_pct\":{spread_off:.1},\"cpu_ns_per_record_on\":{cpu_on:.2},\"cpu_ns_per_record_off\":{cpu_off:.2},\"cpu_spread_on_pct\":{cpu_spread_on:.1},\"cpu_spread_off_pct\":{cpu_spread_off:.1},\"rejected_p50_us\":{:.1},\"rejected_p99_us\":{:.1},\"peak_rss_kib\":{peak_rss_kib}}}\n",
+        "{{\"records_per_sec_guard_on\":{on:.0},\"records_per_sec_guard_off\":{off:.0},\"mb_per_sec_guard_on\":{:.2},\"spread_on_pct\":{spread_on:.1},\"spread_off_pct\":{spread_off:.1},\"cpu_ns_per_record_on\":{cpu_on:.2},\"cpu_ns_per_record_off\":{cpu_off:.2},\"cpu_spread_on_pct\":{cpu_spread_on:.1},\"cpu_spread_off_pct\":{cpu_spread_off:.1},\"rejected_p50_us\":{:.1},\"rejected_p99_us\":{:.1},\"peak_rss_kib\":{peak_rss_kib},\"official_client_records_per_sec\":{official:.0}}}\n",
         mb(on),
         p50.as_secs_f64() * 1e6,
         p99.as_secs_f64() * 1e6
