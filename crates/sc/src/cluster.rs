@@ -282,20 +282,30 @@ impl Cluster {
 
     /// Registers a remote cluster (on the home).
     pub fn register_remote(&self, id: &str) -> Result<(), AdminError> {
+        self.add_mirror("remote", id, MirrorKind::Remote { id: id.to_string() })
+    }
+
+    /// Adds a mirror object named `name`, refusing a duplicate.
+    fn add_mirror(
+        &self,
+        kind: &'static str,
+        name: &str,
+        mirror: MirrorKind,
+    ) -> Result<(), AdminError> {
         let mut state = self.lock();
-        if state.mirrors.contains_key(id) {
+        if state.mirrors.contains_key(name) {
             return Err(AdminError::Exists {
-                kind: "remote",
-                name: id.to_string(),
+                kind,
+                name: name.to_string(),
             });
         }
         let mirror = MirrorObject {
-            name: id.to_string(),
-            kind: MirrorKind::Remote { id: id.to_string() },
+            name: name.to_string(),
+            kind: mirror,
             extra: Default::default(),
         };
         self.store.put(&mirror)?;
-        state.mirrors.insert(id.to_string(), mirror);
+        state.mirrors.insert(name.to_string(), mirror);
         state.mirror_epoch += 1;
         drop(state);
         self.notify();
@@ -377,28 +387,12 @@ impl Cluster {
         remote_id: &str,
         public_endpoint: &str,
     ) -> Result<(), AdminError> {
-        let mut state = self.lock();
-        if state.mirrors.contains_key(id) {
-            return Err(AdminError::Exists {
-                kind: "home",
-                name: id.to_string(),
-            });
-        }
-        let mirror = MirrorObject {
-            name: id.to_string(),
-            kind: MirrorKind::Home {
-                id: id.to_string(),
-                remote_id: remote_id.to_string(),
-                public_endpoint: public_endpoint.to_string(),
-            },
-            extra: Default::default(),
+        let home = MirrorKind::Home {
+            id: id.to_string(),
+            remote_id: remote_id.to_string(),
+            public_endpoint: public_endpoint.to_string(),
         };
-        self.store.put(&mirror)?;
-        state.mirrors.insert(id.to_string(), mirror);
-        state.mirror_epoch += 1;
-        drop(state);
-        self.notify();
-        Ok(())
+        self.add_mirror("home", id, home)
     }
 
     fn create(

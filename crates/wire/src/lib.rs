@@ -26,6 +26,8 @@
 //! `tests/differential.rs`; a fuzz target lives in `fuzz/`.
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
 pub mod produce;
 mod reader;

@@ -4,31 +4,10 @@
 
 use bytes::{Bytes, BytesMut};
 use mg_testkit::ProduceSpec;
-use mg_wire::{ErrorCode, ProduceRequest, ProduceResponseWriter};
 use proptest::prelude::*;
 
 fn check(frame: &Bytes) {
-    let Ok((header, request)) = ProduceRequest::parse(frame) else {
-        return;
-    };
-    let mut out = BytesMut::new();
-    let mut writer = ProduceResponseWriter::begin(
-        &mut out,
-        header.correlation_id,
-        request.api_version(),
-        request.topic_count(),
-    );
-    let mut entries = 0;
-    for topic in request.topics() {
-        writer.topic(topic.name(), topic.partition_count());
-        for entry in topic.entries() {
-            assert!(entry.records.range().end <= frame.len());
-            writer.partition(topic.name(), entry.partition, ErrorCode::None, 0);
-            entries += 1;
-        }
-    }
-    assert_eq!(entries, request.entry_count());
-    assert_eq!(writer.finish(), out.len());
+    mg_wire::fuzzing::exercise(frame);
 }
 
 fn small_spec() -> impl Strategy<Value = ProduceSpec> {
