@@ -202,6 +202,7 @@ async fn push_loop(
     let mut replica_epoch = None;
     let mut spu_epoch = None;
     let mut mirror_epoch = None;
+    let mut silent_until = tokio::time::Instant::now() + HEALTH_TIMEOUT;
     loop {
         // Catch up first (the first pass is the session's full sync).
         let (epoch, spus) = cluster.spus();
@@ -245,15 +246,20 @@ async fn push_loop(
                     return Ok(());
                 }
             }
-            frame = tokio::time::timeout(HEALTH_TIMEOUT, next_frame(frames)) => {
-                match frame.map_err(|_| SessionError::Silent(HEALTH_TIMEOUT))?? {
+            frame = next_frame(frames) => {
+                match frame? {
                     None => {
                         info!(spu, "SPU disconnected");
                         return Ok(());
                     }
-                    Some(frame) => status(&frame, cluster)?,
+                    Some(frame) => {
+                        status(&frame, cluster)?;
+                        silent_until = tokio::time::Instant::now() + HEALTH_TIMEOUT;
+                    }
                 }
             }
+            // Only the SPU's own messages keep the session alive.
+            _ = tokio::time::sleep_until(silent_until) => return Err(SessionError::Silent(HEALTH_TIMEOUT)),
         }
     }
 }

@@ -18,7 +18,7 @@
 //! home-to-remote topic, so such a role is taken as a target: produce is
 //! refused rather than risked (fail closed).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,18 +69,29 @@ pub struct ControlState {
 
 /// Partitions written since the last status report.
 #[derive(Debug, Default)]
-pub(crate) struct Dirty(Mutex<HashSet<(String, u32)>>);
+/// Keyed by topic, so that marking looks the topic up by `&str`: no
+/// allocation once a topic is present, no scan.
+pub(crate) struct Dirty(Mutex<HashMap<String, HashSet<u32>>>);
 
 impl Dirty {
     pub(crate) fn mark(&self, topic: &str, partition: u32) {
         let mut dirty = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !dirty.iter().any(|(t, p)| t == topic && *p == partition) {
-            dirty.insert((topic.to_string(), partition));
+        match dirty.get_mut(topic) {
+            Some(partitions) => {
+                partitions.insert(partition);
+            }
+            None => {
+                dirty.insert(topic.to_string(), HashSet::from([partition]));
+            }
         }
     }
 
     fn take(&self) -> HashSet<(String, u32)> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        let dirty = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        dirty
+            .into_iter()
+            .flat_map(|(topic, partitions)| partitions.into_iter().map(move |p| (topic.clone(), p)))
+            .collect()
     }
 }
 
@@ -299,8 +310,9 @@ impl Session<'_> {
             }
         }
         let mut replicas = Vec::with_capacity(partitions.len());
+        let snapshot = self.roles.snapshot();
         for (topic, partition) in partitions {
-            if self.roles.snapshot().get(&topic, partition).is_none() {
+            if snapshot.get(&topic, partition).is_none() {
                 continue; // no longer led here
             }
             let Ok(read) = self.shared.store.read(&topic, partition, i64::MAX, 0) else {
