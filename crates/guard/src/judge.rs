@@ -5,7 +5,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use mg_roles::{RoleReader, RoleTable, Snapshot, TopicRoles};
 use mg_wire::{
-    Entries, ErrorCode, ProduceRequest, ProduceResponseWriter, RequestHeader, Topics, WireError,
+    Entries, ErrorCode, ProduceRequest, ProduceResponseWriter, RequestHeader, Topic, Topics,
+    WireError,
 };
 
 use crate::stats::{GuardStats, Tally};
@@ -49,6 +50,7 @@ impl Guard {
 
     /// Parses a whole Produce frame (the bytes after the size prefix) and
     /// pins the current role snapshot for it.
+    #[inline(always)]
     pub fn judge<'a>(&'a mut self, frame: &'a Bytes) -> Result<Judgement<'a>, WireError> {
         let (header, body_start) = RequestHeader::parse(frame).inspect_err(|_| {
             self.stats.malformed();
@@ -58,6 +60,7 @@ impl Guard {
 
     /// Like [`judge`](Self::judge), for a frame whose header the caller
     /// already parsed (to dispatch on its api key).
+    #[inline(always)]
     pub fn judge_body<'a>(
         &'a mut self,
         frame: &'a Bytes,
@@ -69,8 +72,8 @@ impl Guard {
         })?;
         // The official client sends one topic per request: resolve it through
         // the reader's memo, and hash only the names of any further topics.
-        let (snapshot, first_topic) = match request.topics().next() {
-            Some(topic) => self.reader.load_topic(topic.name()),
+        let (snapshot, first_topic) = match request.first_topic_name() {
+            Some(name) => self.reader.load_topic(name),
             None => (self.reader.load(), None),
         };
         Ok(Judgement {
@@ -141,14 +144,17 @@ impl<'f> Judgement<'f> {
     /// One verdict per partition entry, in request order, duplicates
     /// included. Each topic name is looked up once.
     pub fn verdicts(&self) -> Verdicts<'f> {
+        let mut topics = self.request.topics();
+        let (topic, roles, entries) = match topics.next() {
+            Some(first) => (first.name(), self.first_topic, first.entries()),
+            None => ("", None, Entries::empty()),
+        };
         Verdicts {
-            judged: TopicResolver {
-                snapshot: self.snapshot,
-                first_topic: self.first_topic,
-            },
-            topics: self.request.topics(),
-            index: 0,
-            current: None,
+            snapshot: self.snapshot,
+            topics,
+            topic,
+            roles,
+            entries,
         }
     }
 
@@ -242,10 +248,13 @@ impl<'f> TopicResolver<'f> {
 /// Iterator over the verdicts of a [`Judgement`].
 #[derive(Debug)]
 pub struct Verdicts<'f> {
-    judged: TopicResolver<'f>,
+    snapshot: &'f Snapshot,
+    /// The topics after the current one.
     topics: Topics<'f>,
-    index: usize,
-    current: Option<(&'f str, Option<&'f TopicRoles>, Entries<'f>)>,
+    /// The current topic, its roles, and its entries not yet judged.
+    topic: &'f str,
+    roles: Option<&'f TopicRoles>,
+    entries: Entries<'f>,
 }
 
 impl<'f> Iterator for Verdicts<'f> {
@@ -254,19 +263,51 @@ impl<'f> Iterator for Verdicts<'f> {
     #[inline]
     fn next(&mut self) -> Option<EntryVerdict<'f>> {
         loop {
-            if let Some((topic, roles, entries)) = &mut self.current
-                && let Some(entry) = entries.next()
-            {
+            if let Some(entry) = self.entries.next() {
                 return Some(EntryVerdict {
-                    topic,
+                    topic: self.topic,
                     partition: entry.partition,
-                    verdict: decide(*roles, entry),
+                    verdict: decide(self.roles, entry),
                 });
             }
             let topic = self.topics.next()?;
-            let roles = self.judged.roles(self.index, topic.name());
-            self.index += 1;
-            self.current = Some((topic.name(), roles, topic.entries()));
+            self.enter(topic);
         }
+    }
+
+    /// Topic by topic, entry by entry: a nested loop rather than the state
+    /// machine of `next`, for `count`, `for_each` and the like.
+    #[inline]
+    fn fold<B, F>(mut self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, Self::Item) -> B,
+    {
+        let mut acc = init;
+        loop {
+            let (topic, roles) = (self.topic, self.roles);
+            acc = self.entries.by_ref().fold(acc, |acc, entry| {
+                let verdict = EntryVerdict {
+                    topic,
+                    partition: entry.partition,
+                    verdict: decide(roles, entry),
+                };
+                f(acc, verdict)
+            });
+            let Some(topic) = self.topics.next() else {
+                return acc;
+            };
+            self.enter(topic);
+        }
+    }
+}
+
+impl<'f> Verdicts<'f> {
+    /// Moves on to `topic`, a topic after the first: its roles are looked up
+    /// by name (the first topic's came from the reader's memo).
+    #[inline]
+    fn enter(&mut self, topic: Topic<'f>) {
+        self.topic = topic.name();
+        self.roles = self.snapshot.topic(self.topic);
+        self.entries = topic.entries();
     }
 }

@@ -102,6 +102,17 @@ fn verdicts_equal_fluvio_accept_traffic_on_every_config() {
     let judgement = guard.judge(&frame).unwrap();
     let verdicts: Vec<_> = judgement.verdicts().collect();
     assert_eq!(verdicts.len(), cases.len());
+    // `fold` (behind count, for_each, …) walks the topics as nested loops;
+    // it must yield exactly what `next` does, across all these topics.
+    let folded = judgement.verdicts().fold(Vec::new(), |mut all, v| {
+        all.push((v.topic, v.partition, v.verdict.rejection()));
+        all
+    });
+    let stepped: Vec<_> = verdicts
+        .iter()
+        .map(|v| (v.topic, v.partition, v.verdict.rejection()))
+        .collect();
+    assert_eq!(folded, stepped);
     for (verdict, (topic, partition, led_here, mirror)) in verdicts.iter().zip(&cases) {
         assert_eq!(
             (verdict.topic, verdict.partition),

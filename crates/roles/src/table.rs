@@ -12,6 +12,7 @@
 //! cost follows the size of the change, not of the table, and dropping the
 //! previous snapshot frees only what changed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -37,38 +38,88 @@ pub type SnapshotGuard = arc_swap::Guard<Arc<Snapshot>>;
 /// its last snapshot alive until its next load.
 #[derive(Clone, Debug)]
 pub struct RoleReader {
-    cache: arc_swap::Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>,
-    /// The topic looked up last, and the generation of the snapshot it came
-    /// from. A connection produces to the same topic request after request,
-    /// so this skips hashing the name on nearly every request.
-    memo: Option<(u64, Arc<TopicRoles>)>,
+    published: Arc<Published>,
+    cached: Arc<Snapshot>,
+    /// The topic looked up last in `cached` (cleared whenever `cached`
+    /// moves on). A connection produces to the same topic request after
+    /// request, so this skips hashing the name on nearly every request.
+    memo: Option<Arc<TopicRoles>>,
 }
 
 impl RoleReader {
     /// The current snapshot.
     #[inline]
     pub fn load(&mut self) -> &Snapshot {
-        self.cache.load()
+        self.revalidate();
+        &self.cached
     }
 
     /// The current snapshot, and the roles of `topic` in it.
     #[inline]
     pub fn load_topic(&mut self, topic: &str) -> (&Snapshot, Option<&TopicRoles>) {
-        let snapshot: &Snapshot = self.cache.load();
-        let hit = matches!(&self.memo, Some((generation, roles))
-            if *generation == snapshot.generation && &*roles.name == topic);
+        self.revalidate();
+        let hit = matches!(&self.memo, Some(roles) if same_name(&roles.name, topic));
         if !hit {
-            self.memo = snapshot
-                .topic_arc(topic)
-                .map(|roles| (snapshot.generation, Arc::clone(roles)));
+            self.remember(topic);
         }
-        let roles = self
-            .memo
-            .as_ref()
-            .filter(|(generation, _)| *generation == snapshot.generation)
-            .map(|(_, roles)| &**roles);
-        (snapshot, roles)
+        (&self.cached, self.memo.as_deref())
     }
+
+    /// Looks `topic` up by hash and keeps it as the memo.
+    #[inline(never)]
+    fn remember(&mut self, topic: &str) {
+        self.memo = self.cached.topic_arc(topic).cloned();
+    }
+
+    /// Moves to the newest snapshot if the table published one since.
+    #[inline]
+    fn revalidate(&mut self) {
+        // Acquire pairs with the writer's Release: a generation seen here was
+        // stored after its snapshot, so `refresh` finds that one or a newer.
+        if self.published.generation.load(Ordering::Acquire) != self.cached.generation {
+            self.refresh();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self) {
+        self.cached = self.published.snapshot.load_full();
+        self.memo = None;
+    }
+}
+
+/// Whether two topic names are equal. Names on the hot path are short, so
+/// those of up to 16 bytes are compared as two overlapping words each,
+/// inline, instead of through a call to `memcmp`.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        (Some(a8), Some(b8)) if a.len() <= 16 => {
+            // Both lengths are 8..=16 and equal: the first and the last eight
+            // bytes cover every byte.
+            let (Some(a_end), Some(b_end)) = (a.last_chunk::<8>(), b.last_chunk::<8>()) else {
+                return false;
+            };
+            (u64::from_ne_bytes(*a8) ^ u64::from_ne_bytes(*b8))
+                | (u64::from_ne_bytes(*a_end) ^ u64::from_ne_bytes(*b_end))
+                == 0
+        }
+        _ => a == b,
+    }
+}
+
+/// What the table publishes to its readers: the snapshot, and its
+/// generation as a plain atomic word readers can check in one load.
+#[derive(Debug)]
+struct Published {
+    snapshot: ArcSwap<Snapshot>,
+    /// The generation of `snapshot`, stored (Release) after it.
+    generation: AtomicU64,
 }
 
 /// One partition's stored role.
@@ -288,7 +339,7 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct RoleTable {
     local_spu: i32,
-    current: Arc<ArcSwap<Snapshot>>,
+    current: Arc<Published>,
     /// Serialises writers: each builds on the snapshot the previous published.
     writer: Mutex<()>,
 }
@@ -299,9 +350,10 @@ impl RoleTable {
     pub fn new(local_spu: i32) -> Self {
         Self {
             local_spu,
-            current: Arc::new(ArcSwap::from_pointee(Snapshot::empty(
-                RandomState::default(),
-            ))),
+            current: Arc::new(Published {
+                snapshot: ArcSwap::from_pointee(Snapshot::empty(RandomState::default())),
+                generation: AtomicU64::new(0),
+            }),
             writer: Mutex::new(()),
         }
     }
@@ -314,7 +366,8 @@ impl RoleTable {
     /// A cached reader for one connection or thread: the hot path's way in.
     pub fn reader(&self) -> RoleReader {
         RoleReader {
-            cache: arc_swap::Cache::new(Arc::clone(&self.current)),
+            published: Arc::clone(&self.current),
+            cached: self.current.snapshot.load_full(),
             memo: None,
         }
     }
@@ -323,18 +376,18 @@ impl RoleTable {
     /// uses a [`RoleReader`], which is cheaper.
     #[inline]
     pub fn snapshot(&self) -> SnapshotGuard {
-        self.current.load()
+        self.current.snapshot.load()
     }
 
     /// The current snapshot as an owned `Arc`, to hold across waits.
     #[inline]
     pub fn snapshot_arc(&self) -> Arc<Snapshot> {
-        self.current.load_full()
+        self.current.snapshot.load_full()
     }
 
     /// The epoch of the last update applied.
     pub fn epoch(&self) -> i64 {
-        self.current.load().epoch
+        self.current.snapshot.load().epoch
     }
 
     /// Applies an SC update and publishes the result atomically.
@@ -360,7 +413,7 @@ impl RoleTable {
             .writer
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        let current = self.current.load_full();
+        let current = self.current.snapshot.load_full();
         let offered = update.epoch();
         if offered <= current.epoch && !new_session {
             return ApplyOutcome::Stale {
@@ -393,7 +446,9 @@ impl RoleTable {
         };
         next.epoch = offered;
         let partitions = next.partitions;
-        self.current.store(Arc::new(next));
+        let generation = next.generation;
+        self.current.snapshot.store(Arc::new(next));
+        self.current.generation.store(generation, Ordering::Release);
         ApplyOutcome::Applied {
             epoch: offered,
             partitions,
@@ -415,6 +470,29 @@ impl RoleTable {
                 }
             }
             RoleChange::Remove { topic, partition } => next.remove(&topic, partition),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_name;
+
+    #[test]
+    fn name_comparison_agrees_with_str_eq() {
+        for len in 0..40 {
+            let name: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            assert!(same_name(&name, &name.clone()), "len {len}");
+            for at in 0..len {
+                let mut other = name.clone().into_bytes();
+                other[at] = b'Z';
+                let other = String::from_utf8(other).unwrap();
+                assert!(!same_name(&name, &other), "len {len}, differs at {at}");
+            }
+            let longer = format!("{name}x");
+            assert!(!same_name(&name, &longer) && !same_name(&longer, &name));
         }
     }
 }

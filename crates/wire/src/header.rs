@@ -9,7 +9,7 @@
 //! [`RequestHeader::parse`].
 
 use crate::error::{Field, WireError};
-use crate::reader::Reader;
+use crate::reader::{Bail, Fail, Reader, unreachable_truncation};
 
 /// Fluvio's `MAX_BYTES` (50 MiB): the default frame-size limit.
 pub const DEFAULT_MAX_FRAME: usize = 52_428_800;
@@ -43,15 +43,65 @@ pub struct RequestHeader<'a> {
 impl<'a> RequestHeader<'a> {
     /// Parses the header at the start of `frame` (the bytes after the size
     /// prefix) and returns it with the offset where the body starts.
-    #[inline]
+    #[inline(always)]
     pub fn parse(frame: &'a [u8]) -> Result<(Self, usize), WireError> {
-        let mut r = Reader::new(frame, 0);
+        match Self::read::<Bail>(frame) {
+            Ok(parsed) => Ok(parsed),
+            Err(Bail) => Err(Self::explain(frame)),
+        }
+    }
+
+    /// Reads the header again, to say exactly what is wrong with it. (Only
+    /// the error comes back, so the success path never waits on this
+    /// call's result in memory.)
+    #[cold]
+    #[inline(never)]
+    fn explain(frame: &[u8]) -> WireError {
+        match RequestHeader::read::<WireError>(frame) {
+            Err(error) => error,
+            // Both reads run the same code over the same bytes.
+            Ok(_) => {
+                debug_assert!(
+                    cfg!(not(debug_assertions)),
+                    "the detailed walk accepted what the fast walk refused"
+                );
+                unreachable_truncation()
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn read<E: Fail>(frame: &'a [u8]) -> Result<(Self, usize), E> {
+        // The four fixed fields and the client id's length: one bounds check.
+        let Some(fixed) = frame.first_chunk::<10>() else {
+            return Err(E::from_error(|| Self::truncated(frame)));
+        };
+        let word = |at: usize| [fixed[at], fixed[at + 1]];
+        let mut r = Reader::<E>::new(frame, 8);
+        let client_id = r.str(Field::ClientId)?;
         let header = RequestHeader {
-            api_key: r.u16(Field::ApiKey)?,
-            api_version: r.i16(Field::ApiVersion)?,
-            correlation_id: r.i32(Field::CorrelationId)?,
-            client_id: r.str(Field::ClientId)?,
+            api_key: u16::from_be_bytes(word(0)),
+            api_version: i16::from_be_bytes(word(2)),
+            correlation_id: i32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+            client_id,
         };
         Ok((header, r.pos()))
+    }
+
+    /// The precise error for a frame shorter than the fixed header fields.
+    #[cold]
+    fn truncated(frame: &[u8]) -> WireError {
+        let mut r = Reader::<WireError>::new(frame, 0);
+        let mut first_missing = || -> Result<(), WireError> {
+            r.u16(Field::ApiKey)?;
+            r.i16(Field::ApiVersion)?;
+            r.i32(Field::CorrelationId)?;
+            r.i16(Field::ClientId)?;
+            Ok(())
+        };
+        match first_missing() {
+            Err(err) => err,
+            Ok(()) => unreachable_truncation(),
+        }
     }
 }

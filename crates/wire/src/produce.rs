@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use crate::error::{Field, WireError};
 use crate::header::RequestHeader;
-use crate::reader::Reader;
+use crate::reader::{Bail, Fail, Reader, unreachable_truncation};
 use crate::smartmodule;
 
 /// The api key of Produce.
@@ -46,13 +46,51 @@ pub enum Isolation {
 pub struct ProduceRequest<'a> {
     frame: &'a Bytes,
     api_version: i16,
-    transactional_id: Option<&'a str>,
     acks: i16,
     timeout_ms: i32,
+    transactional_id: Option<&'a str>,
     topic_count: usize,
     entry_count: usize,
-    topics_start: usize,
     smartmodule_count: usize,
+    /// The first topic's name and entry count, and where its entries start:
+    /// kept from the validating walk, so the guard resolves the topic and
+    /// iterates its entries without reading its header again. A request
+    /// without topics holds an empty head here.
+    first: TopicHead<'a>,
+}
+
+/// A topic's name and entry count, and the offset of its first entry.
+#[derive(Clone, Copy, Debug)]
+struct TopicHead<'a> {
+    name: &'a str,
+    partition_count: usize,
+    entries_at: usize,
+}
+
+impl<'a> TopicHead<'a> {
+    /// Reads a topic's name and entry count at `r`, checking the name's UTF-8.
+    #[inline]
+    fn read<E: Fail>(r: &mut Reader<'a, E>) -> Result<Self, E> {
+        let name = r.str(Field::TopicName)?;
+        let partition_count = r.len_i32(Field::PartitionCount)?;
+        Ok(Self {
+            name,
+            partition_count,
+            entries_at: r.pos(),
+        })
+    }
+
+    /// Reads a head that the validating walk already read.
+    #[inline]
+    fn reread(r: &mut Reader<'a, Bail>) -> Option<Self> {
+        let name = r.str_validated(Field::TopicName).ok()?;
+        let partition_count = r.len_i32(Field::PartitionCount).ok()?;
+        Some(Self {
+            name,
+            partition_count,
+            entries_at: r.pos(),
+        })
+    }
 }
 
 impl<'a> ProduceRequest<'a> {
@@ -66,6 +104,7 @@ impl<'a> ProduceRequest<'a> {
 
     /// Parses the body that starts at `body_start` in `frame`, at the
     /// header's api_version.
+    #[inline(always)]
     pub fn parse_body(
         frame: &'a Bytes,
         header: &RequestHeader<'_>,
@@ -85,48 +124,107 @@ impl<'a> ProduceRequest<'a> {
             });
         }
 
-        let mut r = Reader::new(frame, body_start);
+        match Self::walk::<Bail>(frame, api_version, body_start) {
+            Ok(view) => Ok(view),
+            Err(Bail) => Err(Self::explain(frame, api_version, body_start)),
+        }
+    }
+
+    /// Walks the body again, to say exactly what is wrong with it. (Only the
+    /// error comes back, so the success path never waits on this call's
+    /// result in memory.)
+    #[cold]
+    #[inline(never)]
+    fn explain(frame: &Bytes, api_version: i16, body_start: usize) -> WireError {
+        match ProduceRequest::walk::<WireError>(frame, api_version, body_start) {
+            Err(error) => error,
+            // Both walks run the same code over the same bytes.
+            Ok(_) => {
+                debug_assert!(
+                    cfg!(not(debug_assertions)),
+                    "the detailed walk accepted what the fast walk refused"
+                );
+                unreachable_truncation()
+            }
+        }
+    }
+
+    /// The validating walk over the whole body.
+    #[inline(always)]
+    fn walk<E: Fail>(frame: &'a Bytes, api_version: i16, body_start: usize) -> Result<Self, E> {
+        let mut r = Reader::<E>::new(frame, body_start);
+        let (transactional_id, acks, timeout_ms, topic_count) = Self::fixed_head(&mut r)?;
+        if timeout_ms < 0 {
+            return Err(E::from_error(|| WireError::NegativeTimeout(timeout_ms)));
+        }
+
+        let mut first = TopicHead {
+            name: "",
+            partition_count: 0,
+            entries_at: r.pos(),
+        };
+        let mut entry_count = 0usize;
+        for index in 0..topic_count {
+            let head = TopicHead::read(&mut r)?;
+            if index == 0 {
+                first = head;
+            }
+            for _ in 0..head.partition_count {
+                let (_, len) = r.entry_header()?;
+                r.skip(len, Field::Records)?;
+            }
+            entry_count += head.partition_count;
+        }
+
+        let smartmodule_count = smartmodule::skip_invocations(&mut r, api_version)?;
+        if r.remaining() > 0 {
+            return Err(E::from_error(|| WireError::TrailingBytes {
+                count: r.remaining(),
+            }));
+        }
+
+        Ok(Self {
+            frame,
+            api_version,
+            acks,
+            timeout_ms,
+            transactional_id,
+            topic_count,
+            entry_count,
+            smartmodule_count,
+            first,
+        })
+    }
+
+    /// transactional_id, acks, timeout_ms and the topic count. Clients send
+    /// no transactional id, and then these are 11 fixed bytes, read with one
+    /// bounds check.
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    fn fixed_head<E: Fail>(r: &mut Reader<'a, E>) -> Result<(Option<&'a str>, i16, i32, usize), E> {
+        if let Some(head) = r.peek::<11>()
+            && head[0] == 0
+        {
+            let acks = i16::from_be_bytes([head[1], head[2]]);
+            let timeout_ms = i32::from_be_bytes([head[3], head[4], head[5], head[6]]);
+            let topic_count = i32::from_be_bytes([head[7], head[8], head[9], head[10]]);
+            r.consume_peeked::<11>();
+            let topic_count = usize::try_from(topic_count).map_err(|_| {
+                E::from_error(|| WireError::NegativeLength {
+                    field: Field::TopicCount,
+                    len: topic_count,
+                })
+            })?;
+            return Ok((None, acks, timeout_ms, topic_count));
+        }
         let transactional_id = match r.flag(Field::TransactionalId)? {
             true => Some(r.str(Field::TransactionalId)?),
             false => None,
         };
         let acks = r.i16(Field::Acks)?;
         let timeout_ms = r.i32(Field::Timeout)?;
-        if timeout_ms < 0 {
-            return Err(WireError::NegativeTimeout(timeout_ms));
-        }
-
         let topic_count = r.len_i32(Field::TopicCount)?;
-        let topics_start = r.pos();
-        let mut entry_count = 0usize;
-        for _ in 0..topic_count {
-            r.str(Field::TopicName)?;
-            let partitions = r.len_i32(Field::PartitionCount)?;
-            for _ in 0..partitions {
-                let (_, len) = r.entry_header()?;
-                r.skip(len, Field::Records)?;
-            }
-            entry_count += partitions;
-        }
-
-        let smartmodule_count = smartmodule::skip_invocations(&mut r, api_version)?;
-        if r.remaining() > 0 {
-            return Err(WireError::TrailingBytes {
-                count: r.remaining(),
-            });
-        }
-
-        Ok(Self {
-            frame,
-            api_version,
-            transactional_id,
-            acks,
-            timeout_ms,
-            topic_count,
-            entry_count,
-            topics_start,
-            smartmodule_count,
-        })
+        Ok((transactional_id, acks, timeout_ms, topic_count))
     }
 
     /// The api_version the body was encoded at; the response uses it too.
@@ -182,27 +280,34 @@ impl<'a> ProduceRequest<'a> {
         self.frame
     }
 
+    /// The first topic's name (the official client sends exactly one topic
+    /// per request), without starting an iteration.
+    #[inline]
+    pub fn first_topic_name(&self) -> Option<&'a str> {
+        (self.topic_count > 0).then_some(self.first.name)
+    }
+
     /// The topics, in request order.
     #[inline]
     pub fn topics(&self) -> Topics<'a> {
         Topics {
             frame: self.frame,
-            r: Reader::new(self.frame, self.topics_start),
+            next: self.first,
             left: self.topic_count,
-            skip: None,
         }
     }
 }
 
 /// Iterator over the topics of a [`ProduceRequest`].
+///
+/// It holds the head of the next topic, already read: the first one comes
+/// from the validating walk, and each later one is read when the topic
+/// before it is handed out, so a one-topic request is never re-read here.
 #[derive(Clone, Debug)]
 pub struct Topics<'a> {
     frame: &'a Bytes,
-    r: Reader<'a>,
+    next: TopicHead<'a>,
     left: usize,
-    /// The entries of the topic handed out last, skipped only if another
-    /// topic follows: a request with one topic is walked once.
-    skip: Option<usize>,
 }
 
 impl<'a> Iterator for Topics<'a> {
@@ -213,30 +318,38 @@ impl<'a> Iterator for Topics<'a> {
         if self.left == 0 {
             return None;
         }
-        if let Some(entries) = self.skip.take() {
-            for _ in 0..entries {
-                let (_, len) = self.r.entry_header().ok()?;
-                self.r.skip(len, Field::Records).ok()?;
-            }
-        }
         self.left -= 1;
-        // The body was validated by `parse_body`, so these reads succeed.
-        let name = self.r.str_validated(Field::TopicName).ok()?;
-        let partition_count = self.r.len_i32(Field::PartitionCount).ok()?;
-        self.skip = Some(partition_count);
-        Some(Topic {
-            name,
-            partition_count,
+        let head = self.next;
+        let topic = Topic {
+            name: head.name,
+            partition_count: head.partition_count,
             entries: Entries {
                 frame: self.frame,
-                r: self.r.clone(),
-                left: partition_count,
+                r: Reader::<Bail>::new(self.frame, head.entries_at),
+                left: head.partition_count,
             },
-        })
+        };
+        if self.left > 0 {
+            self.next = self.head_after(head)?;
+        }
+        Some(topic)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.left, Some(self.left))
+    }
+}
+
+impl<'a> Topics<'a> {
+    /// The head of the topic that follows `head`'s entries. The body was
+    /// validated by `parse_body`, so these reads succeed.
+    fn head_after(&self, head: TopicHead<'a>) -> Option<TopicHead<'a>> {
+        let mut r = Reader::<Bail>::new(self.frame, head.entries_at);
+        for _ in 0..head.partition_count {
+            let (_, len) = r.entry_header().ok()?;
+            r.skip(len, Field::Records).ok()?;
+        }
+        TopicHead::reread(&mut r)
     }
 }
 
@@ -274,8 +387,25 @@ impl<'a> Topic<'a> {
 #[derive(Clone, Debug)]
 pub struct Entries<'a> {
     frame: &'a Bytes,
-    r: Reader<'a>,
+    r: Reader<'a, Bail>,
     left: usize,
+}
+
+impl Entries<'_> {
+    /// An iterator over no entries.
+    pub fn empty() -> Self {
+        Entries {
+            frame: empty_frame(),
+            r: Reader::<Bail>::new(&[], 0),
+            left: 0,
+        }
+    }
+}
+
+/// A frame with no bytes, for iterators over nothing.
+fn empty_frame() -> &'static Bytes {
+    static EMPTY: Bytes = Bytes::from_static(&[]);
+    &EMPTY
 }
 
 impl<'a> Iterator for Entries<'a> {

@@ -1,75 +1,135 @@
 //! A bounds-checked, big-endian cursor over a borrowed byte slice.
 //!
-//! Every read either returns a value or a [`WireError`] naming the field; no
-//! read can index out of bounds. The reader only ever borrows, so strings and
+//! Every read either returns a value or a failure naming the field; no read
+//! can index out of bounds. The reader only ever borrows, so strings and
 //! byte ranges it returns point into the caller's frame.
+//!
+//! Failures come in two weights, chosen by the reader's type parameter
+//! ([`Fail`]). Walks are written once, generic over it. The hot path walks a
+//! frame with [`Bail`], which carries nothing, so every check compiles to a
+//! plain branch to one exit. Only if that walk fails is the frame walked
+//! again with [`WireError`], to say exactly what is wrong and where.
+
+use std::marker::PhantomData;
 
 use crate::error::{Field, WireError};
 
-#[derive(Clone, Debug)]
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// How a [`Reader`] reports a failed read.
+pub(crate) trait Fail: Sized {
+    /// The failure for `error`, built only if this kind keeps details.
+    fn from_error(error: impl FnOnce() -> WireError) -> Self;
 }
 
-impl<'a> Reader<'a> {
+impl Fail for WireError {
+    #[inline(always)]
+    fn from_error(error: impl FnOnce() -> WireError) -> Self {
+        error()
+    }
+}
+
+/// A failure with no details: the caller walks again with [`WireError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Bail;
+
+impl Fail for Bail {
+    #[inline(always)]
+    fn from_error(_: impl FnOnce() -> WireError) -> Self {
+        Bail
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Reader<'a, E = WireError> {
+    /// The bytes not yet read: every read checks one length, this one's.
+    rest: &'a [u8],
+    /// Length of the whole buffer, so positions can be reported as offsets
+    /// into it (`len - rest.len()`).
+    len: usize,
+    fail: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for Reader<'_, E> {
+    fn clone(&self) -> Self {
+        Self {
+            rest: self.rest,
+            len: self.len,
+            fail: PhantomData,
+        }
+    }
+}
+
+impl<'a, E: Fail> Reader<'a, E> {
     /// A reader over `buf[pos..]`; offsets it reports are relative to `buf`.
+    /// A `pos` past the end reads as an empty rest.
     #[inline]
     pub(crate) fn new(buf: &'a [u8], pos: usize) -> Self {
-        Self { buf, pos }
-    }
-
-    #[inline]
-    pub(crate) fn pos(&self) -> usize {
-        self.pos
-    }
-
-    #[inline]
-    pub(crate) fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    #[inline]
-    fn array<const N: usize>(&mut self, field: Field) -> Result<[u8; N], WireError> {
-        match self
-            .buf
-            .get(self.pos..)
-            .and_then(|rest| rest.first_chunk::<N>())
-        {
-            Some(bytes) => {
-                self.pos += N;
-                Ok(*bytes)
-            }
-            None => Err(WireError::Truncated {
-                field,
-                needed: N,
-                available: self.remaining(),
-            }),
+        Self {
+            rest: buf.get(pos..).unwrap_or_default(),
+            len: buf.len(),
+            fail: PhantomData,
         }
     }
 
     #[inline]
-    pub(crate) fn u8(&mut self, field: Field) -> Result<u8, WireError> {
+    pub(crate) fn pos(&self) -> usize {
+        self.len - self.rest.len()
+    }
+
+    #[inline]
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
+    /// The next `N` bytes, if there are that many, without consuming them.
+    #[inline]
+    pub(crate) fn peek<const N: usize>(&self) -> Option<&'a [u8; N]> {
+        self.rest.first_chunk::<N>()
+    }
+
+    /// Consumes `N` bytes that [`peek`](Self::peek) just returned.
+    #[inline]
+    pub(crate) fn consume_peeked<const N: usize>(&mut self) {
+        debug_assert!(self.rest.len() >= N);
+        self.rest = self.rest.get(N..).unwrap_or_default();
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self, field: Field) -> Result<[u8; N], E> {
+        match self.rest.split_first_chunk::<N>() {
+            Some((bytes, rest)) => {
+                self.rest = rest;
+                Ok(*bytes)
+            }
+            None => Err(E::from_error(|| WireError::Truncated {
+                field,
+                needed: N,
+                available: self.rest.len(),
+            })),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn u8(&mut self, field: Field) -> Result<u8, E> {
         self.array::<1>(field).map(|b| b[0])
     }
 
     #[inline]
-    pub(crate) fn i16(&mut self, field: Field) -> Result<i16, WireError> {
+    pub(crate) fn i16(&mut self, field: Field) -> Result<i16, E> {
         self.array(field).map(i16::from_be_bytes)
     }
 
     #[inline]
-    pub(crate) fn u16(&mut self, field: Field) -> Result<u16, WireError> {
+    pub(crate) fn u16(&mut self, field: Field) -> Result<u16, E> {
         self.array(field).map(u16::from_be_bytes)
     }
 
     #[inline]
-    pub(crate) fn i32(&mut self, field: Field) -> Result<i32, WireError> {
+    pub(crate) fn i32(&mut self, field: Field) -> Result<i32, E> {
         self.array(field).map(i32::from_be_bytes)
     }
 
     #[inline]
-    pub(crate) fn u32(&mut self, field: Field) -> Result<u32, WireError> {
+    pub(crate) fn u32(&mut self, field: Field) -> Result<u32, E> {
         self.array(field).map(u32::from_be_bytes)
     }
 
@@ -77,31 +137,34 @@ impl<'a> Reader<'a> {
     /// length of its record set, read with a single bounds check. The record
     /// bytes are not touched.
     #[inline]
-    pub(crate) fn entry_header(&mut self) -> Result<(u32, usize), WireError> {
-        let Some(head) = self
-            .buf
-            .get(self.pos..)
-            .and_then(|rest| rest.first_chunk::<8>())
-        else {
-            return Err(self.clone().entry_header_error());
+    pub(crate) fn entry_header(&mut self) -> Result<(u32, usize), E> {
+        let Some((head, rest)) = self.rest.split_first_chunk::<8>() else {
+            return Err(E::from_error(|| self.entry_header_error()));
         };
         let [i0, i1, i2, i3, l0, l1, l2, l3] = *head;
         let partition = u32::from_be_bytes([i0, i1, i2, i3]);
         let len = i32::from_be_bytes([l0, l1, l2, l3]);
-        let len = usize::try_from(len).map_err(|_| WireError::NegativeLength {
-            field: Field::Records,
-            len,
+        let len = usize::try_from(len).map_err(|_| {
+            E::from_error(|| WireError::NegativeLength {
+                field: Field::Records,
+                len,
+            })
         })?;
-        self.pos += 8;
+        self.rest = rest;
         Ok((partition, len))
     }
 
     /// The precise error for an entry header that does not fit.
     #[cold]
-    fn entry_header_error(mut self) -> WireError {
-        match self.u32(Field::PartitionIndex) {
+    fn entry_header_error(&self) -> WireError {
+        let mut r = Reader::<WireError> {
+            rest: self.rest,
+            len: self.len,
+            fail: PhantomData,
+        };
+        match r.u32(Field::PartitionIndex) {
             Err(err) => err,
-            Ok(_) => match self.i32(Field::Records) {
+            Ok(_) => match r.i32(Field::Records) {
                 Err(err) => err,
                 Ok(_) => unreachable_truncation(),
             },
@@ -110,38 +173,37 @@ impl<'a> Reader<'a> {
 
     /// Skips a fixed-size field of `N` bytes.
     #[inline]
-    pub(crate) fn skip_fixed<const N: usize>(&mut self, field: Field) -> Result<(), WireError> {
+    pub(crate) fn skip_fixed<const N: usize>(&mut self, field: Field) -> Result<(), E> {
         self.array::<N>(field).map(|_| ())
     }
 
     /// Skips `n` bytes of a length-prefixed field.
     #[inline]
-    pub(crate) fn skip(&mut self, n: usize, field: Field) -> Result<(), WireError> {
-        let available = self.remaining();
-        if n > available {
-            return Err(WireError::LengthOutOfBounds {
-                field,
-                len: n,
-                available,
-            });
-        }
-        self.pos += n;
-        Ok(())
+    pub(crate) fn skip(&mut self, n: usize, field: Field) -> Result<(), E> {
+        self.take(n, field).map(|_| ())
     }
 
     /// Takes `n` bytes of a length-prefixed field.
     #[inline]
-    pub(crate) fn take(&mut self, n: usize, field: Field) -> Result<&'a [u8], WireError> {
-        let start = self.pos;
-        self.skip(n, field)?;
-        Ok(&self.buf[start..self.pos])
+    pub(crate) fn take(&mut self, n: usize, field: Field) -> Result<&'a [u8], E> {
+        match self.rest.split_at_checked(n) {
+            Some((taken, rest)) => {
+                self.rest = rest;
+                Ok(taken)
+            }
+            None => Err(E::from_error(|| WireError::LengthOutOfBounds {
+                field,
+                len: n,
+                available: self.rest.len(),
+            })),
+        }
     }
 
     /// An i32 count or length that must not be negative.
     #[inline]
-    pub(crate) fn len_i32(&mut self, field: Field) -> Result<usize, WireError> {
+    pub(crate) fn len_i32(&mut self, field: Field) -> Result<usize, E> {
         let len = self.i32(field)?;
-        usize::try_from(len).map_err(|_| WireError::NegativeLength { field, len })
+        usize::try_from(len).map_err(|_| E::from_error(|| WireError::NegativeLength { field, len }))
     }
 
     /// Fluvio's `String`: an i16 length, then UTF-8 bytes.
@@ -150,9 +212,9 @@ impl<'a> Reader<'a> {
     /// 32768 or more cannot round-trip through it; we reject it as negative
     /// rather than misreading the rest of the frame.
     #[inline]
-    pub(crate) fn str(&mut self, field: Field) -> Result<&'a str, WireError> {
+    pub(crate) fn str(&mut self, field: Field) -> Result<&'a str, E> {
         let bytes = self.str_bytes(field)?;
-        utf8(bytes).ok_or(WireError::InvalidUtf8 { field })
+        utf8(bytes).ok_or_else(|| E::from_error(|| WireError::InvalidUtf8 { field }))
     }
 
     /// A `String` that an earlier walk over these same bytes already read
@@ -160,7 +222,7 @@ impl<'a> Reader<'a> {
     ///
     /// Views call this when they re-walk a body that `parse_body` validated.
     #[inline]
-    pub(crate) fn str_validated(&mut self, field: Field) -> Result<&'a str, WireError> {
+    pub(crate) fn str_validated(&mut self, field: Field) -> Result<&'a str, E> {
         let bytes = self.str_bytes(field)?;
         debug_assert!(
             std::str::from_utf8(bytes).is_ok(),
@@ -177,11 +239,13 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn str_bytes(&mut self, field: Field) -> Result<&'a [u8], WireError> {
+    fn str_bytes(&mut self, field: Field) -> Result<&'a [u8], E> {
         let len = self.i16(field)?;
-        let len = usize::try_from(len).map_err(|_| WireError::NegativeLength {
-            field,
-            len: i32::from(len),
+        let len = usize::try_from(len).map_err(|_| {
+            E::from_error(|| WireError::NegativeLength {
+                field,
+                len: i32::from(len),
+            })
         })?;
         self.take(len, field)
     }
@@ -189,32 +253,32 @@ impl<'a> Reader<'a> {
     /// Skips a `String`. Its UTF-8 is still checked: Fluvio's decoder rejects
     /// the whole request when it is invalid, and so must we.
     #[inline]
-    pub(crate) fn skip_str(&mut self, field: Field) -> Result<(), WireError> {
+    pub(crate) fn skip_str(&mut self, field: Field) -> Result<(), E> {
         self.str(field).map(|_| ())
     }
 
     /// Fluvio's `Vec<u8>`: an i32 length, then raw bytes.
     #[inline]
-    pub(crate) fn skip_bytes(&mut self, field: Field) -> Result<(), WireError> {
+    pub(crate) fn skip_bytes(&mut self, field: Field) -> Result<(), E> {
         let len = self.len_i32(field)?;
         self.skip(len, field)
     }
 
     /// Fluvio's `bool` and `Option` tag: exactly 0 or 1.
     #[inline]
-    pub(crate) fn flag(&mut self, field: Field) -> Result<bool, WireError> {
+    pub(crate) fn flag(&mut self, field: Field) -> Result<bool, E> {
         match self.u8(field)? {
             0 => Ok(false),
             1 => Ok(true),
-            tag => Err(WireError::InvalidTag { field, tag }),
+            tag => Err(E::from_error(|| WireError::InvalidTag { field, tag })),
         }
     }
 }
 
-/// Only reached if 8 bytes were missing but 4 + 4 were not: impossible, and
-/// still answered with an error rather than a panic.
+/// Only reached if a fixed run of bytes was missing but each of its fields
+/// was not: impossible, and still answered with an error rather than a panic.
 #[cold]
-fn unreachable_truncation() -> WireError {
+pub(crate) fn unreachable_truncation() -> WireError {
     WireError::Truncated {
         field: Field::Records,
         needed: 4,
@@ -235,16 +299,30 @@ fn utf8(bytes: &[u8]) -> Option<&str> {
     }
 }
 
-/// Branch-free ASCII check: OR all bytes together eight at a time and look
-/// at the high bits once, instead of testing byte by byte.
+/// ASCII check without a byte loop: the high bits of every byte are ORed
+/// together from a few possibly overlapping loads (names here are mostly
+/// 3 to 16 bytes), and tested once.
 #[inline]
 fn is_ascii(bytes: &[u8]) -> bool {
-    let (words, tail) = bytes.as_chunks::<8>();
-    let high = words
-        .iter()
-        .fold(0u64, |acc, w| acc | u64::from_ne_bytes(*w));
-    let tail = tail.iter().fold(0u8, |acc, b| acc | b);
-    high & 0x8080_8080_8080_8080 == 0 && tail < 0x80
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |chunk: &[u8; 8]| u64::from_ne_bytes(*chunk);
+    let half = |chunk: &[u8; 4]| u64::from(u32::from_ne_bytes(*chunk));
+    let high = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(first), Some(last)) if bytes.len() <= 16 => word(first) | word(last),
+        (Some(_), Some(last)) => {
+            let (words, _) = bytes.as_chunks::<8>();
+            words.iter().fold(word(last), |acc, w| acc | word(w))
+        }
+        _ => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+            (Some(first), Some(last)) => half(first) | half(last),
+            // 0 to 3 bytes: the first, middle and last byte are all of them.
+            _ => match bytes.first() {
+                None => 0,
+                Some(first) => u64::from(first | bytes[bytes.len() / 2] | bytes[bytes.len() - 1]),
+            },
+        },
+    };
+    high & HIGH == 0
 }
 
 #[cfg(test)]
@@ -283,9 +361,9 @@ mod tests {
     #[test]
     fn validated_read_returns_the_checked_string() {
         let frame = [0, 3, b'a', 0xc3, 0xa9];
-        let mut first = Reader::new(&frame, 0);
+        let mut first = Reader::<WireError>::new(&frame, 0);
         let checked = first.str(Field::TopicName).unwrap();
-        let mut again = Reader::new(&frame, 0);
+        let mut again = Reader::<WireError>::new(&frame, 0);
         assert_eq!(again.str_validated(Field::TopicName).unwrap(), checked);
         assert_eq!(checked, "a\u{e9}");
     }

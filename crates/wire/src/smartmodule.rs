@@ -21,7 +21,7 @@
 //! Tags are never version-gated on the wire; only struct fields are.
 
 use crate::error::{Field, WireError};
-use crate::reader::Reader;
+use crate::reader::{Fail, Reader};
 
 const F: Field = Field::SmartModule;
 
@@ -36,24 +36,37 @@ pub(crate) const SMARTMODULES_VERSION: i16 = 8;
 
 /// Walks the smartmodule list at `r`, returning how many invocations it holds.
 #[inline]
-pub(crate) fn skip_invocations(r: &mut Reader<'_>, version: i16) -> Result<usize, WireError> {
+pub(crate) fn skip_invocations<E: Fail>(r: &mut Reader<'_, E>, version: i16) -> Result<usize, E> {
     // A pre-v8 client sent no list; Fluvio 0.50 chokes on that, we take it as empty.
     if version < SMARTMODULES_VERSION && r.remaining() == 0 {
         return Ok(0);
     }
     let count = r.len_i32(Field::SmartModuleCount)?;
-    for _ in 0..count {
-        skip_invocation(r, version)?;
+    if count > 0 {
+        // A copy goes out of line, so `r` itself can stay in registers.
+        let mut rest = r.clone();
+        skip_list(&mut rest, count, version)?;
+        *r = rest;
     }
     Ok(count)
 }
 
+/// Producers rarely send smartmodules: the walk over them stays out of line.
 #[cold]
-fn skip_invocation(r: &mut Reader<'_>, version: i16) -> Result<(), WireError> {
+#[inline(never)]
+fn skip_list<E: Fail>(r: &mut Reader<'_, E>, count: usize, version: i16) -> Result<(), E> {
+    for _ in 0..count {
+        skip_invocation(r, version)?;
+    }
+    Ok(())
+}
+
+#[inline]
+fn skip_invocation<E: Fail>(r: &mut Reader<'_, E>, version: i16) -> Result<(), E> {
     match r.u8(F)? {
         0 => r.skip_str(F)?,
         1 => r.skip_bytes(F)?,
-        tag => return Err(WireError::InvalidTag { field: F, tag }),
+        tag => return Err(E::from_error(|| WireError::InvalidTag { field: F, tag })),
     }
     match r.u8(F)? {
         0 | 1 | 2 | 4 => {}
@@ -71,9 +84,9 @@ fn skip_invocation(r: &mut Reader<'_>, version: i16) -> Result<(), WireError> {
                 r.skip_str(F)?;
                 r.skip_str(F)?;
             }
-            tag => return Err(WireError::InvalidTag { field: F, tag }),
+            tag => return Err(E::from_error(|| WireError::InvalidTag { field: F, tag })),
         },
-        tag => return Err(WireError::InvalidTag { field: F, tag }),
+        tag => return Err(E::from_error(|| WireError::InvalidTag { field: F, tag })),
     }
     let params = r.u16(F)?;
     for _ in 0..params {
