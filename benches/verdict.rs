@@ -10,6 +10,9 @@
 //!   `PartitionMirrorConfig::accept_traffic`.
 //! - `ours`: `Guard::judge` (validate the whole frame, pin one role snapshot)
 //!   and a walk over every verdict.
+//! - `walk`: our validated view alone (`ProduceRequest::parse` and a walk
+//!   over every entry), with no roles: what the validation the decoder must
+//!   do costs, between the floor and the verdict.
 //! - `floor`: a loop that only reads topic names, partition indexes and
 //!   record lengths, with no validation and no lookup: the least any
 //!   approach must do.
@@ -19,13 +22,14 @@
 //! path does all its work.
 //!
 //! Timing: this machine's two vCPUs are shared, and their speed flips
-//! between two levels about 2x apart, in stretches of a millisecond to a
-//! second. Plain per-sample means then mix the two levels at random, and
+//! between two levels about 2x apart, in stretches of a millisecond to a few
+//! seconds. Plain per-sample means then mix the two levels at random, and
 //! ratios taken between benchmarks run seconds apart swing by 2x. So each
 //! criterion sample runs its iterations in chunks of about 100 us and keeps
-//! the fastest chunk's time per iteration (the minimum, the robust
-//! estimator for a fixed workload under additive noise). All three paths
-//! are timed the same way, in the same run.
+//! the fastest chunk's time per iteration, and `benches/report.py` takes
+//! each benchmark's fastest sample (the minimum: the robust estimator for a
+//! fixed workload under additive noise), next to criterion's median. Every
+//! path is timed the same way, in the same run.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -44,6 +48,7 @@ use fluvio_spu_schema::produce::DefaultProduceRequest;
 use mg_guard::{Guard, Verdict};
 use mg_roles::{ReplicaRole, RoleTable, RoleUpdate};
 use mg_testkit::{home, sized_request};
+use mg_wire::ProduceRequest;
 
 const TOPIC: &str = "bench-topic";
 const ENTRIES: [usize; 3] = [1, 16, 256];
@@ -70,20 +75,34 @@ fn reference(frame: &[u8], leaders: &HashMap<ReplicaKey, Option<PartitionMirrorC
 }
 
 /// Our path: judge and walk every verdict. Like the reference, it hands
-/// each accepted entry's records (here, the slice of the frame storage would
-/// get) to `black_box`, so neither path can skip finding them.
+/// each accepted entry's records (here, their place in the frame, which is
+/// what storage is given) to `black_box`, so neither path can skip finding
+/// them.
 fn ours(guard: &mut Guard, frame: &Bytes) -> usize {
     let judgement = guard.judge(frame).expect("valid frame");
     judgement
         .verdicts()
         .filter(|v| match &v.verdict {
             Verdict::Accept(records) => {
-                black_box(records.as_slice());
+                black_box(records.range());
                 true
             }
             Verdict::Reject(_) => false,
         })
         .count()
+}
+
+/// The validated view alone: parse, then visit every entry's records.
+fn walk(frame: &Bytes) -> usize {
+    let (_, request) = ProduceRequest::parse(frame).expect("valid frame");
+    let mut entries = 0;
+    for topic in request.topics() {
+        for entry in topic.entries() {
+            black_box(entry.records.range());
+            entries += 1;
+        }
+    }
+    entries
 }
 
 /// The floor: read the header fields only.
@@ -153,7 +172,8 @@ fn fastest_chunk<O>(b: &mut Bencher<'_>, chunk: u64, mut f: impl FnMut() -> O) {
 fn verdict(c: &mut Criterion) {
     let mut group = c.benchmark_group("verdict");
     group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(2));
+    // Long enough that each benchmark sees some of the machine's fast stretches.
+    group.measurement_time(Duration::from_secs(4));
     for entries in ENTRIES {
         let table = Arc::new(RoleTable::new(1));
         let mut leaders = HashMap::new();
@@ -186,6 +206,7 @@ fn verdict(c: &mut Criterion) {
             assert_eq!(ours(&mut guard, &frame), entries);
             assert_eq!(reference(&frame, &leaders), entries);
             assert!(floor(&frame).is_some());
+            assert_eq!(walk(&frame), entries);
             if frame.len() > (64 << 20) {
                 group.sample_size(10);
             } else {
@@ -200,6 +221,10 @@ fn verdict(c: &mut Criterion) {
             let chunk = chunk_len(|| ours(&mut guard, black_box(&frame)));
             group.bench_with_input(BenchmarkId::new("ours", &shape), &frame, |b, f| {
                 fastest_chunk(b, chunk, || ours(&mut guard, black_box(f)))
+            });
+            let chunk = chunk_len(|| walk(black_box(&frame)));
+            group.bench_with_input(BenchmarkId::new("walk", &shape), &frame, |b, f| {
+                fastest_chunk(b, chunk, || walk(black_box(f)))
             });
             let chunk = chunk_len(|| floor(black_box(&frame)));
             group.bench_with_input(BenchmarkId::new("floor", &shape), &frame, |b, f| {

@@ -417,9 +417,7 @@ impl<'a> Iterator for Entries<'a> {
             return None;
         }
         self.left -= 1;
-        let (partition, len) = self.r.entry_header().ok()?;
-        let start = self.r.pos();
-        self.r.skip(len, Field::Records).ok()?;
+        let (partition, start, len) = self.r.validated_entry()?;
         Some(PartitionEntry {
             partition,
             records: Records {

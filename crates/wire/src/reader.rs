@@ -154,6 +154,22 @@ impl<'a, E: Fail> Reader<'a, E> {
         Ok((partition, len))
     }
 
+    /// An entry header that an earlier walk over these same bytes already
+    /// checked with [`entry_header`](Self::entry_header): its length is
+    /// known to be non-negative and to fit, so only the header's own bounds
+    /// are checked (and a wrong guess could only end the walk early, never
+    /// read out of bounds). Returns the index and the record bytes' offset
+    /// and length.
+    #[inline]
+    pub(crate) fn validated_entry(&mut self) -> Option<(u32, usize, usize)> {
+        let (head, rest) = self.rest.split_first_chunk::<8>()?;
+        let [i0, i1, i2, i3, l0, l1, l2, l3] = *head;
+        let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
+        let start = self.len - rest.len();
+        self.rest = rest.get(len..).unwrap_or_default();
+        Some((u32::from_be_bytes([i0, i1, i2, i3]), start, len))
+    }
+
     /// The precise error for an entry header that does not fit.
     #[cold]
     fn entry_header_error(&self) -> WireError {
