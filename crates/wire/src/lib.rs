@@ -21,6 +21,9 @@
 //!   checked ([`reader`](crate) is the only place that indexes the frame).
 //! - A view exists only for a body that was walked to its last byte; views
 //!   re-read the same immutable `Bytes`, so iterating them cannot fail.
+//! - That walk runs once, with failures that carry no detail, so the hot
+//!   path is plain branches; only a malformed frame is walked a second time,
+//!   to name its [`WireError`] (see `reader`).
 //!
 //! Every layout claim is tested against `fluvio-spu-schema` 0.50.1 in
 //! `tests/differential.rs`; a fuzz target lives in `fuzz/`.
