@@ -9,7 +9,7 @@
 //! [`RequestHeader::parse`].
 
 use crate::error::{Field, WireError};
-use crate::reader::{Bail, Fail, Reader, unreachable_truncation};
+use crate::reader::{Bail, Fail, Reader, detailed_error, unreachable_truncation};
 
 /// Fluvio's `MAX_BYTES` (50 MiB): the default frame-size limit.
 pub const DEFAULT_MAX_FRAME: usize = 52_428_800;
@@ -57,17 +57,7 @@ impl<'a> RequestHeader<'a> {
     #[cold]
     #[inline(never)]
     fn explain(frame: &[u8]) -> WireError {
-        match RequestHeader::read::<WireError>(frame) {
-            Err(error) => error,
-            // Both reads run the same code over the same bytes.
-            Ok(_) => {
-                debug_assert!(
-                    cfg!(not(debug_assertions)),
-                    "the detailed walk accepted what the fast walk refused"
-                );
-                unreachable_truncation()
-            }
-        }
+        detailed_error(RequestHeader::read::<WireError>(frame))
     }
 
     #[inline(always)]

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use crate::error::{Field, WireError};
 use crate::header::RequestHeader;
-use crate::reader::{Bail, Fail, Reader, unreachable_truncation};
+use crate::reader::{Bail, Fail, Reader, detailed_error};
 use crate::smartmodule;
 
 /// The api key of Produce.
@@ -136,17 +136,11 @@ impl<'a> ProduceRequest<'a> {
     #[cold]
     #[inline(never)]
     fn explain(frame: &Bytes, api_version: i16, body_start: usize) -> WireError {
-        match ProduceRequest::walk::<WireError>(frame, api_version, body_start) {
-            Err(error) => error,
-            // Both walks run the same code over the same bytes.
-            Ok(_) => {
-                debug_assert!(
-                    cfg!(not(debug_assertions)),
-                    "the detailed walk accepted what the fast walk refused"
-                );
-                unreachable_truncation()
-            }
-        }
+        detailed_error(ProduceRequest::walk::<WireError>(
+            frame,
+            api_version,
+            body_start,
+        ))
     }
 
     /// The validating walk over the whole body.

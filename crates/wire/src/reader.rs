@@ -291,6 +291,24 @@ impl<'a, E: Fail> Reader<'a, E> {
     }
 }
 
+/// The error of a detailed walk ([`WireError`]) over a frame whose fast walk
+/// ([`Bail`]) failed. Both run the same code over the same bytes, so the
+/// detailed walk fails too; were it ever to pass, this still answers with an
+/// error (and debug builds stop, so tests catch it).
+#[cold]
+pub(crate) fn detailed_error<T>(walked: Result<T, WireError>) -> WireError {
+    match walked {
+        Err(error) => error,
+        Ok(_) => {
+            debug_assert!(
+                cfg!(not(debug_assertions)),
+                "the detailed walk accepted what the fast walk refused"
+            );
+            unreachable_truncation()
+        }
+    }
+}
+
 /// Only reached if a fixed run of bytes was missing but each of its fields
 /// was not: impossible, and still answered with an error rather than a panic.
 #[cold]
