@@ -80,6 +80,18 @@ impl<'a> TopicHead<'a> {
         })
     }
 
+    /// Reads a topic's head and checks its entries (each header, and that
+    /// its records fit), leaving `r` after the topic.
+    #[inline(always)]
+    fn walk<E: Fail>(r: &mut Reader<'a, E>) -> Result<Self, E> {
+        let head = Self::read(r)?;
+        for _ in 0..head.partition_count {
+            let (_, len) = r.entry_header()?;
+            r.skip(len, Field::Records)?;
+        }
+        Ok(head)
+    }
+
     /// Reads a head that the validating walk already read.
     #[inline]
     fn reread(r: &mut Reader<'a, Bail>) -> Option<Self> {
@@ -152,22 +164,18 @@ impl<'a> ProduceRequest<'a> {
             return Err(E::from_error(|| WireError::NegativeTimeout(timeout_ms)));
         }
 
-        let mut first = TopicHead {
-            name: "",
-            partition_count: 0,
-            entries_at: r.pos(),
+        // The first topic is kept for the view; the others are only checked.
+        let first = match topic_count {
+            0 => TopicHead {
+                name: "",
+                partition_count: 0,
+                entries_at: r.pos(),
+            },
+            _ => TopicHead::walk(&mut r)?,
         };
-        let mut entry_count = 0usize;
-        for index in 0..topic_count {
-            let head = TopicHead::read(&mut r)?;
-            if index == 0 {
-                first = head;
-            }
-            for _ in 0..head.partition_count {
-                let (_, len) = r.entry_header()?;
-                r.skip(len, Field::Records)?;
-            }
-            entry_count += head.partition_count;
+        let mut entry_count = first.partition_count;
+        for _ in 1..topic_count {
+            entry_count += TopicHead::walk(&mut r)?.partition_count;
         }
 
         let smartmodule_count = smartmodule::skip_invocations(&mut r, api_version)?;
@@ -313,7 +321,7 @@ impl<'a> Iterator for Topics<'a> {
             return None;
         }
         self.left -= 1;
-        let head = self.next;
+        let head = &self.next;
         let topic = Topic {
             name: head.name,
             partition_count: head.partition_count,
@@ -324,7 +332,7 @@ impl<'a> Iterator for Topics<'a> {
             },
         };
         if self.left > 0 {
-            self.next = self.head_after(head)?;
+            self.next = Self::head_after(self.frame, head)?;
         }
         Some(topic)
     }
@@ -337,8 +345,8 @@ impl<'a> Iterator for Topics<'a> {
 impl<'a> Topics<'a> {
     /// The head of the topic that follows `head`'s entries. The body was
     /// validated by `parse_body`, so these reads succeed.
-    fn head_after(&self, head: TopicHead<'a>) -> Option<TopicHead<'a>> {
-        let mut r = Reader::<Bail>::new(self.frame, head.entries_at);
+    fn head_after(frame: &'a Bytes, head: &TopicHead<'a>) -> Option<TopicHead<'a>> {
+        let mut r = Reader::<Bail>::new(frame, head.entries_at);
         for _ in 0..head.partition_count {
             let (_, len) = r.entry_header().ok()?;
             r.skip(len, Field::Records).ok()?;
