@@ -18,7 +18,7 @@ use crate::model::{
     HomeSpu, MirrorKind, MirrorObject, PartitionMirror, PartitionObject, SpuObject, TopicObject,
     TopicReplicas,
 };
-use crate::store::{LoadError, MetadataStore};
+use crate::store::{LoadError, MetadataStore, remove_stale_temps};
 
 /// Replica changes kept for sessions to catch up from.
 const LOG_LIMIT: usize = 10_000;
@@ -124,6 +124,17 @@ impl Cluster {
         }
         for mirror in store.load_all::<MirrorObject>()? {
             state.mirrors.insert(mirror.name.clone(), mirror);
+        }
+        // Everything loaded: what crashed writes left behind can go (the
+        // objects they were replacing are whole, and were just read).
+        let stale = remove_stale_temps(data_dir)
+            .and_then(|top| Ok(top + store.remove_stale_temps()?))
+            .map_err(list_error)?;
+        if stale > 0 {
+            info!(
+                files = stale,
+                "removed temporary files of interrupted writes"
+            );
         }
         // Epochs restart with the process; SPUs resync on every new session.
         state.replica_epoch = 1;

@@ -168,6 +168,19 @@ impl MetadataStore {
         Self { root }
     }
 
+    /// Deletes the leftovers of crashed writes (see [`remove_stale_temps`])
+    /// in every kind directory of this generation.
+    pub fn remove_stale_temps(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                removed += remove_stale_temps(&entry.path())?;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Where the files live.
     pub fn root(&self) -> &Path {
         &self.root
@@ -333,6 +346,37 @@ fn file_name(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Deletes the temporary files that writes cut short by a crash left in
+/// `dir` (see [`write_atomically`]). Each names the process that wrote it;
+/// the files of processes still running are left alone, so a write in
+/// flight elsewhere is never pulled from under its writer. Returns how many
+/// were removed. A missing `dir` has none.
+pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let writer = is_temp(&name)
+            .then(|| name.trim_end_matches(".tmp").rsplit_once('.'))
+            .flatten()
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        let Some(pid) = writer else { continue };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes `bytes` to `dir/name` so that a crash leaves the old or the new

@@ -202,3 +202,32 @@ async fn metadata_survives_a_restart_and_an_unreadable_file_is_named() {
     let err = Cluster::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("orders.json"), "{err}");
 }
+
+/// A crash between writing a temporary file and renaming it leaves the file
+/// behind. The next start removes those of processes that are gone, keeps
+/// those of a live writer, and loads the objects they were replacing.
+#[test]
+fn leftovers_of_crashed_writes_are_removed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cluster = Cluster::open(dir.path()).unwrap();
+        cluster
+            .register_spu(SPU, "127.0.0.1:9005", "127.0.0.1:9006")
+            .unwrap();
+        cluster.create_topic("orders", 1).unwrap();
+    }
+    let topics = dir.path().join("metadata/topic");
+    // No process has a pid this large (the kernel's limit is 2^22).
+    let dead = topics.join(".orders.json.4294967295.tmp");
+    let live = topics.join(format!(".orders.json.{}.tmp", std::process::id()));
+    let top = dir.path().join(".cluster.json.4294967295.tmp");
+    for path in [&dead, &live, &top] {
+        std::fs::write(path, b"{ half a wri").unwrap();
+    }
+
+    let cluster = Cluster::open(dir.path()).unwrap();
+    assert_eq!(cluster.topics().len(), 1);
+    assert!(!dead.exists(), "a dead writer's temporary file is removed");
+    assert!(!top.exists(), "also in the data dir itself");
+    assert!(live.exists(), "a live writer's temporary file is kept");
+}
