@@ -65,7 +65,8 @@ struct State {
     /// Offsets the leaders last reported: (hw, leo, size).
     offsets: BTreeMap<(String, u32), (i64, i64, i64)>,
     /// SPUs with a control-plane session now.
-    online: std::collections::BTreeSet<i32>,
+    /// Open control-plane sessions per SPU.
+    online: std::collections::BTreeMap<i32, usize>,
     replica_epoch: i64,
     spu_epoch: i64,
     mirror_epoch: i64,
@@ -173,14 +174,22 @@ impl Cluster {
         self.status.subscribe()
     }
 
-    /// Marks an SPU's control-plane session as up or down.
+    /// Counts a control-plane session of an SPU as up (`true`) or down. An
+    /// SPU is online while it has at least one: a reconnecting SPU's new
+    /// session may start before the SC notices that the old one ended.
     pub fn set_online(&self, id: i32, online: bool) {
         let mut state = self.lock();
-        let changed = if online {
-            state.online.insert(id)
+        let sessions = state.online.entry(id).or_insert(0);
+        let before = *sessions;
+        *sessions = if online {
+            before + 1
         } else {
-            state.online.remove(&id)
+            before.saturating_sub(1)
         };
+        let changed = (before == 0) != (*sessions == 0);
+        if *sessions == 0 {
+            state.online.remove(&id);
+        }
         drop(state);
         if changed {
             self.status.send_modify(|n| *n += 1);
@@ -189,7 +198,7 @@ impl Cluster {
 
     /// Whether an SPU has a control-plane session now.
     pub fn is_online(&self, id: i32) -> bool {
-        self.lock().online.contains(&id)
+        self.lock().online.contains_key(&id)
     }
 
     /// Forgets a registered remote; refused while a mirror topic uses it.

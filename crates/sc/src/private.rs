@@ -185,10 +185,29 @@ async fn session(
     // said it reads the mirror direction flags.
     let flags = header.api_version >= REGISTER_WITH_FLAGS_VERSION;
     info!(spu, flags, "SPU registered");
-    cluster.set_online(spu, true);
-    let result = push_loop(spu, flags, frames, write, cluster).await;
-    cluster.set_online(spu, false);
-    result
+    let _online = OnlineSession::start(cluster, spu);
+    push_loop(spu, flags, frames, write, cluster).await
+}
+
+/// An SPU's session counted as online for as long as this lives: it ends
+/// however the session does, including when the SC drops the session's
+/// task at shutdown.
+struct OnlineSession<'c> {
+    cluster: &'c Cluster,
+    spu: i32,
+}
+
+impl<'c> OnlineSession<'c> {
+    fn start(cluster: &'c Cluster, spu: i32) -> Self {
+        cluster.set_online(spu, true);
+        Self { cluster, spu }
+    }
+}
+
+impl Drop for OnlineSession<'_> {
+    fn drop(&mut self) {
+        self.cluster.set_online(self.spu, false);
+    }
 }
 
 async fn push_loop(

@@ -231,3 +231,24 @@ fn leftovers_of_crashed_writes_are_removed_at_the_next_start() {
     assert!(!top.exists(), "also in the data dir itself");
     assert!(live.exists(), "a live writer's temporary file is kept");
 }
+
+/// An SPU that reconnects can have its new session counted before the old
+/// one ends: it stays online until its last session is gone.
+#[test]
+fn an_spu_is_online_while_any_of_its_sessions_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::open(dir.path()).unwrap();
+    cluster
+        .register_spu(SPU, "127.0.0.1:9005", "127.0.0.1:9006")
+        .unwrap();
+    assert!(!cluster.is_online(SPU));
+    cluster.set_online(SPU, true);
+    cluster.set_online(SPU, true); // the reconnect, before the old one ends
+    cluster.set_online(SPU, false); // the old session ends
+    assert!(cluster.is_online(SPU));
+    cluster.set_online(SPU, false);
+    assert!(!cluster.is_online(SPU));
+    cluster.set_online(SPU, false); // an extra end never goes below zero
+    cluster.set_online(SPU, true);
+    assert!(cluster.is_online(SPU));
+}
