@@ -204,35 +204,32 @@ async fn handle(
         }
         AdminPublicDecodedRequest::DeleteRequest(message) => {
             let version = message.header.api_version();
-            let status = if let Some(request) =
-                TryEncodableFrom::<DeleteRequest<TopicSpec>>::downcast(&message.request)
-                    .map_err(|e| e.to_string())?
-            {
-                let name = request.key();
-                status(
-                    &name,
-                    cluster
-                        .delete_topic(&name)
-                        .map_err(|e| topic_error(&name, e)),
-                )
-            } else if let Some(request) =
-                TryEncodableFrom::<DeleteRequest<MirrorSpec>>::downcast(&message.request)
-                    .map_err(|e| e.to_string())?
-            {
-                let name = request.key();
-                status(
-                    &name,
-                    cluster
-                        .unregister_remote(&name)
-                        .map_err(|e| mirror_error(&name, e)),
-                )
-            } else {
-                Status::new(
-                    String::new(),
-                    ErrorCode::Other("unknown admin object type".into()),
-                    None,
-                )
-            };
+            let status =
+                if let Some(request) = downcast::<DeleteRequest<TopicSpec>, _>(&message.request)? {
+                    let name = request.key();
+                    status(
+                        &name,
+                        cluster
+                            .delete_topic(&name)
+                            .map_err(|e| topic_error(&name, e)),
+                    )
+                } else if let Some(request) =
+                    downcast::<DeleteRequest<MirrorSpec>, _>(&message.request)?
+                {
+                    let name = request.key();
+                    status(
+                        &name,
+                        cluster
+                            .unregister_remote(&name)
+                            .map_err(|e| mirror_error(&name, e)),
+                    )
+                } else {
+                    Status::new(
+                        String::new(),
+                        ErrorCode::Other("unknown admin object type".into()),
+                        None,
+                    )
+                };
             respond(writer, message.header.correlation_id(), version, &status).await
         }
         AdminPublicDecodedRequest::ListRequest(message) => {
@@ -241,24 +238,13 @@ async fn handle(
                 message.header.api_version(),
             );
             let request = &message.request;
-            let response = if let Some(list) =
-                TryEncodableFrom::<ListRequest<TopicSpec>>::downcast(request)
-                    .map_err(|e| e.to_string())?
-            {
+            let response = if let Some(list) = downcast::<ListRequest<TopicSpec>, _>(request)? {
                 list_response(filter(topics(cluster), &list.name_filters), version)?
-            } else if let Some(list) =
-                TryEncodableFrom::<ListRequest<PartitionSpec>>::downcast(request)
-                    .map_err(|e| e.to_string())?
-            {
+            } else if let Some(list) = downcast::<ListRequest<PartitionSpec>, _>(request)? {
                 list_response(filter(partitions(cluster), &list.name_filters), version)?
-            } else if let Some(list) = TryEncodableFrom::<ListRequest<SpuSpec>>::downcast(request)
-                .map_err(|e| e.to_string())?
-            {
+            } else if let Some(list) = downcast::<ListRequest<SpuSpec>, _>(request)? {
                 list_response(filter(spus(cluster), &list.name_filters), version)?
-            } else if let Some(list) =
-                TryEncodableFrom::<ListRequest<MirrorSpec>>::downcast(request)
-                    .map_err(|e| e.to_string())?
-            {
+            } else if let Some(list) = downcast::<ListRequest<MirrorSpec>, _>(request)? {
                 list_response(filter(mirrors(cluster), &list.name_filters), version)?
             } else {
                 // Kinds this SC has none of (SmartModule, SpuGroup, ...): an
@@ -273,20 +259,11 @@ async fn handle(
                 message.header.api_version(),
             );
             let request = &message.request;
-            let kind = if TryEncodableFrom::<WatchRequest<TopicSpec>>::downcast(request)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
+            let kind = if downcast::<WatchRequest<TopicSpec>, _>(request)?.is_some() {
                 Kind::Topic
-            } else if TryEncodableFrom::<WatchRequest<PartitionSpec>>::downcast(request)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
+            } else if downcast::<WatchRequest<PartitionSpec>, _>(request)?.is_some() {
                 Kind::Partition
-            } else if TryEncodableFrom::<WatchRequest<SpuSpec>>::downcast(request)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
+            } else if downcast::<WatchRequest<SpuSpec>, _>(request)?.is_some() {
                 Kind::Spu
             } else {
                 return Err("watch of an unsupported object type".into());
@@ -380,9 +357,7 @@ fn create(
     cluster: &Cluster,
     request: &fluvio_sc_schema::objects::ObjectApiCreateRequest,
 ) -> Result<Status, String> {
-    if let Some(create) = TryEncodableFrom::<CreateRequest<TopicSpec>>::downcast(request)
-        .map_err(|e| e.to_string())?
-    {
+    if let Some(create) = downcast::<CreateRequest<TopicSpec>, _>(request)? {
         let CreateRequest {
             common,
             request: spec,
@@ -426,9 +401,7 @@ fn create(
         };
         return Ok(status(&name, result.map_err(|e| topic_error(&name, e))));
     }
-    if let Some(create) = TryEncodableFrom::<CreateRequest<MirrorSpec>>::downcast(request)
-        .map_err(|e| e.to_string())?
-    {
+    if let Some(create) = downcast::<CreateRequest<MirrorSpec>, _>(request)? {
         let CreateRequest {
             common,
             request: spec,
@@ -670,4 +643,9 @@ impl Watch {
             Kind::Spu => frame(spus(&self.cluster), epoch, self.correlation, self.version),
         }
     }
+}
+
+/// The request as a `T`, if that is the type it carries.
+fn downcast<T, R: TryEncodableFrom<T>>(request: &R) -> Result<Option<T>, String> {
+    request.downcast().map_err(|e| e.to_string())
 }
