@@ -348,8 +348,7 @@ impl<'a> Topics<'a> {
     fn head_after(frame: &'a Bytes, head: &TopicHead<'a>) -> Option<TopicHead<'a>> {
         let mut r = Reader::<Bail>::new(frame, head.entries_at);
         for _ in 0..head.partition_count {
-            let (_, len) = r.entry_header().ok()?;
-            r.skip(len, Field::Records).ok()?;
+            r.validated_entry()?;
         }
         TopicHead::reread(&mut r)
     }
