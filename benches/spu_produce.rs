@@ -210,12 +210,7 @@ fn official_client_rate() -> f64 {
     use fluvio::{Fluvio, FluvioClusterConfig, RecordKey, TopicProducerConfigBuilder};
     const RECORDS: usize = 500_000;
     let dir = tempfile::tempdir().expect("temp dir");
-    let base = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .min(60000);
+    let base = mg_testkit::port_base();
     let run = |args: &[&str]| {
         let status = Command::new(binary())
             .args(args)

@@ -17,13 +17,7 @@ struct LocalCluster {
 impl LocalCluster {
     fn start(spus: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        // A free range: the kernel's pick, then the ports after it.
-        let base = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = base.min(60000);
+        let base = mg_testkit::port_base();
         let out = run(
             &[
                 "cluster",

@@ -232,12 +232,7 @@ fn resume_refuses_what_it_must() {
 fn upgrade_resume_finalize_with_real_processes() {
     let dir = tempfile::tempdir().unwrap();
     mg_testkit::copy_dir(&fixture(), dir.path());
-    let base = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .min(60000);
+    let base = mg_testkit::port_base();
     let file = format!(
         r#"{{"sc_public": "127.0.0.1:{}", "sc_private": "127.0.0.1:{}", "spus": [{{"id": 5001, "public": "127.0.0.1:{}"}}], "pids": []}}"#,
         base,

@@ -24,20 +24,6 @@ fn guard_with(roles: Vec<ReplicaRole>) -> Guard {
     Guard::new(table)
 }
 
-fn role(
-    topic: &str,
-    partition: u32,
-    leader: i32,
-    mirror: Option<PartitionMirrorConfig>,
-) -> ReplicaRole {
-    ReplicaRole {
-        topic: topic.into(),
-        partition,
-        leader,
-        mirror,
-    }
-}
-
 fn one_record() -> Vec<Vec<Vec<u8>>> {
     vec![vec![b"v".to_vec()]]
 }
@@ -81,8 +67,8 @@ fn verdicts_equal_fluvio_accept_traffic_on_every_config() {
     let mut cases = Vec::new();
     for (i, mirror) in mirrors.iter().enumerate() {
         let topic = format!("t{i}");
-        roles.push(role(&topic, 0, ME, mirror.clone()));
-        roles.push(role(&topic, 1, ME + 1, mirror.clone())); // led elsewhere
+        roles.push(ReplicaRole::new(&topic, 0, ME, mirror.clone()));
+        roles.push(ReplicaRole::new(&topic, 1, ME + 1, mirror.clone())); // led elsewhere
         cases.push((topic.clone(), 0, true, mirror.clone()));
         cases.push((topic.clone(), 1, false, mirror.clone()));
         cases.push((topic.clone(), 2, false, mirror.clone())); // partition unknown
@@ -146,9 +132,9 @@ fn decode_response(out: &[u8], version: i16, correlation_id: i32) -> ProduceResp
 #[test]
 fn response_has_one_entry_per_request_entry_in_order() {
     let mut guard = guard_with(vec![
-        role("plain", 0, ME, None),
-        role("plain", 1, ME, None),
-        role("mirror", 0, ME, Some(home("edge1", false))),
+        ReplicaRole::new("plain", 0, ME, None),
+        ReplicaRole::new("plain", 1, ME, None),
+        ReplicaRole::new("mirror", 0, ME, Some(home("edge1", false))),
     ]);
     let spec = ProduceSpec {
         timeout_ms: 1500,
@@ -219,7 +205,7 @@ fn response_has_one_entry_per_request_entry_in_order() {
 
 #[test]
 fn accepted_records_are_the_frame_bytes() {
-    let mut guard = guard_with(vec![role("t", 0, ME, None)]);
+    let mut guard = guard_with(vec![ReplicaRole::new("t", 0, ME, None)]);
     let spec = ProduceSpec {
         topics: vec![(
             "t".into(),
@@ -242,7 +228,7 @@ fn accepted_records_are_the_frame_bytes() {
 
 #[test]
 fn wrong_outcome_count_writes_and_counts_nothing() {
-    let mut guard = guard_with(vec![role("t", 0, ME, None)]);
+    let mut guard = guard_with(vec![ReplicaRole::new("t", 0, ME, None)]);
     let spec = ProduceSpec {
         topics: vec![("t".into(), vec![(0, one_record()), (0, one_record())])],
         ..Default::default()
@@ -280,9 +266,9 @@ fn wrong_outcome_count_writes_and_counts_nothing() {
 #[test]
 fn stats_count_outcomes_and_malformed_frames() {
     let mut guard = guard_with(vec![
-        role("t", 0, ME, None),
-        role("h", 0, ME, Some(home("edge1", false))),
-        role("r", 0, ME, Some(remote("home", true))),
+        ReplicaRole::new("t", 0, ME, None),
+        ReplicaRole::new("h", 0, ME, Some(home("edge1", false))),
+        ReplicaRole::new("r", 0, ME, Some(remote("home", true))),
     ]);
     let spec = ProduceSpec {
         topics: vec![
@@ -332,7 +318,12 @@ fn stats_count_outcomes_and_malformed_frames() {
 /// next request sees the new role at once.
 #[test]
 fn one_snapshot_per_request_and_the_next_request_sees_changes() {
-    let mut guard = guard_with(vec![role("m", 0, ME, Some(home("edge1", true)))]);
+    let mut guard = guard_with(vec![ReplicaRole::new(
+        "m",
+        0,
+        ME,
+        Some(home("edge1", true)),
+    )]);
     let spec = ProduceSpec {
         topics: vec![("m".into(), vec![(0, one_record())])],
         ..Default::default()
@@ -342,7 +333,7 @@ fn one_snapshot_per_request_and_the_next_request_sees_changes() {
     let pinned = guard.judge(&frame).unwrap();
     table.apply(RoleUpdate::Changes {
         epoch: 2,
-        changes: vec![RoleChange::Upsert(role(
+        changes: vec![RoleChange::Upsert(ReplicaRole::new(
             "m",
             0,
             ME,

@@ -20,6 +20,23 @@ pub struct ReplicaRole {
     pub mirror: Option<PartitionMirrorConfig>,
 }
 
+impl ReplicaRole {
+    /// The role of `topic`/`partition`, led by `leader`.
+    pub fn new(
+        topic: impl Into<String>,
+        partition: u32,
+        leader: i32,
+        mirror: Option<PartitionMirrorConfig>,
+    ) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+            leader,
+            mirror,
+        }
+    }
+}
+
 /// One incremental change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoleChange {

@@ -22,20 +22,6 @@ fn home(remote: &str, source: bool) -> Option<PartitionMirrorConfig> {
     }))
 }
 
-fn role(
-    topic: &str,
-    partition: u32,
-    leader: i32,
-    mirror: Option<PartitionMirrorConfig>,
-) -> ReplicaRole {
-    ReplicaRole {
-        topic: topic.into(),
-        partition,
-        leader,
-        mirror,
-    }
-}
-
 fn sync(epoch: i64, all: Vec<ReplicaRole>) -> RoleUpdate {
     RoleUpdate::Sync { epoch, all }
 }
@@ -59,9 +45,9 @@ fn sync_keeps_only_partitions_led_here() {
     let outcome = table.apply(sync(
         1,
         vec![
-            role("a", 0, ME, None),
-            role("a", 1, 5002, None),
-            role("b", 0, ME, home("edge1", false)),
+            ReplicaRole::new("a", 0, ME, None),
+            ReplicaRole::new("a", 1, 5002, None),
+            ReplicaRole::new("b", 0, ME, home("edge1", false)),
         ],
     ));
     assert_eq!(
@@ -89,9 +75,12 @@ fn full_sync_removes_what_it_does_not_list() {
     let table = RoleTable::new(ME);
     table.apply(sync(
         1,
-        vec![role("a", 0, ME, None), role("b", 0, ME, None)],
+        vec![
+            ReplicaRole::new("a", 0, ME, None),
+            ReplicaRole::new("b", 0, ME, None),
+        ],
     ));
-    table.apply(sync(2, vec![role("b", 0, ME, None)]));
+    table.apply(sync(2, vec![ReplicaRole::new("b", 0, ME, None)]));
     let snap = table.snapshot();
     assert!(snap.get("a", 0).is_none());
     assert!(snap.topic("a").is_none(), "an emptied topic disappears");
@@ -102,7 +91,7 @@ fn full_sync_removes_what_it_does_not_list() {
 #[test]
 fn stale_and_duplicate_epochs_are_ignored() {
     let table = RoleTable::new(ME);
-    table.apply(sync(5, vec![role("a", 0, ME, None)]));
+    table.apply(sync(5, vec![ReplicaRole::new("a", 0, ME, None)]));
     for epoch in [5, 4, i64::MIN] {
         let outcome = table.apply(changes(
             epoch,
@@ -134,13 +123,13 @@ fn stale_and_duplicate_epochs_are_ignored() {
 #[test]
 fn changes_upsert_replace_and_remove() {
     let table = RoleTable::new(ME);
-    table.apply(sync(1, vec![role("a", 0, ME, None)]));
+    table.apply(sync(1, vec![ReplicaRole::new("a", 0, ME, None)]));
     table.apply(changes(
         2,
         vec![
-            RoleChange::Upsert(role("a", 0, ME, home("edge1", false))),
-            RoleChange::Upsert(role("a", 7, ME, None)),
-            RoleChange::Upsert(role("c", 3, ME, None)),
+            RoleChange::Upsert(ReplicaRole::new("a", 0, ME, home("edge1", false))),
+            RoleChange::Upsert(ReplicaRole::new("a", 7, ME, None)),
+            RoleChange::Upsert(ReplicaRole::new("c", 3, ME, None)),
         ],
     ));
     let snap = table.snapshot();
@@ -155,7 +144,7 @@ fn changes_upsert_replace_and_remove() {
     // Leadership moves away: the partition leaves this SPU's table.
     table.apply(changes(
         3,
-        vec![RoleChange::Upsert(role("a", 0, 5002, None))],
+        vec![RoleChange::Upsert(ReplicaRole::new("a", 0, 5002, None))],
     ));
     table.apply(changes(
         4,
@@ -173,13 +162,21 @@ fn changes_upsert_replace_and_remove() {
 #[test]
 fn a_held_snapshot_never_changes() {
     let table = RoleTable::new(ME);
-    table.apply(sync(1, vec![role("a", 0, ME, None)]));
+    table.apply(sync(1, vec![ReplicaRole::new("a", 0, ME, None)]));
     let before = table.snapshot_arc();
     table.apply(changes(
         2,
-        vec![RoleChange::Upsert(role("a", 0, ME, home("edge1", false)))],
+        vec![RoleChange::Upsert(ReplicaRole::new(
+            "a",
+            0,
+            ME,
+            home("edge1", false),
+        ))],
     ));
-    table.apply(changes(3, vec![RoleChange::Upsert(role("a", 1, ME, None))]));
+    table.apply(changes(
+        3,
+        vec![RoleChange::Upsert(ReplicaRole::new("a", 1, ME, None))],
+    ));
     assert_eq!(before.epoch(), 1);
     assert_eq!(before.get("a", 0).unwrap().policy(), ProducePolicy::Open);
     assert!(before.get("a", 1).is_none());
@@ -194,7 +191,7 @@ fn a_held_snapshot_never_changes() {
 fn many_topics_across_shards() {
     let table = RoleTable::new(ME);
     let all = (0..2000)
-        .map(|t| role(&format!("topic-{t}"), (t % 5) as u32, ME, None))
+        .map(|t| ReplicaRole::new(format!("topic-{t}"), (t % 5) as u32, ME, None))
         .collect();
     table.apply(sync(1, all));
     let removals = (0..2000)
@@ -227,7 +224,12 @@ fn readers_see_whole_updates_only() {
     let marked = |epoch: i64| {
         (0..PARTITIONS)
             .map(|p| {
-                RoleChange::Upsert(role("t", p, ME, home(&format!("m{epoch}"), epoch % 2 == 0)))
+                RoleChange::Upsert(ReplicaRole::new(
+                    "t",
+                    p,
+                    ME,
+                    home(&format!("m{epoch}"), epoch % 2 == 0),
+                ))
             })
             .collect::<Vec<_>>()
     };
@@ -309,7 +311,7 @@ proptest! {
                     epoch += 1;
                     model.clear();
                     let all = all.into_iter().map(|(t, p, mine, kind)| {
-                        let r = role(&format!("t{t}"), p, if mine { ME } else { 7 }, mirror_of(kind));
+                        let r = ReplicaRole::new(format!("t{t}"), p, if mine { ME } else { 7 }, mirror_of(kind));
                         // Applied in order: a later entry for the same partition wins.
                         let key = (r.topic.clone(), p);
                         if mine { model.insert(key, r.mirror.clone()); } else { model.remove(&key); }
@@ -323,7 +325,7 @@ proptest! {
                         let key = (format!("t{t}"), p);
                         if upsert {
                             if mine { model.insert(key.clone(), mirror_of(kind)); } else { model.remove(&key); }
-                            RoleChange::Upsert(role(&key.0, p, if mine { ME } else { 7 }, mirror_of(kind)))
+                            RoleChange::Upsert(ReplicaRole::new(&key.0, p, if mine { ME } else { 7 }, mirror_of(kind)))
                         } else {
                             model.remove(&key);
                             RoleChange::Remove { topic: key.0, partition: p }
@@ -360,8 +362,8 @@ fn reader_memo_follows_every_update() {
     table.apply(sync(
         1,
         vec![
-            role("a", 0, ME, None),
-            role("b", 0, ME, home("edge1", false)),
+            ReplicaRole::new("a", 0, ME, None),
+            ReplicaRole::new("b", 0, ME, home("edge1", false)),
         ],
     ));
     let (_, a) = reader.load_topic("a");
@@ -379,7 +381,12 @@ fn reader_memo_follows_every_update() {
     // The role changes: the memo of "b" must not survive the new snapshot.
     table.apply(changes(
         2,
-        vec![RoleChange::Upsert(role("b", 0, ME, home("edge1", true)))],
+        vec![RoleChange::Upsert(ReplicaRole::new(
+            "b",
+            0,
+            ME,
+            home("edge1", true),
+        ))],
     ));
     let (snap, b) = reader.load_topic("b");
     assert_eq!(snap.epoch(), 2);
@@ -406,9 +413,12 @@ fn a_new_session_resyncs_whatever_its_epoch() {
     let table = RoleTable::new(ME);
     table.apply(sync(
         100,
-        vec![role("a", 0, ME, None), role("gone", 0, ME, None)],
+        vec![
+            ReplicaRole::new("a", 0, ME, None),
+            ReplicaRole::new("gone", 0, ME, None),
+        ],
     ));
-    let outcome = table.resync(3, vec![role("a", 0, ME, home("edge1", false))]);
+    let outcome = table.resync(3, vec![ReplicaRole::new("a", 0, ME, home("edge1", false))]);
     assert_eq!(
         outcome,
         ApplyOutcome::Applied {

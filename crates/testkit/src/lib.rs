@@ -225,3 +225,14 @@ pub fn produce_code(addr: &str, topic: &str, partition: u32) -> i16 {
     let at = 10 + name + 8;
     i16::from_be_bytes([body[at], body[at + 1]])
 }
+
+/// The first of a run of free local ports, for tests and benches that start
+/// servers on consecutive ports: the kernel's pick of a free one, kept low
+/// enough that the ports after it exist.
+pub fn port_base() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free local port")
+        .port()
+        .min(60000)
+}
