@@ -88,11 +88,7 @@ async fn the_official_client_works_against_our_cluster() {
     assert_eq!(admin.all::<MirrorSpec>().await.unwrap().len(), 2);
 
     // Produce and consume on the plain topic, through the SPU.
-    let producer = fluvio.topic_producer("plain").await.unwrap();
-    let sent = producer.send(RecordKey::NULL, "hello").await.unwrap();
-    producer.flush().await.unwrap();
-    let metadata = sent.wait().await.expect("accepted");
-    assert_eq!(metadata.offset(), 0);
+    assert_eq!(produce_one(&fluvio, "plain", "hello").await, Ok(0));
 
     let consumer = fluvio.partition_consumer("plain", 0).await.unwrap();
     let mut stream = consumer.stream(Offset::beginning()).await.unwrap();
@@ -104,16 +100,12 @@ async fn the_official_client_works_against_our_cluster() {
     assert_eq!(record.value(), b"hello");
 
     // A home produce to the mirror topic is refused, as the CLI shows it.
-    let producer = fluvio.topic_producer("mirrored").await.unwrap();
-    let sent = producer
-        .send(RecordKey::NULL, "not from home")
-        .await
-        .unwrap();
-    producer.flush().await.unwrap();
-    let err = sent.wait().await.unwrap_err();
     assert_eq!(
-        err.to_string(),
-        "Producer error: Producer received an error code: produce from home is not allowed"
+        produce_one(&fluvio, "mirrored", "not from home").await,
+        Err(
+            "Producer error: Producer received an error code: produce from home is not allowed"
+                .into()
+        )
     );
 
     // The same cluster as a remote: a home to mirror with, and the remote
@@ -166,26 +158,28 @@ async fn the_official_client_works_against_our_cluster() {
         "{labels:?}"
     );
 
-    let producer = fluvio.topic_producer("to-home").await.unwrap();
-    let sent = producer.send(RecordKey::NULL, "edge data").await.unwrap();
-    producer.flush().await.unwrap();
-    sent.wait()
+    produce_one(&fluvio, "to-home", "edge data")
         .await
         .expect("a to-home remote partition takes local writes");
 
-    let producer = fluvio.topic_producer("from-home").await.unwrap();
-    let sent = producer
-        .send(RecordKey::NULL, "written at the target")
-        .await
-        .unwrap();
-    producer.flush().await.unwrap();
-    let err = sent.wait().await.unwrap_err();
     assert_eq!(
-        err.to_string(),
-        "Producer error: Producer received an error code: produce from remote target is not allowed"
+        produce_one(&fluvio, "from-home", "written at the target").await,
+        Err("Producer error: Producer received an error code: produce from remote target is not allowed".into())
     );
 
     spu.shutdown().await;
     public.shutdown().await;
     private.shutdown().await;
+}
+
+/// Sends one record through the official producer and waits for the SPU's
+/// answer: the record's offset, or the error as the client shows it.
+async fn produce_one(fluvio: &Fluvio, topic: &str, value: &str) -> Result<i64, String> {
+    let producer = fluvio.topic_producer(topic).await.unwrap();
+    let sent = producer.send(RecordKey::NULL, value).await.unwrap();
+    producer.flush().await.unwrap();
+    sent.wait()
+        .await
+        .map(|metadata| metadata.offset())
+        .map_err(|err| err.to_string())
 }
