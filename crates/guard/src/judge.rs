@@ -5,8 +5,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use mg_roles::{RoleReader, RoleTable, Snapshot, TopicRoles};
 use mg_wire::{
-    Entries, ErrorCode, ProduceRequest, ProduceResponseWriter, RequestHeader, Topic, Topics,
-    WireError,
+    Entries, ErrorCode, ProduceRequest, ProduceResponseWriter, RequestHeader, Topic, WireError,
 };
 
 use crate::stats::{GuardStats, Tally};
@@ -52,10 +51,10 @@ impl Guard {
     /// pins the current role snapshot for it.
     #[inline(always)]
     pub fn judge<'a>(&'a mut self, frame: &'a Bytes) -> Result<Judgement<'a>, WireError> {
-        let (header, body_start) = RequestHeader::parse(frame).inspect_err(|_| {
+        let (header, request) = ProduceRequest::parse(frame).inspect_err(|_| {
             self.stats.malformed();
         })?;
-        self.judge_body(frame, header, body_start)
+        Ok(self.pin(header, request))
     }
 
     /// Like [`judge`](Self::judge), for a frame whose header the caller
@@ -70,19 +69,29 @@ impl Guard {
         let request = ProduceRequest::parse_body(frame, &header, body_start).inspect_err(|_| {
             self.stats.malformed();
         })?;
+        Ok(self.pin(header, request))
+    }
+
+    /// Pins the current role snapshot for a parsed request.
+    #[inline(always)]
+    fn pin<'a>(
+        &'a mut self,
+        header: RequestHeader<'a>,
+        request: ProduceRequest<'a>,
+    ) -> Judgement<'a> {
         // The official client sends one topic per request: resolve it through
         // the reader's memo, and hash only the names of any further topics.
         let (snapshot, first_topic) = match request.first_topic_name() {
             Some(name) => self.reader.load_topic(name),
             None => (self.reader.load(), None),
         };
-        Ok(Judgement {
+        Judgement {
             header,
             request,
             snapshot,
             first_topic,
             stats: &self.stats,
-        })
+        }
     }
 }
 
@@ -143,15 +152,14 @@ impl<'f> Judgement<'f> {
 
     /// One verdict per partition entry, in request order, duplicates
     /// included. Each topic name is looked up once.
+    #[inline(always)]
     pub fn verdicts(&self) -> Verdicts<'f> {
-        let mut topics = self.request.topics();
-        let (topic, roles, entries) = match topics.next() {
+        let (topic, roles, entries) = match self.request.first_topic() {
             Some(first) => (first.name(), self.first_topic, first.entries()),
             None => ("", None, Entries::empty()),
         };
         Verdicts {
             snapshot: self.snapshot,
-            topics,
             topic,
             roles,
             entries,
@@ -249,9 +257,8 @@ impl<'f> TopicResolver<'f> {
 #[derive(Debug)]
 pub struct Verdicts<'f> {
     snapshot: &'f Snapshot,
-    /// The topics after the current one.
-    topics: Topics<'f>,
-    /// The current topic, its roles, and its entries not yet judged.
+    /// The current topic, its roles, and its entries not yet judged (which
+    /// lead on to the topics after it).
     topic: &'f str,
     roles: Option<&'f TopicRoles>,
     entries: Entries<'f>,
@@ -260,7 +267,7 @@ pub struct Verdicts<'f> {
 impl<'f> Iterator for Verdicts<'f> {
     type Item = EntryVerdict<'f>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<EntryVerdict<'f>> {
         loop {
             if let Some(entry) = self.entries.next() {
@@ -270,14 +277,14 @@ impl<'f> Iterator for Verdicts<'f> {
                     verdict: decide(self.roles, entry),
                 });
             }
-            let topic = self.topics.next()?;
+            let topic = self.entries.next_topic()?;
             self.enter(topic);
         }
     }
 
     /// Topic by topic, entry by entry: a nested loop rather than the state
     /// machine of `next`, for `count`, `for_each` and the like.
-    #[inline]
+    #[inline(always)]
     fn fold<B, F>(mut self, init: B, mut f: F) -> B
     where
         F: FnMut(B, Self::Item) -> B,
@@ -293,7 +300,7 @@ impl<'f> Iterator for Verdicts<'f> {
                 };
                 f(acc, verdict)
             });
-            let Some(topic) = self.topics.next() else {
+            let Some(topic) = self.entries.next_topic() else {
                 return acc;
             };
             self.enter(topic);

@@ -65,7 +65,7 @@ impl Verdict<'_> {
 /// 4. Otherwise: accept.
 ///
 /// This is Fluvio's order: leadership first, then `accept_traffic`.
-#[inline]
+#[inline(always)]
 pub fn decide<'f>(topic: Option<&TopicRoles>, entry: PartitionEntry<'f>) -> Verdict<'f> {
     let Some(role) = topic.and_then(|t| t.partition(entry.partition)) else {
         return Verdict::Reject(ErrorCode::NotLeaderForPartition);

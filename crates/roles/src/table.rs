@@ -44,21 +44,27 @@ pub struct RoleReader {
     /// moves on). A connection produces to the same topic request after
     /// request, so this skips hashing the name on nearly every request.
     memo: Option<Arc<TopicRoles>>,
+    /// `memo`'s name as a [`ShortName`], or [`ShortName::NONE`] when there
+    /// is no memo or its name is long.
+    memo_key: ShortName,
 }
 
 impl RoleReader {
     /// The current snapshot.
-    #[inline]
+    #[inline(always)]
     pub fn load(&mut self) -> &Snapshot {
         self.revalidate();
         &self.cached
     }
 
     /// The current snapshot, and the roles of `topic` in it.
-    #[inline]
+    #[inline(always)]
     pub fn load_topic(&mut self, topic: &str) -> (&Snapshot, Option<&TopicRoles>) {
         self.revalidate();
-        let hit = matches!(&self.memo, Some(roles) if same_name(&roles.name, topic));
+        let hit = match ShortName::of(topic) {
+            Some(key) => key == self.memo_key,
+            None => matches!(&self.memo, Some(roles) if *roles.name == *topic),
+        };
         if !hit {
             self.remember(topic);
         }
@@ -69,10 +75,14 @@ impl RoleReader {
     #[inline(never)]
     fn remember(&mut self, topic: &str) {
         self.memo = self.cached.topic_arc(topic).cloned();
+        self.memo_key = match &self.memo {
+            Some(roles) => ShortName::of(&roles.name).unwrap_or(ShortName::NONE),
+            None => ShortName::NONE,
+        };
     }
 
     /// Moves to the newest snapshot if the table published one since.
-    #[inline]
+    #[inline(always)]
     fn revalidate(&mut self) {
         // Acquire pairs with the writer's Release: a generation seen here was
         // stored after its snapshot, so `refresh` finds that one or a newer.
@@ -86,30 +96,55 @@ impl RoleReader {
     fn refresh(&mut self) {
         self.cached = self.published.snapshot.load_full();
         self.memo = None;
+        self.memo_key = ShortName::NONE;
     }
 }
 
-/// Whether two topic names are equal. Names on the hot path are short, so
-/// those of up to 16 bytes are compared as two overlapping words each,
-/// inline, instead of through a call to `memcmp`.
-#[inline]
-fn same_name(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
-        (Some(a8), Some(b8)) if a.len() <= 16 => {
-            // Both lengths are 8..=16 and equal: the first and the last eight
-            // bytes cover every byte.
-            let (Some(a_end), Some(b_end)) = (a.last_chunk::<8>(), b.last_chunk::<8>()) else {
-                return false;
-            };
-            (u64::from_ne_bytes(*a8) ^ u64::from_ne_bytes(*b8))
-                | (u64::from_ne_bytes(*a_end) ^ u64::from_ne_bytes(*b_end))
-                == 0
-        }
-        _ => a == b,
+/// A topic name of up to 16 bytes as three words: its length, and its
+/// first and last bytes read as (possibly overlapping) words. Two such names
+/// are equal exactly when their keys are, so the reader's memo is checked
+/// with three compares, inline, instead of a call to `memcmp`. Topic names
+/// on the hot path are short.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ShortName {
+    len: usize,
+    head: u64,
+    tail: u64,
+}
+
+impl ShortName {
+    /// Matches no name (its length is no name's).
+    const NONE: Self = Self {
+        len: usize::MAX,
+        head: 0,
+        tail: 0,
+    };
+
+    /// The key of `name`, if it is at most 16 bytes long. Given the length,
+    /// the two words cover every byte: 8 to 16 bytes as the first and last
+    /// eight, 4 to 7 as the first and last four, 1 to 3 as the first,
+    /// middle and last byte.
+    #[inline(always)]
+    fn of(name: &str) -> Option<Self> {
+        let bytes = name.as_bytes();
+        let len = bytes.len();
+        let word = |b: &[u8; 8]| u64::from_ne_bytes(*b);
+        let half = |b: &[u8; 4]| u64::from(u32::from_ne_bytes(*b));
+        let (head, tail) = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+            (Some(first), Some(last)) if len <= 16 => (word(first), word(last)),
+            (Some(_), Some(_)) => return None,
+            _ => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+                (Some(first), Some(last)) => (half(first), half(last)),
+                _ => match bytes.first() {
+                    None => (0, 0),
+                    Some(&first) => {
+                        let rest = u64::from(bytes[len / 2]) << 8 | u64::from(bytes[len - 1]) << 16;
+                        (u64::from(first) | rest, 0)
+                    }
+                },
+            },
+        };
+        Some(Self { len, head, tail })
     }
 }
 
@@ -171,7 +206,7 @@ impl TopicRoles {
     }
 
     /// The role of `partition`, if this SPU leads it.
-    #[inline]
+    #[inline(always)]
     pub fn partition(&self, partition: u32) -> Option<&PartitionRole> {
         // Dense fast path: partition i usually sits at position i.
         match self.partitions.get(partition as usize) {
@@ -369,6 +404,7 @@ impl RoleTable {
             published: Arc::clone(&self.current),
             cached: self.current.snapshot.load_full(),
             memo: None,
+            memo_key: ShortName::NONE,
         }
     }
 
@@ -476,23 +512,38 @@ impl RoleTable {
 
 #[cfg(test)]
 mod tests {
-    use super::same_name;
+    use super::ShortName;
 
+    /// Keys are equal exactly when names are: every length up to 16 (and
+    /// past it, where there is no key), a change at every position, and
+    /// names one byte longer or shorter.
     #[test]
-    fn name_comparison_agrees_with_str_eq() {
-        for len in 0..40 {
+    fn short_name_keys_are_equal_exactly_when_names_are() {
+        let same = |a: &str, b: &str| match (ShortName::of(a), ShortName::of(b)) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => panic!("neither {a:?} nor {b:?} has a key"),
+            _ => false,
+        };
+        for len in 0..=20 {
             let name: String = (0..len)
                 .map(|i| char::from(b'a' + (i % 26) as u8))
                 .collect();
-            assert!(same_name(&name, &name.clone()), "len {len}");
+            assert_eq!(ShortName::of(&name).is_some(), len <= 16, "len {len}");
+            if len > 16 {
+                continue;
+            }
+            assert!(same(&name, &name.clone()), "len {len}");
+            assert_ne!(ShortName::of(&name), Some(ShortName::NONE));
             for at in 0..len {
                 let mut other = name.clone().into_bytes();
                 other[at] = b'Z';
                 let other = String::from_utf8(other).unwrap();
-                assert!(!same_name(&name, &other), "len {len}, differs at {at}");
+                assert!(!same(&name, &other), "len {len}, differs at {at}");
             }
             let longer = format!("{name}x");
-            assert!(!same_name(&name, &longer) && !same_name(&longer, &name));
+            if longer.len() <= 16 {
+                assert!(!same(&name, &longer) && !same(&longer, &name));
+            }
         }
     }
 }

@@ -46,7 +46,7 @@ impl<'a> RequestHeader<'a> {
     #[inline(always)]
     pub fn parse(frame: &'a [u8]) -> Result<(Self, usize), WireError> {
         match Self::read::<Bail>(frame) {
-            Ok(parsed) => Ok(parsed),
+            Ok((header, body)) => Ok((header, body.pos())),
             Err(Bail) => Err(Self::explain(frame)),
         }
     }
@@ -56,12 +56,14 @@ impl<'a> RequestHeader<'a> {
     /// call's result in memory.)
     #[cold]
     #[inline(never)]
-    fn explain(frame: &[u8]) -> WireError {
+    pub(crate) fn explain(frame: &[u8]) -> WireError {
         detailed_error(RequestHeader::read::<WireError>(frame))
     }
 
+    /// Reads the header and returns it with a reader at the body, so a
+    /// caller that goes on into the body does not slice the frame again.
     #[inline(always)]
-    fn read<E: Fail>(frame: &'a [u8]) -> Result<(Self, usize), E> {
+    pub(crate) fn read<E: Fail>(frame: &'a [u8]) -> Result<(Self, Reader<'a, E>), E> {
         // The four fixed fields and the client id's length: one bounds check.
         let Some(fixed) = frame.first_chunk::<10>() else {
             return Err(E::from_error(|| Self::truncated(frame)));
@@ -75,7 +77,7 @@ impl<'a> RequestHeader<'a> {
             correlation_id: i32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
             client_id,
         };
-        Ok((header, r.pos()))
+        Ok((header, r))
     }
 
     /// The precise error for a frame shorter than the fixed header fields.

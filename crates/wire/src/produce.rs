@@ -59,24 +59,35 @@ pub struct ProduceRequest<'a> {
     first: TopicHead<'a>,
 }
 
-/// A topic's name and entry count, and the offset of its first entry.
+/// A topic's name and entry count, and a reader at its first entry.
 #[derive(Clone, Copy, Debug)]
 struct TopicHead<'a> {
     name: &'a str,
     partition_count: usize,
-    entries_at: usize,
+    /// Positioned at the first entry (the entries were checked before any
+    /// view hands this out).
+    entries: Reader<'a, Bail>,
 }
 
 impl<'a> TopicHead<'a> {
+    /// The head of a request without topics.
+    fn none(at: Reader<'a, Bail>) -> Self {
+        Self {
+            name: "",
+            partition_count: 0,
+            entries: at,
+        }
+    }
+
     /// Reads a topic's name and entry count at `r`, checking the name's UTF-8.
-    #[inline]
+    #[inline(always)]
     fn read<E: Fail>(r: &mut Reader<'a, E>) -> Result<Self, E> {
         let name = r.str(Field::TopicName)?;
         let partition_count = r.len_i32(Field::PartitionCount)?;
         Ok(Self {
             name,
             partition_count,
-            entries_at: r.pos(),
+            entries: r.with_fail(),
         })
     }
 
@@ -93,14 +104,14 @@ impl<'a> TopicHead<'a> {
     }
 
     /// Reads a head that the validating walk already read.
-    #[inline]
+    #[inline(always)]
     fn reread(r: &mut Reader<'a, Bail>) -> Option<Self> {
         let name = r.str_validated(Field::TopicName).ok()?;
         let partition_count = r.len_i32(Field::PartitionCount).ok()?;
         Some(Self {
             name,
             partition_count,
-            entries_at: r.pos(),
+            entries: *r,
         })
     }
 }
@@ -108,9 +119,13 @@ impl<'a> TopicHead<'a> {
 impl<'a> ProduceRequest<'a> {
     /// Parses a whole frame (the bytes after the size prefix): the header,
     /// which must carry the Produce api key, then the body.
+    #[inline(always)]
     pub fn parse(frame: &'a Bytes) -> Result<(RequestHeader<'a>, Self), WireError> {
-        let (header, body_start) = RequestHeader::parse(frame)?;
-        let request = Self::parse_body(frame, &header, body_start)?;
+        let (header, body) = match RequestHeader::read::<Bail>(frame) {
+            Ok(read) => read,
+            Err(Bail) => return Err(RequestHeader::explain(frame)),
+        };
+        let request = Self::parse_at(frame, &header, body)?;
         Ok((header, request))
     }
 
@@ -122,23 +137,44 @@ impl<'a> ProduceRequest<'a> {
         header: &RequestHeader<'_>,
         body_start: usize,
     ) -> Result<Self, WireError> {
-        if header.api_key != PRODUCE_API_KEY {
-            return Err(WireError::UnexpectedApiKey {
-                expected: PRODUCE_API_KEY,
-                found: header.api_key,
-            });
-        }
+        Self::parse_at(frame, header, Reader::new(frame, body_start))
+    }
+
+    /// Checks the header's api key and version, then walks the body at `body`.
+    #[inline(always)]
+    fn parse_at(
+        frame: &'a Bytes,
+        header: &RequestHeader<'_>,
+        body: Reader<'a, Bail>,
+    ) -> Result<Self, WireError> {
+        // Key 0 and a version in 0..=25 are, as one word (key << 16 | version
+        // as u16), exactly the values 0..=25: one compare for both.
+        const _: () = assert!(PRODUCE_API_KEY == 0 && PRODUCE_MIN_VERSION == 0);
         let api_version = header.api_version;
-        if !(PRODUCE_MIN_VERSION..=PRODUCE_MAX_VERSION).contains(&api_version) {
-            return Err(WireError::UnsupportedVersion {
-                api_key: PRODUCE_API_KEY,
-                version: api_version,
-            });
+        let key_and_version = u32::from(header.api_key) << 16 | u32::from(api_version as u16);
+        if key_and_version > PRODUCE_MAX_VERSION as u32 {
+            return Err(Self::unexpected_api(header));
         }
 
-        match Self::walk::<Bail>(frame, api_version, body_start) {
+        match Self::walk(frame, api_version, body) {
             Ok(view) => Ok(view),
-            Err(Bail) => Err(Self::explain(frame, api_version, body_start)),
+            Err(Bail) => Err(Self::explain(frame, api_version, body.pos())),
+        }
+    }
+
+    /// The error for a header that is not Produce at a version we read.
+    #[cold]
+    fn unexpected_api(header: &RequestHeader<'_>) -> WireError {
+        if header.api_key != PRODUCE_API_KEY {
+            WireError::UnexpectedApiKey {
+                expected: PRODUCE_API_KEY,
+                found: header.api_key,
+            }
+        } else {
+            WireError::UnsupportedVersion {
+                api_key: PRODUCE_API_KEY,
+                version: header.api_version,
+            }
         }
     }
 
@@ -148,29 +184,33 @@ impl<'a> ProduceRequest<'a> {
     #[cold]
     #[inline(never)]
     fn explain(frame: &Bytes, api_version: i16, body_start: usize) -> WireError {
-        detailed_error(ProduceRequest::walk::<WireError>(
+        detailed_error(ProduceRequest::walk(
             frame,
             api_version,
-            body_start,
+            Reader::<WireError>::new(frame, body_start),
         ))
     }
 
-    /// The validating walk over the whole body.
+    /// The validating walk over the whole body, from `r` at its start.
     #[inline(always)]
-    fn walk<E: Fail>(frame: &'a Bytes, api_version: i16, body_start: usize) -> Result<Self, E> {
-        let mut r = Reader::<E>::new(frame, body_start);
+    fn walk<E: Fail>(frame: &'a Bytes, api_version: i16, mut r: Reader<'a, E>) -> Result<Self, E> {
         let (transactional_id, acks, timeout_ms, topic_count) = Self::fixed_head(&mut r)?;
-        if timeout_ms < 0 {
-            return Err(E::from_error(|| WireError::NegativeTimeout(timeout_ms)));
+        // Both signs with one test; the topic count's error comes first, as
+        // it is read first.
+        if timeout_ms | topic_count < 0 {
+            return Err(E::from_error(|| match usize::try_from(topic_count) {
+                Err(_) => WireError::NegativeLength {
+                    field: Field::TopicCount,
+                    len: topic_count,
+                },
+                Ok(_) => WireError::NegativeTimeout(timeout_ms),
+            }));
         }
+        let topic_count = topic_count as usize;
 
         // The first topic is kept for the view; the others are only checked.
         let first = match topic_count {
-            0 => TopicHead {
-                name: "",
-                partition_count: 0,
-                entries_at: r.pos(),
-            },
+            0 => TopicHead::none(r.with_fail()),
             _ => TopicHead::walk(&mut r)?,
         };
         let mut entry_count = first.partition_count;
@@ -198,12 +238,12 @@ impl<'a> ProduceRequest<'a> {
         })
     }
 
-    /// transactional_id, acks, timeout_ms and the topic count. Clients send
-    /// no transactional id, and then these are 11 fixed bytes, read with one
-    /// bounds check.
-    #[inline]
+    /// transactional_id, acks, timeout_ms and the topic count (signs not yet
+    /// checked). Clients send no transactional id, and then these are 11
+    /// fixed bytes, read with one bounds check.
+    #[inline(always)]
     #[allow(clippy::type_complexity)]
-    fn fixed_head<E: Fail>(r: &mut Reader<'a, E>) -> Result<(Option<&'a str>, i16, i32, usize), E> {
+    fn fixed_head<E: Fail>(r: &mut Reader<'a, E>) -> Result<(Option<&'a str>, i16, i32, i32), E> {
         if let Some(head) = r.peek::<11>()
             && head[0] == 0
         {
@@ -211,12 +251,6 @@ impl<'a> ProduceRequest<'a> {
             let timeout_ms = i32::from_be_bytes([head[3], head[4], head[5], head[6]]);
             let topic_count = i32::from_be_bytes([head[7], head[8], head[9], head[10]]);
             r.consume_peeked::<11>();
-            let topic_count = usize::try_from(topic_count).map_err(|_| {
-                E::from_error(|| WireError::NegativeLength {
-                    field: Field::TopicCount,
-                    len: topic_count,
-                })
-            })?;
             return Ok((None, acks, timeout_ms, topic_count));
         }
         let transactional_id = match r.flag(Field::TransactionalId)? {
@@ -225,12 +259,12 @@ impl<'a> ProduceRequest<'a> {
         };
         let acks = r.i16(Field::Acks)?;
         let timeout_ms = r.i32(Field::Timeout)?;
-        let topic_count = r.len_i32(Field::TopicCount)?;
+        let topic_count = r.i32(Field::TopicCount)?;
         Ok((transactional_id, acks, timeout_ms, topic_count))
     }
 
     /// The api_version the body was encoded at; the response uses it too.
-    #[inline]
+    #[inline(always)]
     pub fn api_version(&self) -> i16 {
         self.api_version
     }
@@ -260,14 +294,14 @@ impl<'a> ProduceRequest<'a> {
     }
 
     /// How many topics the request lists.
-    #[inline]
+    #[inline(always)]
     pub fn topic_count(&self) -> usize {
         self.topic_count
     }
 
     /// How many partition entries the request holds across all topics,
     /// duplicates included.
-    #[inline]
+    #[inline(always)]
     pub fn entry_count(&self) -> usize {
         self.entry_count
     }
@@ -284,17 +318,24 @@ impl<'a> ProduceRequest<'a> {
 
     /// The first topic's name (the official client sends exactly one topic
     /// per request), without starting an iteration.
-    #[inline]
+    #[inline(always)]
     pub fn first_topic_name(&self) -> Option<&'a str> {
         (self.topic_count > 0).then_some(self.first.name)
     }
 
+    /// The first topic, if there is one; [`Entries::next_topic`] moves on
+    /// from it. Its head comes from the validating walk, so nothing is read
+    /// again.
+    #[inline(always)]
+    pub fn first_topic(&self) -> Option<Topic<'a>> {
+        (self.topic_count > 0).then(|| Topic::new(self.frame, self.first, self.topic_count - 1))
+    }
+
     /// The topics, in request order.
-    #[inline]
+    #[inline(always)]
     pub fn topics(&self) -> Topics<'a> {
         Topics {
-            frame: self.frame,
-            next: self.first,
+            next: self.first_topic(),
             left: self.topic_count,
         }
     }
@@ -302,55 +343,27 @@ impl<'a> ProduceRequest<'a> {
 
 /// Iterator over the topics of a [`ProduceRequest`].
 ///
-/// It holds the head of the next topic, already read: the first one comes
-/// from the validating walk, and each later one is read when the topic
-/// before it is handed out, so a one-topic request is never re-read here.
+/// Each topic after the first is found by skipping the entries of the one
+/// before it ([`Entries::next_topic`]).
 #[derive(Clone, Debug)]
 pub struct Topics<'a> {
-    frame: &'a Bytes,
-    next: TopicHead<'a>,
+    next: Option<Topic<'a>>,
     left: usize,
 }
 
 impl<'a> Iterator for Topics<'a> {
     type Item = Topic<'a>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Topic<'a>> {
-        if self.left == 0 {
-            return None;
-        }
+        let topic = self.next.take()?;
         self.left -= 1;
-        let head = &self.next;
-        let topic = Topic {
-            name: head.name,
-            partition_count: head.partition_count,
-            entries: Entries {
-                frame: self.frame,
-                r: Reader::<Bail>::new(self.frame, head.entries_at),
-                left: head.partition_count,
-            },
-        };
-        if self.left > 0 {
-            self.next = Self::head_after(self.frame, head)?;
-        }
+        self.next = topic.entries.next_topic();
         Some(topic)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.left, Some(self.left))
-    }
-}
-
-impl<'a> Topics<'a> {
-    /// The head of the topic that follows `head`'s entries. The body was
-    /// validated by `parse_body`, so these reads succeed.
-    fn head_after(frame: &'a Bytes, head: &TopicHead<'a>) -> Option<TopicHead<'a>> {
-        let mut r = Reader::<Bail>::new(frame, head.entries_at);
-        for _ in 0..head.partition_count {
-            r.validated_entry()?;
-        }
-        TopicHead::reread(&mut r)
     }
 }
 
@@ -365,41 +378,86 @@ pub struct Topic<'a> {
 }
 
 impl<'a> Topic<'a> {
+    /// The topic of `head`, followed by `topics_after` more.
+    #[inline(always)]
+    fn new(frame: &'a Bytes, head: TopicHead<'a>, topics_after: usize) -> Self {
+        Topic {
+            name: head.name,
+            partition_count: head.partition_count,
+            entries: Entries {
+                frame,
+                r: head.entries,
+                left: head.partition_count,
+                topics_after,
+            },
+        }
+    }
+
     /// The topic name.
-    #[inline]
+    #[inline(always)]
     pub fn name(&self) -> &'a str {
         self.name
     }
 
     /// How many partition entries follow, duplicates included.
-    #[inline]
+    #[inline(always)]
     pub fn partition_count(&self) -> usize {
         self.partition_count
     }
 
     /// The partition entries, in request order.
-    #[inline]
+    #[inline(always)]
     pub fn entries(&self) -> Entries<'a> {
         self.entries.clone()
     }
 }
 
 /// Iterator over the partition entries of one [`Topic`].
+///
+/// One reader walks the validated body: through this topic's entries and,
+/// with [`next_topic`](Self::next_topic), on into the topics that follow.
 #[derive(Clone, Debug)]
 pub struct Entries<'a> {
     frame: &'a Bytes,
     r: Reader<'a, Bail>,
+    /// Entries of this topic not yet read.
     left: usize,
+    /// Topics of the request after this one.
+    topics_after: usize,
 }
 
-impl Entries<'_> {
-    /// An iterator over no entries.
+impl<'a> Entries<'a> {
+    /// An iterator over no entries, followed by no topics.
     pub fn empty() -> Self {
         Entries {
             frame: empty_frame(),
             r: Reader::<Bail>::new(&[], 0),
             left: 0,
+            topics_after: 0,
         }
+    }
+
+    /// The topic after this one, if any: its head follows this topic's
+    /// entries, which are skipped (on a copy) if not all were read.
+    ///
+    /// The reader only ever moves along the path `parse_body` validated
+    /// (entry headers, then a topic head), which is what lets the topic
+    /// name be read without checking its UTF-8 again.
+    #[inline]
+    pub fn next_topic(&self) -> Option<Topic<'a>> {
+        if self.topics_after == 0 {
+            return None;
+        }
+        Self::topic_after(self.clone())
+    }
+
+    /// Skips what is left of `entries` and reads the next topic's head.
+    fn topic_after(mut entries: Self) -> Option<Topic<'a>> {
+        for _ in 0..entries.left {
+            entries.r.validated_entry()?;
+        }
+        let head = TopicHead::reread(&mut entries.r)?;
+        Some(Topic::new(entries.frame, head, entries.topics_after - 1))
     }
 }
 
@@ -412,13 +470,19 @@ fn empty_frame() -> &'static Bytes {
 impl<'a> Iterator for Entries<'a> {
     type Item = PartitionEntry<'a>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<PartitionEntry<'a>> {
         if self.left == 0 {
             return None;
         }
+        let Some((partition, start, len)) = self.r.validated_entry() else {
+            // Cannot happen on a validated body; should it, end the whole
+            // walk here rather than read a topic head off the path.
+            self.left = 0;
+            self.topics_after = 0;
+            return None;
+        };
         self.left -= 1;
-        let (partition, start, len) = self.r.validated_entry()?;
         Some(PartitionEntry {
             partition,
             records: Records {
@@ -458,32 +522,32 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     /// The batches, borrowed from the frame.
-    #[inline]
+    #[inline(always)]
     pub fn as_slice(&self) -> &'a [u8] {
         // start <= end <= frame.len() was checked by `Reader::skip`.
         &self.frame[self.start..self.end]
     }
 
     /// The batches as a `Bytes` sharing the frame's memory (no copy).
-    #[inline]
+    #[inline(always)]
     pub fn to_bytes(&self) -> Bytes {
         self.frame.slice(self.start..self.end)
     }
 
     /// The byte range of the batches within the frame.
-    #[inline]
+    #[inline(always)]
     pub fn range(&self) -> std::ops::Range<usize> {
         self.start..self.end
     }
 
     /// Length of the record set in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn len(&self) -> usize {
         self.end - self.start
     }
 
     /// Whether the record set is empty.
-    #[inline]
+    #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }

@@ -50,18 +50,16 @@ pub(crate) struct Reader<'a, E = WireError> {
 
 impl<E> Clone for Reader<'_, E> {
     fn clone(&self) -> Self {
-        Self {
-            rest: self.rest,
-            len: self.len,
-            fail: PhantomData,
-        }
+        *self
     }
 }
+
+impl<E> Copy for Reader<'_, E> {}
 
 impl<'a, E: Fail> Reader<'a, E> {
     /// A reader over `buf[pos..]`; offsets it reports are relative to `buf`.
     /// A `pos` past the end reads as an empty rest.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(buf: &'a [u8], pos: usize) -> Self {
         Self {
             rest: buf.get(pos..).unwrap_or_default(),
@@ -70,30 +68,46 @@ impl<'a, E: Fail> Reader<'a, E> {
         }
     }
 
-    #[inline]
+    /// The same position, read with another kind of failure.
+    #[inline(always)]
+    pub(crate) fn with_fail<F: Fail>(self) -> Reader<'a, F> {
+        Reader {
+            rest: self.rest,
+            len: self.len,
+            fail: PhantomData,
+        }
+    }
+
+    #[inline(always)]
     pub(crate) fn pos(&self) -> usize {
         self.len - self.rest.len()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn remaining(&self) -> usize {
         self.rest.len()
     }
 
     /// The next `N` bytes, if there are that many, without consuming them.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn peek<const N: usize>(&self) -> Option<&'a [u8; N]> {
         self.rest.first_chunk::<N>()
     }
 
+    /// Whether the bytes not yet read are exactly `bytes`.
+    #[inline(always)]
+    pub(crate) fn rest_is<const N: usize>(&self, bytes: &[u8; N]) -> bool {
+        self.rest.len() == N && self.peek::<N>() == Some(bytes)
+    }
+
     /// Consumes `N` bytes that [`peek`](Self::peek) just returned.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn consume_peeked<const N: usize>(&mut self) {
         debug_assert!(self.rest.len() >= N);
         self.rest = self.rest.get(N..).unwrap_or_default();
     }
 
-    #[inline]
+    #[inline(always)]
     fn array<const N: usize>(&mut self, field: Field) -> Result<[u8; N], E> {
         match self.rest.split_first_chunk::<N>() {
             Some((bytes, rest)) => {
@@ -108,27 +122,27 @@ impl<'a, E: Fail> Reader<'a, E> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u8(&mut self, field: Field) -> Result<u8, E> {
         self.array::<1>(field).map(|b| b[0])
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn i16(&mut self, field: Field) -> Result<i16, E> {
         self.array(field).map(i16::from_be_bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u16(&mut self, field: Field) -> Result<u16, E> {
         self.array(field).map(u16::from_be_bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn i32(&mut self, field: Field) -> Result<i32, E> {
         self.array(field).map(i32::from_be_bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u32(&mut self, field: Field) -> Result<u32, E> {
         self.array(field).map(u32::from_be_bytes)
     }
@@ -136,7 +150,7 @@ impl<'a, E: Fail> Reader<'a, E> {
     /// A partition entry's fixed header: u32 partition index, then the i32
     /// length of its record set, read with a single bounds check. The record
     /// bytes are not touched.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn entry_header(&mut self) -> Result<(u32, usize), E> {
         let Some((head, rest)) = self.rest.split_first_chunk::<8>() else {
             return Err(E::from_error(|| self.entry_header_error()));
@@ -160,13 +174,13 @@ impl<'a, E: Fail> Reader<'a, E> {
     /// are checked (and a wrong guess could only end the walk early, never
     /// read out of bounds). Returns the index and the record bytes' offset
     /// and length.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn validated_entry(&mut self) -> Option<(u32, usize, usize)> {
         let (head, rest) = self.rest.split_first_chunk::<8>()?;
         let [i0, i1, i2, i3, l0, l1, l2, l3] = *head;
         let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
         let start = self.len - rest.len();
-        self.rest = rest.get(len..).unwrap_or_default();
+        (_, self.rest) = rest.split_at_checked(len)?;
         Some((u32::from_be_bytes([i0, i1, i2, i3]), start, len))
     }
 
@@ -188,19 +202,19 @@ impl<'a, E: Fail> Reader<'a, E> {
     }
 
     /// Skips a fixed-size field of `N` bytes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn skip_fixed<const N: usize>(&mut self, field: Field) -> Result<(), E> {
         self.array::<N>(field).map(|_| ())
     }
 
     /// Skips `n` bytes of a length-prefixed field.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn skip(&mut self, n: usize, field: Field) -> Result<(), E> {
         self.take(n, field).map(|_| ())
     }
 
     /// Takes `n` bytes of a length-prefixed field.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&mut self, n: usize, field: Field) -> Result<&'a [u8], E> {
         match self.rest.split_at_checked(n) {
             Some((taken, rest)) => {
@@ -216,7 +230,7 @@ impl<'a, E: Fail> Reader<'a, E> {
     }
 
     /// An i32 count or length that must not be negative.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn len_i32(&mut self, field: Field) -> Result<usize, E> {
         let len = self.i32(field)?;
         usize::try_from(len).map_err(|_| E::from_error(|| WireError::NegativeLength { field, len }))
@@ -227,7 +241,7 @@ impl<'a, E: Fail> Reader<'a, E> {
     /// Fluvio encodes the length as u16 but decodes it as i16, so a length of
     /// 32768 or more cannot round-trip through it; we reject it as negative
     /// rather than misreading the rest of the frame.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn str(&mut self, field: Field) -> Result<&'a str, E> {
         let bytes = self.str_bytes(field)?;
         utf8(bytes).ok_or_else(|| E::from_error(|| WireError::InvalidUtf8 { field }))
@@ -237,7 +251,7 @@ impl<'a, E: Fail> Reader<'a, E> {
     /// with [`str`](Self::str): its UTF-8 is not checked again.
     ///
     /// Views call this when they re-walk a body that `parse_body` validated.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn str_validated(&mut self, field: Field) -> Result<&'a str, E> {
         let bytes = self.str_bytes(field)?;
         debug_assert!(
@@ -254,7 +268,7 @@ impl<'a, E: Fail> Reader<'a, E> {
         Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
     }
 
-    #[inline]
+    #[inline(always)]
     fn str_bytes(&mut self, field: Field) -> Result<&'a [u8], E> {
         let len = self.i16(field)?;
         let len = usize::try_from(len).map_err(|_| {
@@ -268,20 +282,20 @@ impl<'a, E: Fail> Reader<'a, E> {
 
     /// Skips a `String`. Its UTF-8 is still checked: Fluvio's decoder rejects
     /// the whole request when it is invalid, and so must we.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn skip_str(&mut self, field: Field) -> Result<(), E> {
         self.str(field).map(|_| ())
     }
 
     /// Fluvio's `Vec<u8>`: an i32 length, then raw bytes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn skip_bytes(&mut self, field: Field) -> Result<(), E> {
         let len = self.len_i32(field)?;
         self.skip(len, field)
     }
 
     /// Fluvio's `bool` and `Option` tag: exactly 0 or 1.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn flag(&mut self, field: Field) -> Result<bool, E> {
         match self.u8(field)? {
             0 => Ok(false),
@@ -322,7 +336,7 @@ pub(crate) fn unreachable_truncation() -> WireError {
 
 /// UTF-8 validation with an inlined ASCII fast path: names on the hot path
 /// are short and nearly always ASCII.
-#[inline]
+#[inline(always)]
 fn utf8(bytes: &[u8]) -> Option<&str> {
     if is_ascii(bytes) {
         #[allow(unsafe_code)]
@@ -336,7 +350,7 @@ fn utf8(bytes: &[u8]) -> Option<&str> {
 /// ASCII check without a byte loop: the high bits of every byte are ORed
 /// together from a few possibly overlapping loads (names here are mostly
 /// 3 to 16 bytes), and tested once.
-#[inline]
+#[inline(always)]
 fn is_ascii(bytes: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let word = |chunk: &[u8; 8]| u64::from_ne_bytes(*chunk);

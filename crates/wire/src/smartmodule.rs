@@ -35,22 +35,23 @@ const NAME_VERSION: i16 = 25;
 pub(crate) const SMARTMODULES_VERSION: i16 = 8;
 
 /// Walks the smartmodule list at `r`, returning how many invocations it holds.
-#[inline]
+#[inline(always)]
 pub(crate) fn skip_invocations<E: Fail>(r: &mut Reader<'_, E>, version: i16) -> Result<usize, E> {
-    // A pre-v8 client sent no list; Fluvio 0.50 chokes on that, we take it as empty.
-    if version < SMARTMODULES_VERSION && r.remaining() == 0 {
+    // Producers nearly always end the body with an empty list: four zero
+    // bytes and nothing after them, recognised with one length and one
+    // value compare (and the caller's trailing-bytes check folds away).
+    if r.rest_is(&[0; 4]) {
+        r.consume_peeked::<4>();
         return Ok(0);
     }
-    // Producers nearly always end the body with an empty list: four zero
-    // bytes and nothing after them, recognised with one compare.
-    if r.peek::<4>() == Some(&[0; 4]) {
-        r.consume_peeked::<4>();
+    // A pre-v8 client sent no list; Fluvio 0.50 chokes on that, we take it as empty.
+    if version < SMARTMODULES_VERSION && r.remaining() == 0 {
         return Ok(0);
     }
     let count = r.len_i32(Field::SmartModuleCount)?;
     if count > 0 {
         // A copy goes out of line, so `r` itself can stay in registers.
-        let mut rest = r.clone();
+        let mut rest = *r;
         skip_list(&mut rest, count, version)?;
         *r = rest;
     }

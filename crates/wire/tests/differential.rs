@@ -196,6 +196,28 @@ proptest! {
                 );
             }
         }
+
+        // Moving on from a topic, whether all, some or none of its entries
+        // were read, lands on the topic that follows it.
+        let topics: Vec<_> = view.topics().collect();
+        prop_assert_eq!(
+            view.first_topic().map(|t| t.name()),
+            topics.first().map(|t| t.name())
+        );
+        for (i, topic) in topics.iter().enumerate() {
+            for read in [0, topic.partition_count() / 2, topic.partition_count()] {
+                let mut entries = topic.entries();
+                entries.by_ref().take(read).for_each(drop);
+                let next = entries.next_topic();
+                prop_assert_eq!(next.as_ref().map(|t| t.name()), topics.get(i + 1).map(|t| t.name()));
+                if let (Some(next), Some(expected)) = (next, topics.get(i + 1)) {
+                    let ranges = |t: &mg_wire::Topic<'_>| {
+                        t.entries().map(|e| (e.partition, e.records.range())).collect::<Vec<_>>()
+                    };
+                    prop_assert_eq!(ranges(&next), ranges(expected));
+                }
+            }
+        }
     }
 
     #[test]
