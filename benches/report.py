@@ -4,7 +4,9 @@
 Reads target/criterion/*/new/ (the run just made) and prints, for each
 verdict shape, our time against the reference path and against the
 header-only floor measured in the same run (fastest samples: see the Timing
-note in benches/verdict.rs; criterion's medians are shown beside them), then
+note in benches/verdict.rs; criterion's medians are shown beside them, and
+the paired ratios of ours and walk to the floor that verdict.rs writes to
+target/criterion/verdict/paired/), then
 the role-table figures, and checks the issue's targets. Exits 0 either way:
 it reports, it does not gate.
 """
@@ -35,6 +37,16 @@ def fastest(*path):
         return None
 
 
+def paired(shape):
+    """Ratios from alternating chunks (see benches/verdict.rs, Paired ratios)."""
+    f = os.path.join(ROOT, "verdict", "paired", f"{shape}.json")
+    try:
+        with open(f) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 def fmt(ns):
     if ns is None:
         return "-"
@@ -49,10 +61,11 @@ def main():
         print("no criterion results: run `make bench` first", file=sys.stderr)
         return 0
     checks = []
-    print("(a) verdict per frame: fastest sample of each benchmark (criterion's median ratio in the last column);")
-    print("    every figure from this one run")
-    print(f"{'shape':<12}{'reference':>11}{'ours':>10}{'walk':>10}{'floor':>10}"
-          f"{'ref/ours':>10}{'ours/floor':>12}{'walk/floor':>12}{'ref/ours (median)':>19}")
+    print("(a) verdict per frame: fastest sample of each benchmark, every figure from this one run;")
+    print("    'paired' columns: median [quartiles] of ratios from alternating chunks (benches/verdict.rs)")
+    print(f"{'shape':<11}{'reference':>10}{'ours':>9}{'walk':>9}{'floor':>9}{'ref/ours':>10}"
+          f"{'ref/ours':>10}{'ours/floor':>11}{'ours/floor, paired':>25}{'walk/floor, paired':>25}")
+    print(f"{'':<11}{'':>10}{'':>9}{'':>9}{'':>9}{'':>10}{'(medians)':>10}{'(fastest)':>11}")
     for entries in (1, 16, 256):
         per_size = {}
         floors = {}
@@ -64,18 +77,30 @@ def main():
             per_size[label], floors[label] = o, f
             rm, om = est("verdict", "reference", shape), est("verdict", "ours", shape)
             speedup = r / o if r else None
-            over_floor = o / f if f else None
-            walk_floor = w / f if w and f else None
+            fastest_floor = o / f if f else None
             median_speedup = rm / om if rm and om else None
-            print(f"{shape:<12}{fmt(r):>11}{fmt(o):>10}{fmt(w):>10}{fmt(f):>10}"
-                  f"{(f'{speedup:,.0f}x' if speedup else '-'):>10}{(f'{over_floor:.2f}x' if over_floor else '-'):>12}"
-                  f"{(f'{walk_floor:.2f}x' if walk_floor else '-'):>12}{(f'{median_speedup:,.0f}x' if median_speedup else '-'):>19}")
+            pair = paired(shape)
+
+            def spread(key):
+                if not pair:
+                    return "-"
+                q = pair[key]
+                return f"{q['median']:.2f}x [{q['p25']:.2f}-{q['p75']:.2f}]"
+
+            print(f"{shape:<11}{fmt(r):>10}{fmt(o):>9}{fmt(w):>9}{fmt(f):>9}"
+                  f"{(f'{speedup:,.0f}x' if speedup else '-'):>10}{(f'{median_speedup:,.0f}x' if median_speedup else '-'):>10}"
+                  f"{(f'{fastest_floor:.2f}x' if fastest_floor else '-'):>11}{spread('ours_floor'):>25}{spread('walk_floor'):>25}")
+            # Within 3x of the floor: the paired median when there is one
+            # (both sides timed at the same machine speed), else the ratio
+            # of fastest samples.
+            over_floor = pair["ours_floor"]["median"] if pair else fastest_floor
+            how = "paired median" if pair else "fastest samples"
             if label == "1KiB" and speedup:
                 checks.append((f"{shape}: >= 20x faster than reference", speedup >= 20, f"{speedup:,.0f}x"))
             if label == "1MiB" and speedup:
                 checks.append((f"{shape}: >= 2000x faster than reference", speedup >= 2000, f"{speedup:,.0f}x"))
             if over_floor:
-                checks.append((f"{shape}: within 3x of the floor", over_floor <= 3, f"{over_floor:.2f}x"))
+                checks.append((f"{shape}: within 3x of the floor", over_floor <= 3, f"{over_floor:.2f}x ({how})"))
         if "1KiB" in per_size and "1MiB" in per_size:
             ratio = per_size["1MiB"] / per_size["1KiB"]
             f1, f2 = floors.get("1KiB"), floors.get("1MiB")

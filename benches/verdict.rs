@@ -31,6 +31,16 @@
 //! fixed workload under additive noise), next to criterion's median. Every
 //! path is timed the same way, in the same run.
 //!
+//! Paired ratios: the fastest samples of two benchmarks still come from
+//! windows seconds apart, and at one entry (a few nanoseconds) that alone
+//! moved ours/floor by 15-30% between shapes of one run. So after each
+//! shape's benchmarks, `paired` times ours, walk and floor in alternating
+//! chunks for a few seconds, takes the ratio within each round (a round
+//! lasts well under a millisecond, so both sides see the same machine
+//! speed), and writes the median and quartiles of those ratios to
+//! `<criterion home>/verdict/paired/<shape>.json` for the report. It runs
+//! when no filter is given, or one that contains "paired".
+//!
 //! Layout: at a few nanoseconds per call, where a path's loop falls in the
 //! cache lines matters too (the floor's code never changed, yet it measured
 //! anywhere from 4.2 to 5.6 ns in builds of different code around it).
@@ -42,6 +52,7 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -177,6 +188,67 @@ fn fastest_chunk<O>(b: &mut Bencher<'_>, chunk: u64, mut f: impl FnMut() -> O) {
     })
 }
 
+/// Times one chunk of `calls` calls of `f`: nanoseconds per call.
+fn time_chunk<O>(calls: u64, mut f: impl FnMut() -> O) -> f64 {
+    let start = Instant::now();
+    for _ in 0..calls {
+        black_box(f());
+    }
+    start.elapsed().as_nanos() as f64 / calls as f64
+}
+
+/// How long [`paired`] alternates the paths of one shape.
+const PAIRED_FOR: Duration = Duration::from_secs(3);
+
+/// Ratios ours/floor and walk/floor from rounds of alternating chunks (see
+/// the module docs), written as JSON under the criterion home.
+fn paired(guard: &mut Guard, frame: &Bytes, shape: &str) {
+    let wanted = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .all(|filter| filter.contains("paired"));
+    if !wanted {
+        return;
+    }
+    let (chunk_ours, chunk_walk, chunk_floor) = (
+        chunk_len(|| ours(guard, black_box(frame))),
+        chunk_len(|| walk(black_box(frame))),
+        chunk_len(|| floor(black_box(frame))),
+    );
+    let (mut ours_floor, mut walk_floor) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while start.elapsed() < PAIRED_FOR {
+        let f = time_chunk(chunk_floor, || floor(black_box(frame)));
+        let o = time_chunk(chunk_ours, || ours(guard, black_box(frame)));
+        let w = time_chunk(chunk_walk, || walk(black_box(frame)));
+        ours_floor.push(o / f);
+        walk_floor.push(w / f);
+    }
+    let quartiles = |ratios: &mut Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+        format!(
+            r#"{{"p25": {:.4}, "median": {:.4}, "p75": {:.4}}}"#,
+            at(0.25),
+            at(0.5),
+            at(0.75)
+        )
+    };
+    let json = format!(
+        r#"{{"rounds": {}, "ours_floor": {}, "walk_floor": {}}}"#,
+        ours_floor.len(),
+        quartiles(&mut ours_floor),
+        quartiles(&mut walk_floor)
+    );
+    let home = std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/criterion"));
+    let dir = home.join("verdict").join("paired");
+    std::fs::create_dir_all(&dir).expect("criterion home is writable");
+    std::fs::write(dir.join(format!("{shape}.json")), &json).expect("paired result written");
+    println!("verdict/paired/{shape}: {json}");
+}
+
 fn verdict(c: &mut Criterion) {
     let mut group = c.benchmark_group("verdict");
     group.warm_up_time(Duration::from_millis(500));
@@ -238,6 +310,7 @@ fn verdict(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("floor", &shape), &frame, |b, f| {
                 fastest_chunk(b, chunk, || floor(black_box(f)))
             });
+            paired(&mut guard, &frame, &shape);
         }
     }
     group.finish();

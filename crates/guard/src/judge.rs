@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use mg_roles::{RoleReader, RoleTable, Snapshot, TopicRoles};
+use mg_roles::{PartitionRoles, RoleReader, RoleTable, Snapshot, TopicRoles};
 use mg_wire::{
     Entries, ErrorCode, ProduceRequest, ProduceResponseWriter, RequestHeader, Topic, WireError,
 };
 
 use crate::stats::{GuardStats, Tally};
-use crate::{Verdict, decide};
+use crate::{Verdict, decide, decide_in};
 
 /// What storage made of one accepted entry: its base offset, or the code to
 /// answer with (StorageError, MessageTooLarge, PartitionFull, …).
@@ -155,8 +155,8 @@ impl<'f> Judgement<'f> {
     #[inline(always)]
     pub fn verdicts(&self) -> Verdicts<'f> {
         let (topic, roles, entries) = match self.request.first_topic() {
-            Some(first) => (first.name(), self.first_topic, first.entries()),
-            None => ("", None, Entries::empty()),
+            Some(first) => (first.name(), roles_of(self.first_topic), first.entries()),
+            None => ("", PartitionRoles::NONE, Entries::empty()),
         };
         Verdicts {
             snapshot: self.snapshot,
@@ -260,8 +260,14 @@ pub struct Verdicts<'f> {
     /// The current topic, its roles, and its entries not yet judged (which
     /// lead on to the topics after it).
     topic: &'f str,
-    roles: Option<&'f TopicRoles>,
+    roles: PartitionRoles<'f>,
     entries: Entries<'f>,
+}
+
+/// The lookup for a topic's roles, or for a topic not led here.
+#[inline(always)]
+fn roles_of(topic: Option<&TopicRoles>) -> PartitionRoles<'_> {
+    topic.map_or(PartitionRoles::NONE, TopicRoles::roles)
 }
 
 impl<'f> Iterator for Verdicts<'f> {
@@ -274,7 +280,7 @@ impl<'f> Iterator for Verdicts<'f> {
                 return Some(EntryVerdict {
                     topic: self.topic,
                     partition: entry.partition,
-                    verdict: decide(self.roles, entry),
+                    verdict: decide_in(self.roles, entry),
                 });
             }
             let topic = self.entries.next_topic()?;
@@ -296,7 +302,7 @@ impl<'f> Iterator for Verdicts<'f> {
                 let verdict = EntryVerdict {
                     topic,
                     partition: entry.partition,
-                    verdict: decide(roles, entry),
+                    verdict: decide_in(roles, entry),
                 };
                 f(acc, verdict)
             });
@@ -314,7 +320,7 @@ impl<'f> Verdicts<'f> {
     #[inline]
     fn enter(&mut self, topic: Topic<'f>) {
         self.topic = topic.name();
-        self.roles = self.snapshot.topic(self.topic);
+        self.roles = roles_of(self.snapshot.topic(self.topic));
         self.entries = topic.entries();
     }
 }

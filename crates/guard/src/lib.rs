@@ -28,7 +28,7 @@ pub mod stats;
 pub use judge::{EntryVerdict, Guard, Judgement, RespondError, StoreOutcome, Verdicts};
 pub use stats::{GuardStats, StatsSnapshot};
 
-use mg_roles::{ProducePolicy, TopicRoles};
+use mg_roles::{PartitionRoles, ProducePolicy, TopicRoles};
 use mg_wire::{ErrorCode, PartitionEntry, Records};
 
 /// What the guard decided for one partition entry.
@@ -67,13 +67,19 @@ impl Verdict<'_> {
 /// This is Fluvio's order: leadership first, then `accept_traffic`.
 #[inline(always)]
 pub fn decide<'f>(topic: Option<&TopicRoles>, entry: PartitionEntry<'f>) -> Verdict<'f> {
-    let Some(role) = topic.and_then(|t| t.partition(entry.partition)) else {
-        return Verdict::Reject(ErrorCode::NotLeaderForPartition);
-    };
-    match role.policy() {
-        ProducePolicy::Open => Verdict::Accept(entry.records),
-        ProducePolicy::MirroredFromRemote => Verdict::Reject(ErrorCode::MirrorProduceFromHome),
-        ProducePolicy::MirroredFromHome => {
+    decide_in(topic.map_or(PartitionRoles::NONE, TopicRoles::roles), entry)
+}
+
+/// [`decide`] over a topic's partitions taken once for many entries.
+#[inline(always)]
+pub(crate) fn decide_in<'f>(roles: PartitionRoles<'_>, entry: PartitionEntry<'f>) -> Verdict<'f> {
+    match roles.policy(entry.partition) {
+        None => Verdict::Reject(ErrorCode::NotLeaderForPartition),
+        Some(ProducePolicy::Open) => Verdict::Accept(entry.records),
+        Some(ProducePolicy::MirroredFromRemote) => {
+            Verdict::Reject(ErrorCode::MirrorProduceFromHome)
+        }
+        Some(ProducePolicy::MirroredFromHome) => {
             Verdict::Reject(ErrorCode::MirrorProduceFromRemoteNotAllowed)
         }
     }

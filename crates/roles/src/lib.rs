@@ -29,5 +29,7 @@ pub use fluvio_controlplane_metadata::partition::{
     HomePartitionConfig, PartitionMirrorConfig, RemotePartitionConfig,
 };
 pub use policy::ProducePolicy;
-pub use table::{PartitionRole, RoleReader, RoleTable, Snapshot, SnapshotGuard, TopicRoles};
+pub use table::{
+    PartitionRole, PartitionRoles, RoleReader, RoleTable, Snapshot, SnapshotGuard, TopicRoles,
+};
 pub use update::{ApplyOutcome, ReplicaRole, RoleChange, RoleUpdate};

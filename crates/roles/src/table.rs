@@ -180,6 +180,7 @@ impl PartitionRole {
     }
 
     /// What local producers may do, computed when the role was stored.
+    #[inline]
     pub fn policy(&self) -> ProducePolicy {
         self.policy
     }
@@ -208,15 +209,7 @@ impl TopicRoles {
     /// The role of `partition`, if this SPU leads it.
     #[inline(always)]
     pub fn partition(&self, partition: u32) -> Option<&PartitionRole> {
-        // Dense fast path: partition i usually sits at position i.
-        match self.partitions.get(partition as usize) {
-            Some(role) if role.partition == partition => Some(role),
-            _ => self
-                .partitions
-                .binary_search_by_key(&partition, |p| p.partition)
-                .ok()
-                .map(|i| &self.partitions[i]),
-        }
+        self.roles().get(partition)
     }
 
     /// The partitions, sorted by index.
@@ -224,6 +217,52 @@ impl TopicRoles {
         &self.partitions
     }
 
+    /// The partitions as a [`PartitionRoles`] lookup.
+    #[inline(always)]
+    pub fn roles(&self) -> PartitionRoles<'_> {
+        PartitionRoles(&self.partitions)
+    }
+}
+
+/// The partitions of one topic that this SPU leads, as a copyable lookup.
+///
+/// A loop over many entries of one topic takes this once, so each lookup
+/// starts from a slice already in registers rather than from the topic.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PartitionRoles<'a>(&'a [PartitionRole]);
+
+impl<'a> PartitionRoles<'a> {
+    /// The lookup of a topic that has no partition led here.
+    pub const NONE: Self = PartitionRoles(&[]);
+
+    /// The role of `partition`, if this SPU leads it.
+    #[inline(always)]
+    pub fn get(self, partition: u32) -> Option<&'a PartitionRole> {
+        // Dense fast path: partition i usually sits at position i.
+        match self.0.get(partition as usize) {
+            Some(role) if role.partition == partition => Some(role),
+            _ => self.search(partition),
+        }
+    }
+
+    /// What local producers may do on `partition`, if this SPU leads it.
+    #[inline(always)]
+    pub fn policy(self, partition: u32) -> Option<ProducePolicy> {
+        self.get(partition).map(|role| role.policy)
+    }
+
+    /// The lookup when partition i is not at position i (this SPU leads
+    /// only some of the topic's partitions).
+    #[inline]
+    fn search(self, partition: u32) -> Option<&'a PartitionRole> {
+        self.0
+            .binary_search_by_key(&partition, |p| p.partition)
+            .ok()
+            .map(|i| &self.0[i])
+    }
+}
+
+impl TopicRoles {
     fn upsert(&mut self, role: PartitionRole) -> bool {
         match self
             .partitions
