@@ -46,7 +46,7 @@ lint:
 
 # The verdict benchmark times paths a few nanoseconds long, and where the
 # code lands in the cache lines shows: without this, the floor alone moved
-# between 4.2 and 5.6 ns from one build of unrelated code to the next. So it
+# between 4.0 and 5.6 ns from one build of unrelated code to the next. So it
 # is built with every function aligned to 64 bytes and every jump target to
 # 32, which makes each timed loop's layout depend on its own code only (and
 # sped all paths up alike, by about 7%). It builds in a target dir of its

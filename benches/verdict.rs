@@ -33,7 +33,7 @@
 //!
 //! Paired ratios: the fastest samples of two benchmarks still come from
 //! windows seconds apart, and at one entry (a few nanoseconds) that alone
-//! moved ours/floor by 15-30% between shapes of one run. So after each
+//! moved ours/floor by up to a third between shapes of one run. So after each
 //! shape's benchmarks, `paired` times ours, walk and floor in alternating
 //! chunks for a few seconds, takes the ratio within each round (a round
 //! lasts well under a millisecond, so both sides see the same machine
@@ -43,7 +43,7 @@
 //!
 //! Layout: at a few nanoseconds per call, where a path's loop falls in the
 //! cache lines matters too (the floor's code never changed, yet it measured
-//! anywhere from 4.2 to 5.6 ns in builds of different code around it).
+//! anywhere from 4.0 to 5.6 ns in builds of different code around it).
 //! `make bench` therefore builds this benchmark with every function aligned
 //! to 64 bytes and every jump target to 32 (see the Makefile), so each timed
 //! loop's layout depends on its own code only and repeated builds measure
