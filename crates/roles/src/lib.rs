@@ -10,7 +10,8 @@
 //! - [`update`]: [`RoleUpdate`], the SC's message shape (an epoch plus either a
 //!   full sync or incremental changes) and [`ReplicaRole`], one partition's entry.
 //! - [`table`]: [`RoleTable`] (the writer side) and [`Snapshot`] (what readers
-//!   see).
+//!   see); the hot path reads through a per-connection [`RoleReader`] and
+//!   looks a topic's entries up with [`PartitionRoles`].
 //!
 //! Concurrency: readers take an immutable [`Snapshot`] through `arc-swap`
 //! (per connection, a [`RoleReader`] caches it: one atomic load per request

@@ -222,6 +222,35 @@ impl TopicRoles {
     pub fn roles(&self) -> PartitionRoles<'_> {
         PartitionRoles(&self.partitions)
     }
+
+    fn upsert(&mut self, role: PartitionRole) -> bool {
+        match self
+            .partitions
+            .binary_search_by_key(&role.partition, |p| p.partition)
+        {
+            Ok(i) => {
+                self.partitions[i] = role;
+                false
+            }
+            Err(i) => {
+                self.partitions.insert(i, role);
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, partition: u32) -> bool {
+        match self
+            .partitions
+            .binary_search_by_key(&partition, |p| p.partition)
+        {
+            Ok(i) => {
+                self.partitions.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// The partitions of one topic that this SPU leads, as a copyable lookup.
@@ -259,37 +288,6 @@ impl<'a> PartitionRoles<'a> {
             .binary_search_by_key(&partition, |p| p.partition)
             .ok()
             .map(|i| &self.0[i])
-    }
-}
-
-impl TopicRoles {
-    fn upsert(&mut self, role: PartitionRole) -> bool {
-        match self
-            .partitions
-            .binary_search_by_key(&role.partition, |p| p.partition)
-        {
-            Ok(i) => {
-                self.partitions[i] = role;
-                false
-            }
-            Err(i) => {
-                self.partitions.insert(i, role);
-                true
-            }
-        }
-    }
-
-    fn remove(&mut self, partition: u32) -> bool {
-        match self
-            .partitions
-            .binary_search_by_key(&partition, |p| p.partition)
-        {
-            Ok(i) => {
-                self.partitions.remove(i);
-                true
-            }
-            Err(_) => false,
-        }
     }
 }
 
