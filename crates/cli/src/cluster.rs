@@ -14,6 +14,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use serde::{Deserialize, Serialize};
 
 /// First SPU id of a local cluster (Fluvio's too).
@@ -66,6 +67,7 @@ pub enum ClusterCommand {
         #[arg(long, conflicts_with = "check")]
         finalize: bool,
         /// Tests only: abort the process at this write step.
+        #[cfg(feature = "test-hooks")]
         #[arg(long, hide = true)]
         crash_at_step: Option<u32>,
     },
@@ -119,15 +121,20 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             data_dir,
             check,
             finalize,
+            #[cfg(feature = "test-hooks")]
             crash_at_step,
-        } => crate::upgrade::run(
-            &data_dir.unwrap_or_else(default_data_dir),
-            check,
-            finalize,
-            crash_at_step,
-        ),
+        } => {
+            #[cfg(feature = "test-hooks")]
+            let steps = mg_sc::upgrade::Steps::crashing_at(crash_at_step);
+            #[cfg(not(feature = "test-hooks"))]
+            let steps = mg_sc::upgrade::Steps::new();
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            ensure_stopped(&data_dir)
+                .and_then(|()| crate::upgrade::run(&data_dir, check, finalize, steps))
+        }
         ClusterCommand::Rollback { data_dir } => {
-            crate::upgrade::rollback(&data_dir.unwrap_or_else(default_data_dir))
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            ensure_stopped(&data_dir).and_then(|()| crate::upgrade::rollback(&data_dir))
         }
     };
     match result {
@@ -337,34 +344,28 @@ fn wait_ready(file: &ClusterFile) -> Result<(), String> {
     })
 }
 
+/// A pid as the kernel takes it; none for 0 or one out of range.
+fn process(pid: u32) -> Option<Pid> {
+    Pid::from_raw(i32::try_from(pid).ok()?)
+}
+
 /// Whether a process exists.
 fn alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) with signal 0 only checks that the process exists; it
-    // takes no pointers and has no memory-safety preconditions.
-    let result = unsafe { libc::kill(pid, 0) };
-    result == 0
+    process(pid).is_some_and(|pid| test_kill_process(pid).is_ok())
 }
 
 /// Sends SIGTERM and waits for the process to end; SIGKILL after 10 s.
 fn stop(pid: u32) {
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+    let Some(target) = process(pid) else {
         return;
     };
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) takes no pointers; a stale pid at worst signals nothing.
-    let _ = unsafe { libc::kill(pid_t, libc::SIGTERM) };
+    let _ = kill_process(target, Signal::TERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     if alive(pid) {
-        #[allow(unsafe_code)]
-        // SAFETY: as above.
-        let _ = unsafe { libc::kill(pid_t, libc::SIGKILL) };
+        let _ = kill_process(target, Signal::KILL);
     }
 }
 

@@ -90,9 +90,6 @@ struct SpuArgs {
     /// `=remote:HOME` or `=remote-target:HOME`. Repeatable.
     #[arg(long = "lead", value_name = "TOPIC:PARTITION[=ROLE]")]
     lead: Vec<String>,
-    /// Benchmark only: skip the guard, to measure what it costs.
-    #[arg(long, hide = true)]
-    bench_disable_guard: bool,
     /// The SC's private endpoint, where roles come from.
     #[arg(long)]
     sc: Option<SocketAddr>,
@@ -155,7 +152,6 @@ fn run_spu(args: SpuArgs) -> ExitCode {
         .metrics_port
         .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
     config.max_frame = args.max_frame;
-    config.guard_enabled = !args.bench_disable_guard;
     config.sc = args.sc;
     let roles = match args
         .lead

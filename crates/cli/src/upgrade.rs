@@ -1,17 +1,13 @@
 //! `mirror-guard cluster upgrade [--check | --finalize]` and `cluster rollback`.
+//!
+//! The caller has checked that the cluster's processes are stopped.
 
 use std::io::Write;
 use std::path::Path;
 
 use mg_sc::upgrade::{self, Steps, Upgraded};
 
-pub fn run(
-    data_dir: &Path,
-    check: bool,
-    finalize: bool,
-    crash_at_step: Option<u32>,
-) -> Result<(), String> {
-    crate::cluster::ensure_stopped(data_dir)?;
+pub fn run(data_dir: &Path, check: bool, finalize: bool, mut steps: Steps) -> Result<(), String> {
     let sc = data_dir.join("sc");
     if !sc.exists() {
         return Err(format!("no cluster metadata in {}", data_dir.display()));
@@ -38,7 +34,6 @@ pub fn run(
         );
         return Ok(());
     }
-    let mut steps = Steps::new(crash_at_step);
     let mut stderr = std::io::stderr();
     let outcome = upgrade::upgrade(&sc, &mut steps, |done, total| {
         // A progress bar on stderr, redrawn every 1% or so.
@@ -80,7 +75,6 @@ pub fn run(
 }
 
 pub fn rollback(data_dir: &Path) -> Result<(), String> {
-    crate::cluster::ensure_stopped(data_dir)?;
     let record = upgrade::rollback(&data_dir.join("sc")).map_err(|e| e.to_string())?;
     println!(
         "✓ rolled back to generation {}; {} removed",

@@ -1,5 +1,9 @@
 //! Api keys of the control plane.
 
+/// The correlation id of every request on the control connection: nobody
+/// answers them, so Fluvio sends 1 throughout.
+pub const CORRELATION_ID: i32 = 1;
+
 /// Requests the SPU sends to the SC (Fluvio's `InternalScKey`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]

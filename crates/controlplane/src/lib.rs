@@ -11,17 +11,16 @@
 //! - [`messages`]: the request bodies: registration, the SC's pushes
 //!   ([`UpdateReplicaRequest`] and friends, each a [`ControlPlaneRequest`]: an
 //!   epoch plus either `all` or `changes`), the SPU's status reports.
-//! - [`frame`]: encoding a request into a frame, and decoding a frame's header
-//!   and body at the header's version.
+//!
+//! Frames are `mg-transport`'s envelope, as on every other port; requests on
+//! this connection carry [`keys::CORRELATION_ID`], as Fluvio's do.
 //!
 //! Versions matter: `UpdateReplicaRequest` carries the mirror direction flags
 //! (`source`, `target`) only at version 18 and later. Below that they decode
 //! as `false`, which turns a home-to-remote target into a writable partition.
 
-pub mod frame;
 pub mod keys;
 pub mod messages;
 
-pub use frame::{FrameError, Header, decode_body, encode_request, encode_response, parse_header};
 pub use keys::{ScKey, SpuKey};
 pub use messages::*;

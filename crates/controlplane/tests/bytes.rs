@@ -6,7 +6,18 @@ use fluvio_controlplane_metadata::partition::{
 };
 use fluvio_protocol::record::ReplicaKey;
 use fluvio_protocol::{Decoder, Encoder};
+use mg_controlplane::keys::CORRELATION_ID;
 use mg_controlplane::*;
+use mg_transport::{BodyError, RequestHeader, decode_body, encode_response};
+
+fn encode_request<T: Encoder>(
+    key: u16,
+    version: i16,
+    client_id: &str,
+    body: &T,
+) -> mg_transport::envelope::EncodeResult {
+    mg_transport::encode_request(key, version, CORRELATION_ID, client_id, body)
+}
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
@@ -86,17 +97,17 @@ fn update_replica_frames() {
              0001 74 00000000 00001389 00000001 00001389
              00 00 00 00 04 00")
     );
-    let (header, body) = parse_header(&frame[4..]).unwrap();
+    let (header, body) = RequestHeader::parse(&frame[4..]).unwrap();
     assert_eq!(
         (
             header.api_key,
             header.api_version,
             header.correlation_id,
-            header.client_id.as_str()
+            header.client_id
         ),
         (1002, 18, 1, "sc")
     );
-    let back: UpdateReplicaRequest = decode_body(&frame[4..], body, 18).unwrap();
+    let back: UpdateReplicaRequest = decode_body(&frame[4..], body, 18, "UpdateReplica").unwrap();
     assert_eq!(back, sync);
 
     let change = UpdateReplicaRequest::changes(
@@ -149,9 +160,9 @@ fn a_frame_with_trailing_bytes_is_refused() {
     .unwrap()
     .to_vec();
     frame.push(0);
-    let (_, body) = parse_header(&frame[4..]).unwrap();
+    let (_, body) = RequestHeader::parse(&frame[4..]).unwrap();
     assert!(matches!(
-        decode_body::<RegisterSpuRequest>(&frame[4..], body, 0),
-        Err(FrameError::Trailing(1))
+        decode_body::<RegisterSpuRequest>(&frame[4..], body, 0, "RegisterSpu"),
+        Err(BodyError::Trailing { count: 1, .. })
     ));
 }

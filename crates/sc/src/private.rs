@@ -19,22 +19,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
 use fluvio_protocol::link::ErrorCode;
-use futures_util::StreamExt;
 use mg_controlplane::keys::{
-    REGISTER_WITH_FLAGS_VERSION, UPDATE_REPLICA_VERSION, UPDATE_REPLICA_WITHOUT_FLAGS,
+    CORRELATION_ID, REGISTER_WITH_FLAGS_VERSION, UPDATE_REPLICA_VERSION,
+    UPDATE_REPLICA_WITHOUT_FLAGS,
 };
 use mg_controlplane::{
     RegisterSpuRequest, RegisterSpuResponse, ScKey, SpuKey, UpdateLrsRequest, UpdateMirrorRequest,
-    UpdateSpuRequest, decode_body, encode_request, encode_response, parse_header,
+    UpdateSpuRequest,
 };
 use mg_controlplane::{Replica, UpdateReplicaRequest};
-use mg_spu::FrameCodec;
+use mg_transport::{
+    BodyError, EncodeError, FrameError, FrameLimits, FrameReader, RequestHeader, ServerLimits,
+    Shutdown, ShutdownSignal, decode_body, encode_request, encode_response,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_util::codec::FramedRead;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cluster::{Cluster, ReplicaCatchUp};
@@ -43,13 +44,17 @@ use crate::cluster::{Cluster, ReplicaCatchUp};
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a new connection may take to register.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_FRAME: usize = 16 << 20;
+/// Control frames are small; one stalled half-sent for 30 s ends the session.
+const FRAME_LIMITS: FrameLimits = FrameLimits {
+    max_frame: 16 << 20,
+    read_timeout: Duration::from_secs(30),
+};
 
 /// A running private server.
 #[derive(Debug)]
 pub struct RunningPrivate {
     addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    shutdown: Shutdown,
     task: JoinHandle<()>,
 }
 
@@ -61,7 +66,7 @@ impl RunningPrivate {
 
     /// Stops listening and closes every SPU session.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.shutdown.trigger();
         let _ = self.task.await;
     }
 }
@@ -73,36 +78,35 @@ pub async fn serve_private(
 ) -> std::io::Result<RunningPrivate> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(
-        async move {
-            let mut sessions = Vec::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((socket, peer)) => {
-                            let session = serve_spu(socket, cluster.clone(), stopped.clone());
-                            sessions.push(tokio::spawn(session.instrument(info_span!("spu session", %peer))));
-                        }
-                        Err(err) => warn!(%err, "accept failed"),
-                    },
-                    _ = stopped.changed() => break,
-                }
-            }
-            for session in sessions {
-                let _ = session.await;
-            }
-        }
-        .instrument(info_span!("sc private", %addr)),
+    let (shutdown, signal) = Shutdown::new();
+    let serving = mg_transport::serve(
+        listener,
+        ServerLimits::default(),
+        signal,
+        (),
+        move |socket, _peer, stop| serve_spu(socket, cluster.clone(), stop),
     );
+    let task = tokio::spawn(serving.instrument(info_span!("sc private", %addr)));
     info!(%addr, "SC private port listening");
-    Ok(RunningPrivate { addr, stop, task })
+    Ok(RunningPrivate {
+        addr,
+        shutdown,
+        task,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("header: {0}")]
+    Header(#[from] mg_wire::WireError),
+    #[error("{0}")]
+    Body(#[from] BodyError),
+    #[error("cannot encode a push: {0}")]
+    Encode(#[from] EncodeError),
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("no registration within {0:?}")]
@@ -113,52 +117,37 @@ enum SessionError {
     Silent(Duration),
 }
 
-impl From<mg_controlplane::FrameError> for SessionError {
-    fn from(err: mg_controlplane::FrameError) -> Self {
-        SessionError::Protocol(err.to_string())
-    }
-}
+type Frames = FrameReader<tokio::net::tcp::OwnedReadHalf>;
 
-async fn serve_spu(socket: TcpStream, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
-    let _ = socket.set_nodelay(true);
+async fn serve_spu(socket: TcpStream, cluster: Arc<Cluster>, mut stop: ShutdownSignal) {
     let (read, mut write) = socket.into_split();
-    let mut frames = FramedRead::new(read, FrameCodec::new(MAX_FRAME));
+    let mut frames = FrameReader::new(read, FRAME_LIMITS);
     let result = tokio::select! {
         result = session(&mut frames, &mut write, &cluster) => result,
-        _ = stop.changed() => Ok(()),
+        () = stop.wait() => Ok(()),
     };
     if let Err(err) = result {
         warn!(%err, "SPU session closed");
     }
 }
 
-async fn next_frame(
-    frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
-) -> Result<Option<Bytes>, SessionError> {
-    match frames.next().await {
-        None => Ok(None),
-        Some(Ok(frame)) => Ok(Some(frame)),
-        Some(Err(err)) => Err(SessionError::Protocol(err.to_string())),
-    }
-}
-
 async fn session(
-    frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    frames: &mut Frames,
     write: &mut OwnedWriteHalf,
     cluster: &Cluster,
 ) -> Result<(), SessionError> {
-    let first = tokio::time::timeout(REGISTER_TIMEOUT, next_frame(frames))
+    let first = tokio::time::timeout(REGISTER_TIMEOUT, frames.next())
         .await
         .map_err(|_| SessionError::NoRegistration(REGISTER_TIMEOUT))??;
     let Some(first) = first else { return Ok(()) };
-    let (header, body) = parse_header(&first)?;
+    let (header, body) = RequestHeader::parse(&first)?;
     if header.api_key != ScKey::RegisterSpu.code() {
         return Err(SessionError::Protocol(format!(
             "expected RegisterSpu, got key {}",
             header.api_key
         )));
     }
-    let request: RegisterSpuRequest = decode_body(&first, body, header.api_version)?;
+    let request: RegisterSpuRequest = decode_body(&first, body, header.api_version, "RegisterSpu")?;
     let spu = request.spu;
     if !cluster.has_spu(spu) {
         let refusal = RegisterSpuResponse {
@@ -213,7 +202,7 @@ impl Drop for OnlineSession<'_> {
 async fn push_loop(
     spu: i32,
     flags: bool,
-    frames: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    frames: &mut Frames,
     write: &mut OwnedWriteHalf,
     cluster: &Cluster,
 ) -> Result<(), SessionError> {
@@ -245,6 +234,7 @@ async fn push_loop(
                 let frame = encode_request(
                     SpuKey::UpdateReplica.code(),
                     UPDATE_REPLICA_WITHOUT_FLAGS,
+                    CORRELATION_ID,
                     "sc",
                     &request,
                 )?;
@@ -265,7 +255,7 @@ async fn push_loop(
                     return Ok(());
                 }
             }
-            frame = next_frame(frames) => {
+            frame = frames.next() => {
                 match frame? {
                     None => {
                         info!(spu, "SPU disconnected");
@@ -313,17 +303,23 @@ async fn send<T: fluvio_protocol::Encoder>(
         other => other.default_version(),
     };
     write
-        .write_all(&encode_request(key.code(), version, "sc", body)?)
+        .write_all(&encode_request(
+            key.code(),
+            version,
+            CORRELATION_ID,
+            "sc",
+            body,
+        )?)
         .await?;
     Ok(())
 }
 
 /// Takes one status message from the SPU.
 fn status(frame: &Bytes, cluster: &Cluster) -> Result<(), SessionError> {
-    let (header, body) = parse_header(frame)?;
+    let (header, body) = RequestHeader::parse(frame)?;
     match ScKey::from_code(header.api_key) {
         Some(ScKey::UpdateLrs) => {
-            let lrs: UpdateLrsRequest = decode_body(frame, body, header.api_version)?;
+            let lrs: UpdateLrsRequest = decode_body(frame, body, header.api_version, "UpdateLrs")?;
             for replica in lrs.replicas {
                 cluster.record_offsets(
                     &replica.id.topic,

@@ -34,16 +34,15 @@ use fluvio_sc_schema::objects::{
     ObjectApiListResponse, ObjectApiWatchResponse, WatchRequest, WatchResponse,
 };
 use fluvio_sc_schema::{AdminPublicDecodedRequest, AdminSpec, Status, TryEncodableFrom};
-use futures_util::StreamExt;
-use mg_controlplane::encode_response;
-use mg_spu::FrameCodec;
+use mg_transport::{
+    FrameLimits, FrameReader, ServerLimits, Shutdown, ShutdownSignal, encode_response,
+};
 use mg_wire::{ApiVersionKey, ErrorCode as WireCode, write_api_versions};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, watch};
-use tokio::task::JoinHandle;
-use tokio_util::codec::FramedRead;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cluster::{AdminError, Cluster};
@@ -51,7 +50,12 @@ use crate::model::{HomeSpu, PartitionMirror, PartitionObject, TopicReplicas};
 
 /// The Fluvio platform version this SC speaks (0.50.1's platform).
 pub const PLATFORM_VERSION: &str = "0.18.1";
-const MAX_FRAME: usize = 16 << 20;
+/// Admin requests are small: 16 MiB is far above any, and a frame that
+/// stalls half-sent for 30 s is dropped.
+const FRAME_LIMITS: FrameLimits = FrameLimits {
+    max_frame: 16 << 20,
+    read_timeout: std::time::Duration::from_secs(30),
+};
 
 /// What the SC advertises: the rows Fluvio's SC advertises.
 pub const SERVED_VERSIONS: [ApiVersionKey; 6] = [
@@ -93,7 +97,7 @@ type Writer = Arc<Mutex<OwnedWriteHalf>>;
 #[derive(Debug)]
 pub struct RunningPublic {
     addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    shutdown: Shutdown,
     task: JoinHandle<()>,
 }
 
@@ -103,9 +107,10 @@ impl RunningPublic {
         self.addr
     }
 
-    /// Stops listening and closes every connection.
+    /// Stops listening and closes every connection (after the request in
+    /// hand).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.shutdown.trigger();
         let _ = self.task.await;
     }
 }
@@ -117,54 +122,50 @@ pub async fn serve_public(
 ) -> std::io::Result<RunningPublic> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(
-        async move {
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((socket, peer)) => {
-                            let connection = serve_client(socket, cluster.clone(), stopped.clone());
-                            tokio::spawn(connection.instrument(info_span!("sc client", %peer)));
-                        }
-                        Err(err) => warn!(%err, "accept failed"),
-                    },
-                    _ = stopped.changed() => break,
-                }
-            }
-        }
-        .instrument(info_span!("sc public", %addr)),
+    let (shutdown, signal) = Shutdown::new();
+    let serving = mg_transport::serve(
+        listener,
+        ServerLimits::default(),
+        signal,
+        (),
+        move |socket, _peer, stop| serve_client(socket, cluster.clone(), stop),
     );
+    let task = tokio::spawn(serving.instrument(info_span!("sc public", %addr)));
     info!(%addr, "SC public port listening");
-    Ok(RunningPublic { addr, stop, task })
+    Ok(RunningPublic {
+        addr,
+        shutdown,
+        task,
+    })
 }
 
-async fn serve_client(socket: TcpStream, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
-    let _ = socket.set_nodelay(true);
+async fn serve_client(socket: TcpStream, cluster: Arc<Cluster>, mut stop: ShutdownSignal) {
     let (read, write) = socket.into_split();
     let writer: Writer = Arc::new(Mutex::new(write));
-    let mut frames = FramedRead::new(read, FrameCodec::new(MAX_FRAME));
+    let mut frames = FrameReader::new(read, FRAME_LIMITS);
     // Closing the connection ends its watches.
     let (closed_tx, closed) = watch::channel(false);
+    let mut watches = JoinSet::new();
     loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,
-            _ = stop.changed() => break,
+            () = stop.wait() => break,
         };
         let frame = match frame {
-            None => break,
-            Some(Ok(frame)) => frame,
-            Some(Err(err)) => {
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+            Err(err) => {
                 warn!(reason = %err, "closing connection");
                 break;
             }
         };
-        if let Err(reason) = handle(&frame, &cluster, &writer, &closed).await {
+        if let Err(reason) = handle(&frame, &cluster, &writer, &closed, &mut watches).await {
             warn!(%reason, "closing connection");
             break;
         }
     }
     let _ = closed_tx.send(true);
+    while watches.join_next().await.is_some() {}
 }
 
 async fn send(writer: &Writer, bytes: &[u8]) -> std::io::Result<()> {
@@ -176,6 +177,7 @@ async fn handle(
     cluster: &Arc<Cluster>,
     writer: &Writer,
     closed: &watch::Receiver<bool>,
+    watches: &mut JoinSet<()>,
 ) -> Result<(), String> {
     let request = AdminPublicDecodedRequest::decode_from(&mut Cursor::new(frame.as_ref()))
         .map_err(|e| e.to_string())?;
@@ -276,7 +278,7 @@ async fn handle(
                 writer: writer.clone(),
                 closed: closed.clone(),
             };
-            tokio::spawn(
+            watches.spawn(
                 watch
                     .run()
                     .instrument(info_span!("watch", ?kind, correlation)),

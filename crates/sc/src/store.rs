@@ -398,17 +398,9 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> 
 /// Makes everything written to the filesystem holding `dir` durable, in
 /// one call: cheaper than syncing thousands of files one by one.
 pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let handle = File::open(dir)?;
-    #[allow(unsafe_code)]
-    // SAFETY: syncfs(2) only reads the file descriptor, which `handle` keeps
-    // open for the duration of the call; it takes no pointers.
-    let result = unsafe { libc::syncfs(handle.as_raw_fd()) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    rustix::fs::syncfs(&handle)?;
+    Ok(())
 }
 
 /// Makes a directory's entries durable.

@@ -237,22 +237,31 @@ pub fn check(data_dir: &Path) -> Result<Report, UpgradeError> {
     })
 }
 
-/// Counts write steps, and aborts the process at a chosen one: the
-/// crash-injection switch of the tests (`--crash-at-step`, hidden).
+/// Counts write steps. With the `fault-injection` feature (tests only),
+/// it can abort the process at a chosen step.
 #[derive(Debug, Default)]
 pub struct Steps {
     taken: u32,
+    #[cfg(feature = "fault-injection")]
     crash_at: Option<u32>,
 }
 
 impl Steps {
-    /// Steps that abort the process at step `crash_at` (1-based), if given.
-    pub fn new(crash_at: Option<u32>) -> Self {
+    /// A counter of write steps.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Steps that abort the process at step `crash_at` (1-based), if given:
+    /// the crash-injection switch of the tests.
+    #[cfg(feature = "fault-injection")]
+    pub fn crashing_at(crash_at: Option<u32>) -> Self {
         Self { taken: 0, crash_at }
     }
 
     fn step(&mut self) {
         self.taken += 1;
+        #[cfg(feature = "fault-injection")]
         if self.crash_at == Some(self.taken) {
             eprintln!("crash injected at upgrade step {}", self.taken);
             std::process::abort();

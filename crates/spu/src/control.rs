@@ -1,9 +1,17 @@
 //! The SPU's side of the control plane: the connection to the SC.
 //!
 //! ```text
-//! connect -> RegisterSpu -> (UpdateReplica | UpdateSpu | UpdateMirror)* from the SC
-//!                        \-> every 400 ms: UpdateLrs, UpdatePartitionStat, UpdateMirrorStat
+//! dial -> RegisterSpu -> (UpdateReplica | UpdateSpu | UpdateMirror)* from the SC
+//!                     \-> UpdateLrs, UpdatePartitionStat, UpdateMirrorStat: every 400 ms
+//!                         (the heartbeat), and within 20 ms of a write or a newly
+//!                         led partition
 //! ```
+//!
+//! A partition the SC deletes (a delete change, or one missing from a full
+//! sync that this SPU led) loses its records on this SPU before the next
+//! push is read, so a topic created again under the same name starts empty
+//! at offset 0. Partition directories on disk that a full sync does not
+//! list at all are moved aside into `orphaned/`, never served again.
 //!
 //! Replica pushes go into the role table, so a role change applies to the
 //! very next produce request. While the SC is unreachable the SPU keeps
@@ -18,35 +26,40 @@
 //! home-to-remote topic, so such a role is taken as a target: produce is
 //! refused rather than risked (fail closed).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fluvio_controlplane_metadata::partition::{PartitionMirrorConfig, ReplicaStatus};
 use fluvio_protocol::record::ReplicaKey;
-use futures_util::StreamExt;
-use mg_controlplane::keys::UPDATE_REPLICA_VERSION;
+use mg_controlplane::keys::{CORRELATION_ID, UPDATE_REPLICA_VERSION};
 use mg_controlplane::{
-    FrameError as CpFrameError, LrsRequest, Message, MsgType, RegisterSpuRequest,
-    RegisterSpuResponse, Replica, ScKey, SpuKey, SpuStat, UpdateLrsRequest, UpdateMirrorRequest,
-    UpdateMirrorStatRequest, UpdatePartitionStatRequest, UpdateReplicaRequest, UpdateSpuRequest,
-    decode_body, encode_request, parse_header,
+    LrsRequest, Message, MsgType, RegisterSpuRequest, RegisterSpuResponse, Replica, ScKey, SpuKey,
+    SpuStat, UpdateLrsRequest, UpdateMirrorRequest, UpdateMirrorStatRequest,
+    UpdatePartitionStatRequest, UpdateReplicaRequest, UpdateSpuRequest,
 };
 use mg_roles::{ReplicaRole, RoleChange, RoleTable, RoleUpdate};
+use mg_transport::{
+    Backoff, BodyError, EncodeError, FrameError, FrameLimits, FrameReader, RequestHeader,
+    ShutdownSignal, decode_body, dial, encode_request,
+};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
-use tokio_util::codec::FramedRead;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::codec::FrameCodec;
-use crate::server::Shared;
+use crate::changes::{Offsets, Unreported};
+use crate::disk::Disk;
 
 /// How often the SPU reports to the SC (also its heartbeat).
 pub const STATUS_INTERVAL: Duration = Duration::from_millis(400);
+/// How soon after a write or a new leader role the SC hears of it: long
+/// enough to report a burst of writes once, short enough that `partition
+/// list` follows the log.
+pub const REPORT_DELAY: Duration = Duration::from_millis(20);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 
@@ -67,32 +80,15 @@ pub struct ControlState {
     pub last_error: Option<String>,
 }
 
-/// Partitions written since the last status report.
-#[derive(Debug, Default)]
-/// Keyed by topic, so that marking looks the topic up by `&str`: no
-/// allocation once a topic is present, no scan.
-pub(crate) struct Dirty(Mutex<HashMap<String, HashSet<u32>>>);
-
-impl Dirty {
-    pub(crate) fn mark(&self, topic: &str, partition: u32) {
-        let mut dirty = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match dirty.get_mut(topic) {
-            Some(partitions) => {
-                partitions.insert(partition);
-            }
-            None => {
-                dirty.insert(topic.to_string(), HashSet::from([partition]));
-            }
-        }
-    }
-
-    fn take(&self) -> HashSet<(String, u32)> {
-        let dirty = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
-        dirty
-            .into_iter()
-            .flat_map(|(topic, partitions)| partitions.into_iter().map(move |p| (topic.clone(), p)))
-            .collect()
-    }
+/// How the control client reaches the SC.
+#[derive(Clone, Debug)]
+pub(crate) struct ControlConfig {
+    pub(crate) sc: SocketAddr,
+    pub(crate) spu_id: i32,
+    pub(crate) limits: FrameLimits,
+    /// RegisterSpu version: 1 declares that this SPU reads the mirror
+    /// direction flags.
+    pub(crate) register_version: i16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,100 +101,109 @@ enum SessionError {
     Refused(String),
     #[error("the SC closed the connection")]
     Closed,
-    #[error("protocol: {0}")]
-    Protocol(String),
+    #[error("frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("header: {0}")]
+    Header(#[from] mg_wire::WireError),
+    #[error("{0}")]
+    Body(#[from] BodyError),
+    #[error("cannot encode a report: {0}")]
+    Encode(#[from] EncodeError),
+    #[error("unknown control-plane key {0}")]
+    UnknownKey(u16),
 }
 
-impl From<CpFrameError> for SessionError {
-    fn from(err: CpFrameError) -> Self {
-        SessionError::Protocol(err.to_string())
-    }
-}
-
-/// Runs the control-plane connection until `stop` fires.
+/// Runs the control-plane connection until shutdown.
 pub(crate) async fn run(
-    sc: SocketAddr,
-    spu_id: i32,
+    config: ControlConfig,
     roles: Arc<RoleTable>,
-    shared: Arc<Shared>,
+    disk: Disk,
+    offsets: Arc<Offsets>,
+    unreported: Arc<Unreported>,
     state: watch::Sender<ControlState>,
-    mut stop: watch::Receiver<bool>,
+    mut shutdown: ShutdownSignal,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+    let mut first_sync_of_process = true;
     loop {
         let session = Session {
-            sc,
-            spu_id,
+            config: &config,
             roles: &roles,
-            shared: &shared,
+            disk: &disk,
+            offsets: &offsets,
+            unreported: &unreported,
             state: &state,
+            first_sync_of_process: &mut first_sync_of_process,
         };
         let result = tokio::select! {
             result = session.run() => result,
-            _ = stop.changed() => return,
+            () = shutdown.wait() => return,
         };
         state.send_modify(|s| s.connected = false);
         match result {
-            Ok(()) => backoff = MIN_BACKOFF,
+            Ok(()) => backoff.reset(),
             Err(err) => {
                 match &err {
-                    SessionError::Connect(_) => debug!(%sc, %err, "SC unreachable"),
-                    _ => warn!(%sc, %err, "control-plane session ended"),
+                    SessionError::Connect(_) => debug!(sc = %config.sc, %err, "SC unreachable"),
+                    _ => warn!(sc = %config.sc, %err, "control-plane session ended"),
                 }
                 state.send_modify(|s| s.last_error = Some(err.to_string()));
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => return,
+        if !backoff.wait(&mut shutdown).await {
+            return;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
 struct Session<'a> {
-    sc: SocketAddr,
-    spu_id: i32,
+    config: &'a ControlConfig,
     roles: &'a Arc<RoleTable>,
-    shared: &'a Arc<Shared>,
+    disk: &'a Disk,
+    offsets: &'a Offsets,
+    unreported: &'a Unreported,
     state: &'a watch::Sender<ControlState>,
+    first_sync_of_process: &'a mut bool,
+}
+
+/// What a replica push did to the partitions this SPU leads.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Partitions whose records must go: deleted by the SC.
+    removed: Vec<(String, u32)>,
+    /// A full sync's listing (every partition the SC knows), if it was one.
+    listed: Option<Vec<(String, u32)>>,
 }
 
 impl Session<'_> {
-    async fn run(self) -> Result<(), SessionError> {
-        let stream = TcpStream::connect(self.sc)
-            .await
-            .map_err(SessionError::Connect)?;
-        let _ = stream.set_nodelay(true);
+    async fn run(mut self) -> Result<(), SessionError> {
+        let stream = dial(self.config.sc).await.map_err(SessionError::Connect)?;
         let (read, mut write) = stream.into_split();
-        let mut frames = FramedRead::new(read, FrameCodec::new(self.shared.config.max_frame));
+        let mut frames = FrameReader::new(read, self.config.limits);
 
-        let register_version = self.shared.config.register_version;
+        let spu_id = self.config.spu_id;
+        let register_version = self.config.register_version;
         let register = encode_request(
             ScKey::RegisterSpu.code(),
             register_version,
-            &format!("spu: {}", self.spu_id),
-            &RegisterSpuRequest { spu: self.spu_id },
+            CORRELATION_ID,
+            &format!("spu: {spu_id}"),
+            &RegisterSpuRequest { spu: spu_id },
         )?;
         write.write_all(&register).await?;
-        let answer = frames
-            .next()
-            .await
-            .ok_or(SessionError::Closed)?
-            .map_err(frame_error)?;
+        let answer = frames.next().await?.ok_or(SessionError::Closed)?;
         if answer.len() < 4 {
-            return Err(SessionError::Protocol(
-                "registration answer too short".into(),
-            ));
+            return Err(SessionError::Closed);
         }
-        let response: RegisterSpuResponse = decode_body(&answer, 4, register_version)?;
+        let response: RegisterSpuResponse =
+            decode_body(&answer, 4, register_version, "RegisterSpu response")?;
         if !response.error_code.is_ok() {
             let reason = response
                 .error_message
                 .unwrap_or_else(|| response.error_code.to_string());
             return Err(SessionError::Refused(reason));
         }
-        info!(sc = %self.sc, spu = self.spu_id, "registered with the SC");
+        info!(sc = %self.config.sc, spu = spu_id, "registered with the SC");
         self.state.send_modify(|s| {
             s.connected = true;
             s.sessions += 1;
@@ -210,117 +215,191 @@ impl Session<'_> {
         let mut synced = false;
         let mut ticker = tokio::time::interval(STATUS_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report_at: Option<Instant> = None;
         loop {
+            let report_soon = async {
+                match report_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 frame = frames.next() => {
-                    let frame = frame.ok_or(SessionError::Closed)?.map_err(frame_error)?;
-                    self.handle_push(&frame, &mut synced)?;
+                    let frame = frame?.ok_or(SessionError::Closed)?;
+                    self.handle_push(&frame, &mut synced).await?;
                 }
                 _ = ticker.tick() => {
                     self.report(&mut write, std::mem::take(&mut report_all)).await?;
+                    report_at = None;
+                }
+                () = self.unreported.marked(), if report_at.is_none() => {
+                    report_at = Some(Instant::now() + REPORT_DELAY);
+                }
+                () = report_soon => {
+                    self.report(&mut write, false).await?;
+                    report_at = None;
                 }
             }
         }
     }
 
-    fn handle_push(&self, frame: &Bytes, synced: &mut bool) -> Result<(), SessionError> {
-        let (header, body) = parse_header(frame)?;
+    async fn handle_push(&mut self, frame: &Bytes, synced: &mut bool) -> Result<(), SessionError> {
+        let (header, body) = RequestHeader::parse(frame)?;
+        let version = header.api_version;
         match SpuKey::from_code(header.api_key) {
             Some(SpuKey::UpdateReplica) => {
-                let request: UpdateReplicaRequest = decode_body(frame, body, header.api_version)?;
-                let knows_direction = header.api_version >= UPDATE_REPLICA_VERSION;
-                let epoch = request.epoch;
-                let role = |replica: Replica| to_role(replica, knows_direction);
+                let request: UpdateReplicaRequest =
+                    decode_body(frame, body, version, "UpdateReplica")?;
+                let before = self.led();
                 let first_of_session = !std::mem::replace(synced, true);
-                let outcome = if first_of_session {
-                    // The session's first push is its full sync (see module docs).
-                    let mut all: Vec<ReplicaRole> =
-                        request.all.into_iter().filter_map(role).collect();
-                    for Message { header, content } in request.changes {
-                        if header == MsgType::UPDATE
-                            && let Some(r) = role(content)
-                        {
-                            all.push(r);
-                        }
-                    }
-                    self.roles.resync(epoch, all)
-                } else if !request.all.is_empty() {
-                    self.roles.apply(RoleUpdate::Sync {
-                        epoch,
-                        all: request.all.into_iter().filter_map(role).collect(),
-                    })
-                } else {
-                    let changes = request
-                        .changes
-                        .into_iter()
-                        .map(|Message { header, content }| {
-                            let key = content.id.clone();
-                            match (header, role(content)) {
-                                (MsgType::UPDATE, Some(r)) => RoleChange::Upsert(r),
-                                _ => RoleChange::Remove {
-                                    topic: key.topic,
-                                    partition: key.partition,
-                                },
-                            }
-                        })
-                        .collect();
-                    self.roles.apply(RoleUpdate::Changes { epoch, changes })
-                };
-                debug!(
-                    epoch,
-                    ?outcome,
-                    version = header.api_version,
-                    "applied replica update"
-                );
+                let applied = self.apply_replicas(request, version, first_of_session);
                 self.state.send_modify(|s| {
                     s.updates += 1;
                     s.epoch = self.roles.epoch();
-                    s.replica_version = Some(header.api_version);
+                    s.replica_version = Some(version);
                 });
+                self.settle(applied, before).await;
                 Ok(())
             }
             // Decoded to check them; the SPU has no use for them yet.
             Some(SpuKey::UpdateSpu) => {
-                decode_body::<UpdateSpuRequest>(frame, body, header.api_version)
-                    .map(drop)
-                    .map_err(Into::into)
+                decode_body::<UpdateSpuRequest>(frame, body, version, "UpdateSpu")?;
+                Ok(())
             }
             Some(SpuKey::UpdateMirror) => {
-                decode_body::<UpdateMirrorRequest>(frame, body, header.api_version)
-                    .map(drop)
-                    .map_err(Into::into)
+                decode_body::<UpdateMirrorRequest>(frame, body, version, "UpdateMirror")?;
+                Ok(())
             }
             Some(SpuKey::UpdateSmartModule) => Ok(()),
-            None => Err(SessionError::Protocol(format!(
-                "unknown control-plane key {}",
-                header.api_key
-            ))),
+            None => Err(SessionError::UnknownKey(header.api_key)),
         }
     }
 
-    /// Sends the periodic status messages (also the SPU's heartbeat).
-    async fn report(&self, write: &mut OwnedWriteHalf, all: bool) -> Result<(), SessionError> {
-        let mut partitions = self.shared.dirty.take();
-        if all {
-            let snapshot = self.roles.snapshot();
-            for topic in snapshot.topics() {
-                for p in topic.partitions() {
-                    partitions.insert((topic.name().to_string(), p.partition()));
+    /// The partitions this SPU leads now.
+    fn led(&self) -> HashSet<(String, u32)> {
+        let snapshot = self.roles.snapshot();
+        snapshot
+            .topics()
+            .flat_map(|topic| {
+                topic
+                    .partitions()
+                    .iter()
+                    .map(move |p| (topic.name().to_string(), p.partition()))
+            })
+            .collect()
+    }
+
+    /// Applies a replica push to the role table.
+    fn apply_replicas(
+        &self,
+        request: UpdateReplicaRequest,
+        version: i16,
+        first_of_session: bool,
+    ) -> Applied {
+        let knows_direction = version >= UPDATE_REPLICA_VERSION;
+        let epoch = request.epoch;
+        let role = |replica: Replica| to_role(replica, knows_direction);
+        let key = |replica: &Replica| (replica.id.topic.clone(), replica.id.partition);
+        let mut applied = Applied::default();
+        let outcome = if first_of_session || !request.all.is_empty() {
+            // The session's first push is its full sync (see module docs).
+            let mut listed: Vec<(String, u32)> = request.all.iter().map(key).collect();
+            let mut all: Vec<ReplicaRole> = request.all.into_iter().filter_map(role).collect();
+            for Message { header, content } in request.changes {
+                if header == MsgType::UPDATE {
+                    listed.push(key(&content));
+                    if let Some(r) = role(content) {
+                        all.push(r);
+                    }
                 }
             }
-        }
-        let mut replicas = Vec::with_capacity(partitions.len());
-        let snapshot = self.roles.snapshot();
-        for (topic, partition) in partitions {
-            if snapshot.get(&topic, partition).is_none() {
-                continue; // no longer led here
+            applied.listed = Some(listed);
+            if first_of_session {
+                self.roles.resync(epoch, all)
+            } else {
+                self.roles.apply(RoleUpdate::Sync { epoch, all })
             }
-            let Ok(read) = self.shared.store.read(&topic, partition, i64::MAX, 0) else {
-                continue;
-            };
+        } else {
+            let changes = request
+                .changes
+                .into_iter()
+                .map(|Message { header, content }| {
+                    let (topic, partition) = key(&content);
+                    let deleted = header == MsgType::DELETE || content.is_being_deleted;
+                    if deleted {
+                        applied.removed.push((topic.clone(), partition));
+                    }
+                    match (header, role(content)) {
+                        (MsgType::UPDATE, Some(r)) => RoleChange::Upsert(r),
+                        _ => RoleChange::Remove { topic, partition },
+                    }
+                })
+                .collect();
+            self.roles.apply(RoleUpdate::Changes { epoch, changes })
+        };
+        debug!(epoch, ?outcome, version, "applied replica update");
+        applied
+    }
+
+    /// Acts on what a push changed: deleted partitions lose their records
+    /// (awaited, so a topic created again by a later push starts empty),
+    /// and newly led ones are reported to the SC at once, empty or not.
+    async fn settle(&mut self, mut applied: Applied, before: HashSet<(String, u32)>) {
+        let now = self.led();
+        if let Some(listed) = &applied.listed {
+            let listed: HashSet<&(String, u32)> = listed.iter().collect();
+            applied
+                .removed
+                .extend(before.iter().filter(|k| !listed.contains(k)).cloned());
+        }
+        for (topic, partition) in &applied.removed {
+            if now.contains(&(topic.clone(), *partition)) {
+                continue; // deleted and led again within one push
+            }
+            self.offsets.forget(topic, *partition);
+            match self.disk.remove(topic, *partition).await {
+                Ok(()) => info!(topic, partition, "deleted by the SC: records removed"),
+                Err(err) => warn!(topic, partition, %err, "could not remove a deleted partition"),
+            }
+        }
+        if let Some(listed) = applied.listed
+            && std::mem::take(self.first_sync_of_process)
+        {
+            // Directories left by partitions deleted while this SPU was away.
+            if let Err(err) = self.disk.set_aside_unknown(listed).await
+                && err.kind() != std::io::ErrorKind::Unsupported
+            {
+                warn!(%err, "could not set aside unknown partitions");
+            }
+        }
+        for (topic, partition) in now.difference(&before) {
+            self.unreported.mark(topic, *partition);
+        }
+    }
+
+    /// Sends the status messages (also the SPU's heartbeat): the offsets of
+    /// every partition not reported since it changed, or of all led ones.
+    async fn report(&self, write: &mut OwnedWriteHalf, all: bool) -> Result<(), SessionError> {
+        let mut partitions = self.unreported.take();
+        if all {
+            partitions.extend(self.led());
+        }
+        let snapshot = self.roles.snapshot();
+        // Only those still led here.
+        let partitions: Vec<(String, u32)> = partitions
+            .into_iter()
+            .filter(|(topic, partition)| snapshot.get(topic, *partition).is_some())
+            .collect();
+        let mut replicas = Vec::with_capacity(partitions.len());
+        for ((topic, partition), read) in self.disk.offsets(partitions).await {
+            let Ok(read) = read else { continue };
             replicas.push(LrsRequest {
                 id: ReplicaKey::new(topic, partition),
-                leader: ReplicaStatus::new(self.spu_id, read.high_watermark, read.high_watermark),
+                leader: ReplicaStatus::new(
+                    self.config.spu_id,
+                    read.high_watermark,
+                    read.high_watermark,
+                ),
                 replicas: Vec::new(),
                 size: i64::try_from(read.size).unwrap_or(i64::MAX),
                 base_offset: read.log_start,
@@ -334,30 +413,26 @@ impl Session<'_> {
         out.extend_from_slice(&encode_request(
             ScKey::UpdateLrs.code(),
             ScKey::UpdateLrs.default_version(),
+            CORRELATION_ID,
             "dummy",
             &lrs,
         )?);
         out.extend_from_slice(&encode_request(
             ScKey::UpdatePartitionStat.code(),
             0,
+            CORRELATION_ID,
             "dummy",
             &UpdatePartitionStatRequest::default(),
         )?);
         out.extend_from_slice(&encode_request(
             ScKey::UpdateMirrorStat.code(),
             0,
+            CORRELATION_ID,
             "dummy",
             &UpdateMirrorStatRequest::default(),
         )?);
         write.write_all(&out).await?;
         Ok(())
-    }
-}
-
-fn frame_error(err: crate::codec::FrameError) -> SessionError {
-    match err {
-        crate::codec::FrameError::Io(io) => SessionError::Io(io),
-        crate::codec::FrameError::Size(wire) => SessionError::Protocol(wire.to_string()),
     }
 }
 

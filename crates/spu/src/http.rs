@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mg_guard::GuardStats;
+use mg_transport::{ServerLimits, ShutdownSignal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tracing::debug;
 
 use crate::metrics::Metrics;
@@ -17,23 +17,24 @@ pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     guard: GuardStats,
-    mut stop: watch::Receiver<bool>,
+    shutdown: ShutdownSignal,
 ) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((socket, peer)) = accepted else { continue };
-                let (metrics, guard) = (metrics.clone(), guard.clone());
-                tokio::spawn(async move {
-                    let served = tokio::time::timeout(Duration::from_secs(5), answer(socket, &metrics, &guard)).await;
-                    if !matches!(served, Ok(Ok(()))) {
-                        debug!(%peer, "metrics request failed or timed out");
-                    }
-                });
+    let limits = ServerLimits {
+        max_connections: 64,
+        drain_timeout: Duration::from_secs(1),
+    };
+    mg_transport::serve(listener, limits, shutdown, (), move |socket, peer, _| {
+        let (metrics, guard) = (metrics.clone(), guard.clone());
+        async move {
+            let served =
+                tokio::time::timeout(Duration::from_secs(5), answer(socket, &metrics, &guard))
+                    .await;
+            if !matches!(served, Ok(Ok(()))) {
+                debug!(%peer, "metrics request failed or timed out");
             }
-            _ = stop.changed() => break,
         }
-    }
+    })
+    .await;
 }
 
 async fn answer(

@@ -2,46 +2,45 @@
 //!
 //! A tokio TCP server for Fluvio 0.50 clients on the SPU public API. Every
 //! produce frame goes through the guard (`mg-guard`) first; only accepted
-//! entries reach the partition logs (`mg-storage`).
+//! entries reach the partition logs (`mg-storage`), and never on an async
+//! worker thread.
 //!
 //! Map of the crate, following a request:
-//! - [`server`]: [`SpuConfig`], [`Spu`] and [`RunningSpu`]: listeners, the
-//!   accept loop, shutdown.
-//! - [`codec`]: [`FrameCodec`], the i32-size-prefixed frame, with a size limit
-//!   checked before any body byte is buffered.
-//! - [`connection`]: one task per client; dispatches ApiVersions (18),
-//!   Produce (0), Fetch (1) and the stream APIs; closes the connection, with a logged reason,
-//!   on anything it cannot decode.
-//! - `produce` (private): judge, append the accepted entries, sync for
-//!   read-committed, answer every entry in order.
-//! - [`fetch`]: reads whole stored batches from an offset.
-//! - [`stream`]: what the official consumer uses: FetchOffsets (1002),
-//!   StreamFetch (1003), whose responses a task per stream pushes as records
-//!   arrive, and UpdateOffsets (1005), the consumer's acknowledgements.
-//! - [`storage`]: the [`PartitionStore`] trait the SPU writes through, and the
-//!   mapping of storage failures to Fluvio error codes.
+//! - [`server`]: [`SpuConfig`], [`Spu`] and [`RunningSpu`]: the listeners
+//!   (through `mg-transport`'s accept loop), graceful shutdown.
+//! - `connection` (private): one task per client: frames in, dispatch by
+//!   api key, responses out in order; closes the connection, with a logged
+//!   reason, on anything it cannot decode.
+//! - [`handlers`]: one module per API: produce, fetch, the consumer's
+//!   stream APIs, ApiVersions; each gets only the handles it uses.
+//! - `disk` (private): the storage boundary: every disk call runs on a
+//!   blocking thread; accepted records travel as slices of the frame.
+//! - [`storage`]: the [`PartitionStore`] trait the SPU writes through, and
+//!   the mapping of storage failures to Fluvio error codes.
+//! - [`changes`]: log ends that wake streams; partitions not yet reported.
+//! - [`control`]: the connection to the SC: registration, replica pushes
+//!   into the role table (deleted partitions lose their records), status
+//!   reports, reconnection with backoff.
 //! - [`metrics`] and `http` (private): Prometheus counters on `/metrics`.
 //!
-//! - [`control`]: the connection to the SC: registration, replica pushes into
-//!   the role table, status heartbeats, reconnection with backoff.
+//! Module dependencies go one way: server -> connection -> handlers ->
+//! {disk, changes, metrics}; server -> control -> {disk, changes}.
 //!
 //! Roles come from the SC over the control plane (or, standalone, through
 //! [`RunningSpu::roles`]); until a partition's role arrives, produce to it is
 //! refused as not-leader.
 
-pub mod codec;
-pub mod connection;
+pub mod changes;
+mod connection;
 pub mod control;
-pub mod fetch;
+mod disk;
+pub mod handlers;
 mod http;
 pub mod metrics;
-mod produce;
 pub mod server;
 pub mod storage;
-pub mod stream;
 
-pub use codec::{FrameCodec, FrameError};
-pub use connection::{PLATFORM_VERSION, SERVED_VERSIONS};
 pub use control::ControlState;
+pub use handlers::{PLATFORM_VERSION, SERVED_VERSIONS};
 pub use server::{RunningSpu, Spu, SpuConfig};
 pub use storage::{PartitionStore, ReadResult};

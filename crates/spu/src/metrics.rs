@@ -18,6 +18,7 @@ pub struct Metrics {
     bytes_written: AtomicU64,
     open_connections: AtomicI64,
     malformed_frames: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -49,6 +50,11 @@ impl Metrics {
     /// A frame could not be decoded.
     pub fn malformed(&self) {
         self.malformed_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections refused at the connection limit so far.
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused.load(Ordering::Relaxed)
     }
 
     /// Open connections now.
@@ -105,7 +111,7 @@ impl Metrics {
             }
         }
         let guard = guard.snapshot();
-        let gauges: [(&str, &str, &str, String); 6] = [
+        let gauges: [(&str, &str, &str, String); 7] = [
             (
                 "mirror_guard_bytes_written_total",
                 "counter",
@@ -123,6 +129,12 @@ impl Metrics {
                 "counter",
                 "Frames that could not be decoded.",
                 self.malformed_frames().to_string(),
+            ),
+            (
+                "mirror_guard_connections_refused_total",
+                "counter",
+                "Connections refused at the connection limit.",
+                self.connections_refused().to_string(),
             ),
             (
                 "mirror_guard_guard_rejected_from_home_total",
@@ -150,6 +162,12 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+impl mg_transport::server::AcceptObserver for Metrics {
+    fn refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 

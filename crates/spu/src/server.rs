@@ -1,23 +1,31 @@
-//! The SPU process: configuration, listeners, and the accept loop.
+//! The SPU process: configuration, listeners, and their lifetime.
 //!
-//! One task accepts client connections and spawns a [`connection`](crate::connection)
-//! task for each; another serves `/metrics`. Every connection gets its own
-//! clone of the [`Guard`], so judging never contends across connections.
+//! Client connections come in through `mg-transport`'s accept loop, each
+//! served by a [`connection`](crate::connection) task with its own clone of
+//! the [`Guard`], so judging never contends across connections. `/metrics`
+//! and the control-plane client run beside it. Shutdown stops accepting,
+//! lets each connection finish the request in hand (within the drain
+//! timeout), then syncs every partition written.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mg_guard::Guard;
 use mg_roles::RoleTable;
 use mg_storage::{LogConfig, Store};
+use mg_transport::{FrameLimits, ServerLimits, Shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::control::ControlState;
+use crate::changes::{Offsets, Unreported};
+use crate::connection::ConnectionContext;
+use crate::control::{ControlConfig, ControlState};
+use crate::disk::Disk;
 use crate::metrics::Metrics;
 use crate::storage::PartitionStore;
 
@@ -34,15 +42,20 @@ pub struct SpuConfig {
     pub data_dir: PathBuf,
     /// Frames larger than this close the connection (default: Fluvio's 50 MiB).
     pub max_frame: usize,
+    /// How long a frame may take from its first byte to its last.
+    pub read_timeout: Duration,
+    /// Client connections served at once.
+    pub max_connections: usize,
+    /// How long connections get to finish at shutdown.
+    pub drain_timeout: Duration,
     /// Partition log settings.
     pub log: LogConfig,
-    /// Judge produce requests (always, except to measure the guard's cost).
-    pub guard_enabled: bool,
     /// The SC's private endpoint, where roles come from (none: standalone).
     pub sc: Option<SocketAddr>,
     /// The RegisterSpu version sent to the SC: 1 declares that this SPU
     /// reads mirror direction flags; 0 registers as Fluvio's SPUs (and older
-    /// ones) do, which tests use to play an SPU of the old protocol.
+    /// ones) do. Tests set it to play an SPU of the old protocol.
+    #[cfg(feature = "test-hooks")]
     pub register_version: i16,
 }
 
@@ -50,42 +63,56 @@ impl SpuConfig {
     /// Defaults for SPU `spu_id` storing under `data_dir`, on an ephemeral
     /// loopback port.
     pub fn new(spu_id: i32, data_dir: impl Into<PathBuf>) -> Self {
+        let frame = FrameLimits::default();
+        let server = ServerLimits::default();
         Self {
             spu_id,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen: None,
             data_dir: data_dir.into(),
-            max_frame: mg_wire::DEFAULT_MAX_FRAME,
+            max_frame: frame.max_frame,
+            read_timeout: frame.read_timeout,
+            max_connections: server.max_connections,
+            drain_timeout: server.drain_timeout,
             log: LogConfig::default(),
-            guard_enabled: true,
             sc: None,
+            #[cfg(feature = "test-hooks")]
             register_version: mg_controlplane::keys::REGISTER_WITH_FLAGS_VERSION,
         }
     }
-}
 
-/// State every connection shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: SpuConfig,
-    pub(crate) store: Arc<dyn PartitionStore>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Log ends, for streams waiting on new records.
-    pub(crate) offsets: crate::stream::Offsets,
-    /// Partitions written since the last status report to the SC.
-    pub(crate) dirty: crate::control::Dirty,
-}
+    fn frame_limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_frame: self.max_frame,
+            read_timeout: self.read_timeout,
+        }
+    }
 
-impl std::fmt::Debug for dyn PartitionStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PartitionStore")
+    fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections,
+            drain_timeout: self.drain_timeout,
+        }
+    }
+
+    fn control(&self, sc: SocketAddr) -> ControlConfig {
+        ControlConfig {
+            sc,
+            spu_id: self.spu_id,
+            limits: self.frame_limits(),
+            #[cfg(feature = "test-hooks")]
+            register_version: self.register_version,
+            #[cfg(not(feature = "test-hooks"))]
+            register_version: mg_controlplane::keys::REGISTER_WITH_FLAGS_VERSION,
+        }
     }
 }
 
 /// An SPU, ready to start.
 #[derive(Debug)]
 pub struct Spu {
-    shared: Arc<Shared>,
+    config: SpuConfig,
+    context: ConnectionContext,
     roles: Arc<RoleTable>,
     guard: Guard,
 }
@@ -101,14 +128,16 @@ impl Spu {
     pub fn with_store(config: SpuConfig, store: Arc<dyn PartitionStore>) -> Self {
         let roles = Arc::new(RoleTable::new(config.spu_id));
         let guard = Guard::new(roles.clone());
+        let context = ConnectionContext {
+            limits: config.frame_limits(),
+            disk: Disk::new(store),
+            offsets: Arc::new(Offsets::default()),
+            unreported: Arc::new(Unreported::default()),
+            metrics: Arc::new(Metrics::default()),
+        };
         Self {
-            shared: Arc::new(Shared {
-                config,
-                store,
-                metrics: Arc::new(Metrics::default()),
-                offsets: Default::default(),
-                dirty: Default::default(),
-            }),
+            config,
+            context,
             roles,
             guard,
         }
@@ -121,79 +150,68 @@ impl Spu {
 
     /// Binds the listeners and starts serving.
     pub async fn start(self) -> io::Result<RunningSpu> {
-        let listener = TcpListener::bind(self.shared.config.listen).await?;
+        let Spu {
+            config,
+            context,
+            roles,
+            guard,
+        } = self;
+        let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
+        let (shutdown, signal) = Shutdown::new();
         let mut tasks = Vec::new();
-        let metrics_addr = match self.shared.config.metrics_listen {
+        let metrics_addr = match config.metrics_listen {
             Some(at) => {
                 let metrics = TcpListener::bind(at).await?;
                 let metrics_addr = metrics.local_addr()?;
                 tasks.push(tokio::spawn(crate::http::serve(
                     metrics,
-                    self.shared.metrics.clone(),
-                    self.guard.stats().clone(),
-                    stopped.clone(),
+                    context.metrics.clone(),
+                    guard.stats().clone(),
+                    signal.clone(),
                 )));
                 Some(metrics_addr)
             }
             None => None,
         };
-        let span = info_span!("spu", id = self.shared.config.spu_id, %addr);
-        info!(parent: &span, metrics = ?metrics_addr, data_dir = %self.shared.config.data_dir.display(), "SPU listening");
+        let span = info_span!("spu", id = config.spu_id, %addr);
+        info!(parent: &span, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "SPU listening");
         let (control_tx, control) = watch::channel(ControlState::default());
-        if let Some(sc) = self.shared.config.sc {
-            tasks.push(tokio::spawn(
-                crate::control::run(
-                    sc,
-                    self.shared.config.spu_id,
-                    self.roles.clone(),
-                    self.shared.clone(),
-                    control_tx,
-                    stopped.clone(),
-                )
-                .instrument(info_span!("control", %sc)),
-            ));
+        if let Some(sc) = config.sc {
+            let client = crate::control::run(
+                config.control(sc),
+                roles.clone(),
+                context.disk.clone(),
+                context.offsets.clone(),
+                context.unreported.clone(),
+                control_tx,
+                signal.clone(),
+            );
+            tasks.push(tokio::spawn(client.instrument(info_span!("control", %sc))));
         }
-        tasks.push(tokio::spawn(
-            accept_loop(listener, self.shared.clone(), self.guard.clone(), stopped)
-                .instrument(span),
-        ));
+        let serving = {
+            let (context, guard) = (context.clone(), guard.clone());
+            mg_transport::serve(
+                listener,
+                config.server_limits(),
+                signal,
+                context.metrics.clone(),
+                move |socket, peer, stop| {
+                    crate::connection::serve(socket, peer, context.clone(), guard.clone(), stop)
+                },
+            )
+        };
+        tasks.push(tokio::spawn(serving.instrument(span)));
         Ok(RunningSpu {
             control,
             addr,
             metrics_addr,
-            roles: self.roles,
-            guard: self.guard,
-            metrics: self.shared.metrics.clone(),
-            stop,
+            roles,
+            guard,
+            context,
+            shutdown,
             tasks,
         })
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    guard: Guard,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let _ = socket.set_nodelay(true);
-                    let connection = crate::connection::serve(socket, peer, shared.clone(), guard.clone(), stop.clone());
-                    tokio::spawn(connection.instrument(info_span!("connection", %peer)));
-                }
-                // Out of file descriptors and the like: keep serving the others.
-                Err(err) => {
-                    warn!(%err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = stop.changed() => break,
-        }
     }
 }
 
@@ -205,8 +223,8 @@ pub struct RunningSpu {
     metrics_addr: Option<SocketAddr>,
     roles: Arc<RoleTable>,
     guard: Guard,
-    metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
+    context: ConnectionContext,
+    shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -238,18 +256,25 @@ impl RunningSpu {
 
     /// The SPU's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.context.metrics
     }
 
-    /// Stops accepting and closes every connection.
+    /// Stops accepting, lets every connection finish the request in hand
+    /// (within the drain timeout), stops the control client, then syncs
+    /// every partition written, so that what was acknowledged is on disk.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.shutdown.trigger();
         for task in self.tasks {
             let _ = task.await;
         }
+        if let Err(err) = self.context.disk.sync_all().await {
+            warn!(%err, "final sync failed");
+        }
+        info!("SPU stopped");
     }
 
-    /// Serves until the process is interrupted (Ctrl-C or SIGTERM).
+    /// Serves until the process is interrupted (Ctrl-C or SIGTERM), then
+    /// shuts down gracefully.
     pub async fn run_until_signal(self) -> io::Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

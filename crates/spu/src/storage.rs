@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::Arc;
 
-use mg_storage::{AppendError, Appended, Store, lock};
+use mg_storage::{AppendError, Appended, Store};
 use mg_wire::ErrorCode;
 
 /// What the SPU needs from storage.
@@ -22,6 +22,22 @@ pub trait PartitionStore: Send + Sync + 'static {
         offset: i64,
         max_bytes: u64,
     ) -> io::Result<ReadResult>;
+    /// Removes a partition's records for good: a partition written after
+    /// this starts empty, at offset 0. A store that cannot remove says so.
+    fn remove(&self, topic: &str, partition: u32) -> io::Result<()> {
+        let _ = (topic, partition);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Makes every append so far durable, in every partition (shutdown).
+    fn sync_all(&self) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Moves partitions held on disk that are not in `known` out of
+    /// service (kept for an operator, never served).
+    fn set_aside_unknown(&self, known: &[(String, u32)]) -> io::Result<()> {
+        let _ = known;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// A fetch's answer from storage.
@@ -64,7 +80,7 @@ impl PartitionStore for Store {
             tracing::error!(topic, partition, %err, "cannot open partition log");
             ErrorCode::StorageError
         })?;
-        let mut log = lock(&handle);
+        let mut log = handle.lock();
         log.append(records).map_err(|err| {
             if let AppendError::Io(io) = &err {
                 tracing::error!(topic, partition, %io, "append failed");
@@ -75,14 +91,9 @@ impl PartitionStore for Store {
 
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()> {
         match self.existing(topic, partition) {
-            Some(handle) => {
-                let mut log = lock(&handle);
-                if log.syncs_on_commit() {
-                    log.sync()
-                } else {
-                    Ok(())
-                }
-            }
+            // A group commit: concurrent callers share one sync.
+            Some(handle) if handle.lock().syncs_on_commit() => handle.commit(),
+            Some(_) => Ok(()),
             None => Ok(()),
         }
     }
@@ -97,13 +108,30 @@ impl PartitionStore for Store {
         let handle = self
             .partition(topic, partition)
             .map_err(|err| io::Error::other(err.to_string()))?;
-        let log = lock(&handle);
+        let log = handle.lock();
         Ok(ReadResult {
             records: log.read(offset, max_bytes)?,
             high_watermark: log.leo(),
             log_start: log.start_offset(),
             size: log.size(),
         })
+    }
+
+    fn remove(&self, topic: &str, partition: u32) -> io::Result<()> {
+        Store::remove(self, topic, partition).map(drop)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        Store::sync_all(self)
+    }
+
+    fn set_aside_unknown(&self, known: &[(String, u32)]) -> io::Result<()> {
+        for (topic, partition) in self.on_disk()? {
+            if !known.iter().any(|(t, p)| *t == topic && *p == partition) {
+                self.set_aside(&topic, partition)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -122,5 +150,14 @@ impl<S: PartitionStore + ?Sized> PartitionStore for Arc<S> {
         max_bytes: u64,
     ) -> io::Result<ReadResult> {
         (**self).read(topic, partition, offset, max_bytes)
+    }
+    fn remove(&self, topic: &str, partition: u32) -> io::Result<()> {
+        (**self).remove(topic, partition)
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        (**self).sync_all()
+    }
+    fn set_aside_unknown(&self, known: &[(String, u32)]) -> io::Result<()> {
+        (**self).set_aside_unknown(known)
     }
 }

@@ -11,10 +11,12 @@
 //! - [`log`]: [`PartitionLog`], segments in order: append (all or nothing,
 //!   base offsets assigned at the log end), roll, sync, read, and crash
 //!   recovery on open (a torn tail is cut; acknowledged data is kept).
-//! - [`store`]: [`Store`], the partitions of one SPU under a data directory.
+//! - [`store`]: [`Store`], the partitions of one SPU under a data directory,
+//!   each a [`Partition`]: its log and its group commit; removal.
 //!
 //! Durability follows [`FsyncPolicy`]; a producer asking for read-committed
-//! is answered only after [`PartitionLog::sync`].
+//! is answered only after [`Partition::commit`], a group commit: the sync
+//! runs without the log's lock, and callers waiting meanwhile share it.
 
 pub mod batch;
 pub mod log;
@@ -22,5 +24,7 @@ mod segment;
 pub mod store;
 
 pub use batch::{BatchError, BatchInfo, Batches, check_batch};
-pub use log::{AppendError, Appended, FsyncPolicy, LogConfig, PartitionLog, Recovery, sync_dir};
-pub use store::{PartitionHandle, Store, StoreError, lock};
+pub use log::{
+    AppendError, Appended, CommitPoint, FsyncPolicy, LogConfig, PartitionLog, Recovery, sync_dir,
+};
+pub use store::{Partition, PartitionHandle, Store, StoreError, lock};

@@ -105,8 +105,27 @@ pub struct PartitionLog {
     /// Keyed by base offset; the last is the active segment.
     segments: BTreeMap<i64, Segment>,
     bytes: u64,
-    /// Whether appends since the last sync are not yet durable.
-    dirty: bool,
+    /// Bytes appended since the log was opened: a position in the stream of
+    /// appends, which commits are measured against.
+    written: u64,
+    /// How much of `written` is known durable.
+    durable: u64,
+}
+
+/// What a commit must sync to make the log durable up to [`upto`](Self::upto):
+/// the active segment's files, shared so the sync runs without the log's lock.
+#[derive(Debug)]
+pub struct CommitPoint {
+    files: crate::segment::SegmentFiles,
+    /// The append position this sync makes durable.
+    pub upto: u64,
+}
+
+impl CommitPoint {
+    /// Syncs the files; then [`PartitionLog::committed`] records it.
+    pub fn sync(&self) -> io::Result<()> {
+        self.files.sync()
+    }
 }
 
 impl PartitionLog {
@@ -164,7 +183,8 @@ impl PartitionLog {
             config,
             segments,
             bytes,
-            dirty: false,
+            written: 0,
+            durable: 0,
         };
         let recovery = Recovery {
             segments: log.segments.len(),
@@ -249,7 +269,7 @@ impl PartitionLog {
         let bytes = segment.append(records, &batches, interval)?;
         let records_written = segment.next - base_offset;
         self.bytes += bytes;
-        self.dirty = true;
+        self.written += bytes;
         if self.config.fsync == FsyncPolicy::Always {
             self.sync()?;
         }
@@ -270,13 +290,38 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Makes every append so far durable.
+    /// Makes every append so far durable, holding the log meanwhile.
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.dirty {
+        if self.durable < self.written {
             self.active().sync()?;
-            self.dirty = false;
+            self.durable = self.written;
         }
         Ok(())
+    }
+
+    /// The append position reached so far (bytes appended since open).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The append position known durable.
+    pub fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// What to sync, outside the log's lock, to make every append so far
+    /// durable; `None` if it is already. Segments before the active one
+    /// were synced when they were rolled, so the active one is all it takes.
+    pub fn commit_point(&self) -> Option<CommitPoint> {
+        (self.durable < self.written).then(|| CommitPoint {
+            files: self.active().files(),
+            upto: self.written,
+        })
+    }
+
+    /// Records that a [`CommitPoint`] was synced.
+    pub fn committed(&mut self, upto: u64) {
+        self.durable = self.durable.max(upto);
     }
 
     /// Whether acks = -1 requests must sync before they are answered.

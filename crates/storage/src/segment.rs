@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::batch::{BATCH_PREAMBLE, BatchInfo, Batches};
 
@@ -20,12 +21,29 @@ pub(crate) struct Segment {
     /// The offset after the last record in the segment.
     pub(crate) next: i64,
     pub(crate) size: u64,
-    log: File,
-    index_file: File,
+    /// Shared so that a group commit can sync them without the log's lock.
+    log: Arc<File>,
+    index_file: Arc<File>,
     /// (offset relative to base, file position), ascending.
     index: Vec<(u32, u32)>,
     bytes_since_index: u64,
     log_path: PathBuf,
+}
+
+/// A segment's files, held apart from the log so that a sync can run while
+/// appends go on.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentFiles {
+    log: Arc<File>,
+    index: Arc<File>,
+}
+
+impl SegmentFiles {
+    /// Makes everything written to these files so far durable.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.log.sync_data()?;
+        self.index.sync_data()
+    }
 }
 
 /// What scanning a segment's log found.
@@ -66,8 +84,8 @@ impl Segment {
             base,
             next: base,
             size: 0,
-            log,
-            index_file,
+            log: Arc::new(log),
+            index_file: Arc::new(index_file),
             index: Vec::new(),
             bytes_since_index: 0,
             log_path,
@@ -97,8 +115,8 @@ impl Segment {
             base,
             next: base,
             size,
-            log,
-            index_file,
+            log: Arc::new(log),
+            index_file: Arc::new(index_file),
             index: Vec::new(),
             bytes_since_index: 0,
             log_path,
@@ -229,7 +247,7 @@ impl Segment {
         let total: u64 = batches.iter().map(|b| b.len as u64).sum();
         let mut rest: &mut [IoSlice<'_>] = &mut slices;
         while !rest.is_empty() {
-            let written = self.log.write_vectored(rest)?;
+            let written = (&*self.log).write_vectored(rest)?;
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -259,6 +277,14 @@ impl Segment {
         self.size += total;
         self.next = next;
         Ok(total)
+    }
+
+    /// The segment's files, to sync without holding the log.
+    pub(crate) fn files(&self) -> SegmentFiles {
+        SegmentFiles {
+            log: Arc::clone(&self.log),
+            index: Arc::clone(&self.index_file),
+        }
     }
 
     /// Makes everything appended so far durable.

@@ -7,10 +7,11 @@
 //! correlation id. Flow control is the consumer's acknowledgement: after a
 //! response, the SPU sends nothing more on that stream until the consumer
 //! reports, with UpdateOffsets on the same connection, the next offset it
-//! wants. New records wake the stream through [`Offsets`].
+//! wants. New records wake the stream through [`Offsets`]. A connection's
+//! stream tasks end with it, and it waits for them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fluvio_protocol::link::ErrorCode as FluvioCode;
@@ -26,114 +27,95 @@ use fluvio_spu_schema::server::update_offset::{
 };
 use mg_roles::RoleTable;
 use mg_storage::Batches;
-use mg_wire::RequestHeader;
+use mg_transport::{RequestHeader, decode_body, write_response};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{Instrument, debug, debug_span, warn};
 
-use crate::connection::Close;
-use crate::fetch::{LogSlice, decode_body, write_response};
-use crate::server::Shared;
+use super::fetch::LogSlice;
+use super::{HandlerError, Writer};
+use crate::changes::Offsets;
+use crate::disk::Disk;
 
 /// Cap on one stream response's records, whatever the consumer asks.
 const MAX_STREAM_BYTES: u64 = 8 << 20;
 
-/// The log end of every partition someone streams from, so streams wake
-/// when produce appends.
-#[derive(Debug, Default)]
-pub struct Offsets {
-    ends: RwLock<HashMap<String, HashMap<u32, watch::Sender<i64>>>>,
-}
-
-impl Offsets {
-    /// Watches a partition's log end, starting from `current`.
-    pub fn subscribe(&self, topic: &str, partition: u32, current: i64) -> watch::Receiver<i64> {
-        let mut ends = self.ends.write().unwrap_or_else(|p| p.into_inner());
-        let partitions = ends.entry(topic.to_string()).or_default();
-        let sender = partitions
-            .entry(partition)
-            .or_insert_with(|| watch::channel(current).0);
-        sender.send_if_modified(|end| {
-            let newer = current > *end;
-            *end = (*end).max(current);
-            newer
-        });
-        sender.subscribe()
-    }
-
-    /// Announces a partition's new log end (after an append).
-    pub fn publish(&self, topic: &str, partition: u32, end: i64) {
-        let ends = self.ends.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(sender) = ends.get(topic).and_then(|p| p.get(&partition)) {
-            sender.send_if_modified(|current| {
-                let newer = end > *current;
-                *current = (*current).max(end);
-                newer
-            });
-        }
-    }
-}
-
-/// The streams open on one connection: stream id -> the consumer's acks.
+/// The streams open on one connection: stream id -> the consumer's acks,
+/// and the tasks that push their responses.
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
     next_id: u32,
     acks: HashMap<u32, watch::Sender<i64>>,
+    tasks: JoinSet<()>,
 }
 
-/// The connection's write half, shared by its request loop and its streams.
-pub(crate) type Writer = Arc<Mutex<OwnedWriteHalf>>;
+impl Streams {
+    /// Ends every stream (their ack senders go, so their tasks return) and
+    /// waits for their tasks, so none outlives its connection.
+    pub(crate) async fn close(mut self) {
+        self.acks.clear();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
 
-pub(crate) fn fetch_offsets(
+/// What the stream handlers read from.
+pub(crate) struct StreamHandles<'a> {
+    pub(crate) roles: &'a RoleTable,
+    pub(crate) disk: &'a Disk,
+    pub(crate) offsets: &'a Arc<Offsets>,
+}
+
+pub(crate) async fn fetch_offsets(
     frame: &Bytes,
     header: &RequestHeader<'_>,
     body_start: usize,
-    roles: &RoleTable,
-    shared: &Shared,
+    handles: StreamHandles<'_>,
     out: &mut BytesMut,
-) -> Result<(), Close> {
+) -> Result<(), HandlerError> {
     let version = header.api_version;
     let request: FetchOffsetsRequest = decode_body(frame, body_start, version, "FetchOffsets")?;
-    let snapshot = roles.snapshot();
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| FetchOffsetTopicResponse {
+    let snapshot = handles.roles.snapshot();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut answer = FetchOffsetPartitionResponse {
+                partition_index: p.partition_index,
+                ..Default::default()
+            };
+            if snapshot.get(&topic.name, p.partition_index).is_none() {
+                answer.error_code = FluvioCode::NotLeaderForPartition;
+            } else {
+                match handles
+                    .disk
+                    .read(&topic.name, p.partition_index, i64::MAX, 0)
+                    .await
+                {
+                    Ok(read) => {
+                        answer.start_offset = read.log_start;
+                        answer.last_stable_offset = read.high_watermark;
+                    }
+                    Err(err) => {
+                        warn!(topic = %topic.name, partition = p.partition_index, %err, "offsets unavailable");
+                        answer.error_code = FluvioCode::StorageError;
+                    }
+                }
+            }
+            partitions.push(answer);
+        }
+        topics.push(FetchOffsetTopicResponse {
             name: topic.name.clone(),
-            partitions: topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let mut answer = FetchOffsetPartitionResponse {
-                        partition_index: p.partition_index,
-                        ..Default::default()
-                    };
-                    if snapshot.get(&topic.name, p.partition_index).is_none() {
-                        answer.error_code = FluvioCode::NotLeaderForPartition;
-                        return answer;
-                    }
-                    match shared.store.read(&topic.name, p.partition_index, i64::MAX, 0) {
-                        Ok(read) => {
-                            answer.start_offset = read.log_start;
-                            answer.last_stable_offset = read.high_watermark;
-                        }
-                        Err(err) => {
-                            warn!(topic = %topic.name, partition = p.partition_index, %err, "offsets unavailable");
-                            answer.error_code = FluvioCode::StorageError;
-                        }
-                    }
-                    answer
-                })
-                .collect(),
-        })
-        .collect();
+            partitions,
+        });
+    }
     write_response(
         out,
         header.correlation_id,
         version,
         &FetchOffsetsResponse { topics },
-    )
+    )?;
+    Ok(())
 }
 
 pub(crate) fn update_offsets(
@@ -142,7 +124,7 @@ pub(crate) fn update_offsets(
     body_start: usize,
     streams: &Streams,
     out: &mut BytesMut,
-) -> Result<(), Close> {
+) -> Result<(), HandlerError> {
     let version = header.api_version;
     let request: UpdateOffsetsRequest = decode_body(frame, body_start, version, "UpdateOffsets")?;
     let status = request
@@ -164,7 +146,8 @@ pub(crate) fn update_offsets(
         header.correlation_id,
         version,
         &UpdateOffsetsResponse { status },
-    )
+    )?;
+    Ok(())
 }
 
 /// Opens a stream; its responses are written by a task of its own.
@@ -172,23 +155,24 @@ pub(crate) async fn stream_fetch(
     frame: &Bytes,
     header: &RequestHeader<'_>,
     body_start: usize,
-    roles: &RoleTable,
-    shared: &Arc<Shared>,
+    handles: StreamHandles<'_>,
     streams: &mut Streams,
     writer: &Writer,
-) -> Result<(), Close> {
+) -> Result<(), HandlerError> {
     let version = header.api_version;
     let request: StreamFetchRequest<RecordSet<RawRecords>> =
         decode_body(frame, body_start, version, "StreamFetch")?;
     let correlation_id = header.correlation_id;
-    let led = roles
+    let led = handles
+        .roles
         .snapshot()
         .get(&request.topic, request.partition)
         .is_some();
     let start = if led {
-        shared
-            .store
+        handles
+            .disk
             .read(&request.topic, request.partition, i64::MAX, 0)
+            .await
             .ok()
             .filter(|r| (r.log_start..=r.high_watermark).contains(&request.fetch_offset))
             .map(|r| r.high_watermark)
@@ -228,15 +212,15 @@ pub(crate) async fn stream_fetch(
         max_bytes: u64::try_from(request.max_bytes)
             .unwrap_or(0)
             .clamp(1, MAX_STREAM_BYTES),
-        shared: shared.clone(),
+        disk: handles.disk.clone(),
         writer: writer.clone(),
     };
-    let ends = shared
+    let ends = handles
         .offsets
         .subscribe(&request.topic, request.partition, end);
     let span =
         debug_span!("stream", stream_id, topic = %request.topic, partition = request.partition);
-    tokio::spawn(
+    streams.tasks.spawn(
         stream
             .run(request.fetch_offset, acks, ends)
             .instrument(span),
@@ -251,7 +235,7 @@ struct Stream {
     correlation_id: i32,
     version: i16,
     max_bytes: u64,
-    shared: Arc<Shared>,
+    disk: Disk,
     writer: Writer,
 }
 
@@ -296,9 +280,9 @@ impl Stream {
     /// acknowledge.
     async fn send_from(&self, from: i64) -> std::io::Result<Option<i64>> {
         let read = self
-            .shared
-            .store
-            .read(&self.topic, self.partition, from, self.max_bytes)?;
+            .disk
+            .read(&self.topic, self.partition, from, self.max_bytes)
+            .await?;
         let end = Batches::new(&read.records)
             .filter_map(Result::ok)
             .last()
@@ -319,7 +303,7 @@ impl Stream {
         };
         let mut out = BytesMut::new();
         write_response(&mut out, self.correlation_id, self.version, &response)
-            .map_err(|err| std::io::Error::other(err.to_string()))?;
+            .map_err(std::io::Error::other)?;
         self.writer.lock().await.write_all(&out).await?;
         Ok(end)
     }

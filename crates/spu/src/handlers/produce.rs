@@ -1,0 +1,126 @@
+//! Produce: judge every entry, write the accepted ones, answer all of them.
+//!
+//! ```text
+//! frame -> Guard::judge_body -> verdicts (in order)
+//!   Accept(records) -> AppendJob (a slice of the frame, no copy)
+//!   Reject(code)    -> never reaches storage
+//! Disk::append_all(jobs, commit = acks -1)   one trip to a blocking thread
+//! Judgement::respond(outcomes) -> one response entry per request entry
+//! ```
+
+use bytes::{Bytes, BytesMut};
+use mg_guard::{Guard, StoreOutcome, Verdict};
+use mg_wire::{ErrorCode, Isolation, RequestHeader};
+use tracing::{trace, trace_span};
+
+use super::HandlerError;
+use crate::changes::{Offsets, Unreported};
+use crate::disk::{AppendJob, Disk};
+use crate::metrics::Metrics;
+
+/// What produce touches besides the guard.
+pub(crate) struct ProduceHandles<'a> {
+    pub(crate) disk: &'a Disk,
+    pub(crate) offsets: &'a Offsets,
+    pub(crate) unreported: &'a Unreported,
+    pub(crate) metrics: &'a Metrics,
+}
+
+pub(crate) async fn handle(
+    frame: &Bytes,
+    header: RequestHeader<'_>,
+    body_start: usize,
+    guard: &mut Guard,
+    handles: ProduceHandles<'_>,
+    out: &mut BytesMut,
+) -> Result<(), HandlerError> {
+    let judgement = guard.judge_body(frame, header, body_start)?;
+    let committed = judgement.request().isolation() == Isolation::ReadCommitted;
+    let entries = judgement.request().entry_count();
+    // Every entry's (topic, partition, code so far); accepted ones get their
+    // storage outcome below.
+    let mut judged: Vec<(&str, u32, Option<ErrorCode>)> = Vec::with_capacity(entries);
+    let mut jobs = Vec::new();
+    for v in judgement.verdicts() {
+        match v.verdict {
+            Verdict::Accept(records) => {
+                jobs.push(AppendJob {
+                    topic: frame.slice_ref(v.topic.as_bytes()),
+                    partition: v.partition,
+                    records: records.to_bytes(),
+                });
+                judged.push((v.topic, v.partition, None));
+            }
+            Verdict::Reject(code) => {
+                trace!(topic = v.topic, partition = v.partition, %code, "rejected before storage");
+                judged.push((v.topic, v.partition, Some(code)));
+            }
+        }
+    }
+    let appended = if jobs.is_empty() {
+        Vec::new()
+    } else {
+        handles.disk.append_all(jobs, committed).await
+    };
+    let mut tally = Tally::default();
+    let mut outcomes: Vec<StoreOutcome> = Vec::with_capacity(appended.len());
+    let mut appended = appended.into_iter();
+    for (topic, partition, rejected) in judged {
+        let code = match rejected {
+            Some(code) => code,
+            None => {
+                let _span = trace_span!("partition", topic, partition).entered();
+                let outcome = appended
+                    .next()
+                    .unwrap_or(Err(ErrorCode::UnknownServerError));
+                trace!(?outcome, "appended");
+                let outcome = outcome.map(|appended| {
+                    tally.bytes += appended.bytes;
+                    if appended.records == 0 {
+                        // Fluvio answers an entry with no records with offset 0.
+                        return 0;
+                    }
+                    // Wake the streams waiting on this partition.
+                    handles.offsets.publish(
+                        topic,
+                        partition,
+                        appended.base_offset + appended.records,
+                    );
+                    handles.unreported.mark(topic, partition);
+                    appended.base_offset
+                });
+                let code = outcome.err().unwrap_or(ErrorCode::None);
+                outcomes.push(outcome);
+                code
+            }
+        };
+        tally.add(topic, code.tag());
+    }
+    judgement
+        .respond(outcomes, out)
+        .map_err(|err| HandlerError::Internal(err.to_string()))?;
+    handles
+        .metrics
+        .record_produce(tally.counts.iter().copied(), tally.bytes);
+    Ok(())
+}
+
+/// Per-topic outcome counts for the metrics, gathered while answering.
+#[derive(Default)]
+struct Tally<'a> {
+    counts: Vec<(&'a str, i16, u64)>,
+    bytes: u64,
+}
+
+impl<'a> Tally<'a> {
+    fn add(&mut self, topic: &'a str, code: i16) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(t, c, _)| *t == topic && *c == code)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.counts.push((topic, code, 1)),
+        }
+    }
+}
