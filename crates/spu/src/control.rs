@@ -253,12 +253,13 @@ impl Session<'_> {
                 let before = self.led();
                 let first_of_session = !std::mem::replace(synced, true);
                 let applied = self.apply_replicas(request, version, first_of_session);
+                self.settle(applied, before).await;
+                // Counted once its consequences (removals) are done.
                 self.state.send_modify(|s| {
                     s.updates += 1;
                     s.epoch = self.roles.epoch();
                     s.replica_version = Some(version);
                 });
-                self.settle(applied, before).await;
                 Ok(())
             }
             // Decoded to check them; the SPU has no use for them yet.

@@ -205,6 +205,11 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// `addr`, over a plain blocking socket, and returns the error code of the
 /// answer's first entry (0 when accepted).
 pub fn produce_code(addr: &str, topic: &str, partition: u32) -> i16 {
+    produce_answer(addr, topic, partition).0
+}
+
+/// As [`produce_code`], with the entry's base offset: (code, offset).
+pub fn produce_answer(addr: &str, topic: &str, partition: u32) -> (i16, i64) {
     use std::io::{Read, Write};
     let spec = ProduceSpec {
         timeout_ms: 1500,
@@ -223,7 +228,9 @@ pub fn produce_code(addr: &str, topic: &str, partition: u32) -> i16 {
     // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2)
     let name = u16::from_be_bytes([body[8], body[9]]) as usize;
     let at = 10 + name + 8;
-    i16::from_be_bytes([body[at], body[at + 1]])
+    let code = i16::from_be_bytes([body[at], body[at + 1]]);
+    let offset = i64::from_be_bytes(body[at + 2..at + 10].try_into().expect("8 bytes"));
+    (code, offset)
 }
 
 /// The first of a run of free local ports, for tests and benches that start

@@ -71,6 +71,14 @@ pub async fn serve<F, Fut>(
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
+            // Reap ended connections before counting them against the limit.
+            biased;
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(err) = ended && err.is_panic() {
+                    warn!(%err, "a connection task panicked");
+                }
+            }
+            () = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     if connections.len() >= limits.max_connections {
@@ -90,12 +98,6 @@ pub async fn serve<F, Fut>(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(ended) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(err) = ended && err.is_panic() {
-                    warn!(%err, "a connection task panicked");
-                }
-            }
-            () = shutdown.wait() => break,
         }
     }
     drop(listener);

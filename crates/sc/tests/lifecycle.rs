@@ -1,0 +1,186 @@
+//! A partition's life on the SPU as the SC drives it, on loopback: a topic
+//! deleted and created again starts empty at offset 0 (its records are gone
+//! from the SPU's disk), partitions with no records are reported to the SC
+//! at once, and partitions deleted while the SPU was away are set aside,
+//! never served.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mg_sc::{Cluster, serve_private};
+use mg_spu::{ControlState, RunningSpu, Spu, SpuConfig};
+use tokio::sync::watch;
+
+const SPU: i32 = 5001;
+
+async fn start_spu(dir: &Path, sc: SocketAddr) -> RunningSpu {
+    let mut config = SpuConfig::new(SPU, dir.join("spu"));
+    config.sc = Some(sc);
+    Spu::new(config).unwrap().start().await.unwrap()
+}
+
+async fn until(
+    control: &mut watch::Receiver<ControlState>,
+    what: &str,
+    ok: impl Fn(&ControlState) -> bool,
+) {
+    let waited = tokio::time::timeout(Duration::from_secs(20), control.wait_for(|s| ok(s)))
+        .await
+        .map(|state| state.is_ok());
+    assert!(
+        matches!(waited, Ok(true)),
+        "timed out waiting for {what}: {:?}",
+        *control.borrow()
+    );
+}
+
+/// Waits until the SC has heard `topic`-0's offsets satisfy `ok`.
+async fn until_reported(cluster: &Cluster, topic: &str, ok: impl Fn((i64, i64, i64)) -> bool) {
+    let mut reports = cluster.subscribe_status();
+    let reported = tokio::time::timeout(Duration::from_secs(20), async {
+        while !cluster.offsets(topic, 0).is_some_and(&ok) {
+            reports.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(
+        reported.is_ok(),
+        "the SPU did not report {topic}-0 as expected: {:?}",
+        cluster.offsets(topic, 0)
+    );
+}
+
+/// Produces one record; returns (code, base offset).
+async fn produce(spu: &RunningSpu, topic: &str) -> (i16, i64) {
+    let (addr, topic) = (spu.addr().to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || mg_testkit::produce_answer(&addr, &topic, 0))
+        .await
+        .unwrap()
+}
+
+async fn sc(dir: &Path) -> (Arc<Cluster>, mg_sc::RunningPrivate) {
+    let cluster = Arc::new(Cluster::open(dir).unwrap());
+    cluster
+        .register_spu(SPU, "127.0.0.1:0", "127.0.0.1:0")
+        .unwrap();
+    let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
+        .await
+        .unwrap();
+    (cluster, private)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_topic_created_again_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, private) = sc(dir.path()).await;
+    let spu = start_spu(dir.path(), private.addr()).await;
+    let mut control = spu.control();
+    until(&mut control, "the first sync", |s| {
+        s.connected && s.updates >= 1
+    })
+    .await;
+
+    let updates = control.borrow().updates;
+    cluster.create_topic("events", 1).unwrap();
+    until(&mut control, "the topic's role", |s| s.updates > updates).await;
+    for expected in 0..25 {
+        assert_eq!(produce(&spu, "events").await, (0, expected));
+    }
+    let partition_dir = dir.path().join("spu").join("events-0");
+    assert!(partition_dir.exists());
+
+    let updates = control.borrow().updates;
+    cluster.delete_topic("events").unwrap();
+    until(&mut control, "the delete", |s| s.updates > updates).await;
+    assert!(
+        !partition_dir.exists(),
+        "the deleted partition's records are removed before the next push is read"
+    );
+    assert_eq!(produce(&spu, "events").await.0, 6, "no longer led");
+
+    let updates = control.borrow().updates;
+    cluster.create_topic("events", 1).unwrap();
+    until(&mut control, "the new topic's role", |s| {
+        s.updates > updates
+    })
+    .await;
+    assert_eq!(
+        produce(&spu, "events").await,
+        (0, 0),
+        "the new topic starts at offset 0"
+    );
+    until_reported(&cluster, "events", |(hw, leo, _)| hw == 1 && leo == 1).await;
+
+    spu.shutdown().await;
+    private.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_partitions_are_reported_as_soon_as_they_are_led() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, private) = sc(dir.path()).await;
+    let spu = start_spu(dir.path(), private.addr()).await;
+    let mut control = spu.control();
+    until(&mut control, "the first sync", |s| {
+        s.connected && s.updates >= 1
+    })
+    .await;
+
+    // Created after the session's first sync, and never written.
+    cluster.create_topic("quiet", 2).unwrap();
+    for partition in 0..2 {
+        let mut reports = cluster.subscribe_status();
+        let reported = tokio::time::timeout(Duration::from_secs(20), async {
+            while cluster.offsets("quiet", partition) != Some((0, 0, 0)) {
+                reports.changed().await.unwrap();
+            }
+        })
+        .await;
+        assert!(reported.is_ok(), "quiet-{partition} was never reported");
+    }
+    spu.shutdown().await;
+    private.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_deleted_while_the_spu_was_away_are_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, private) = sc(dir.path()).await;
+    cluster.create_topic("kept", 1).unwrap();
+    cluster.create_topic("gone", 1).unwrap();
+    let spu = start_spu(dir.path(), private.addr()).await;
+    let mut control = spu.control();
+    until(&mut control, "the first sync", |s| {
+        s.connected && s.updates >= 1
+    })
+    .await;
+    assert_eq!(produce(&spu, "kept").await, (0, 0));
+    assert_eq!(produce(&spu, "gone").await, (0, 0));
+    spu.shutdown().await;
+
+    // While the SPU is down, "gone" is deleted.
+    cluster.delete_topic("gone").unwrap();
+    let spu = start_spu(dir.path(), private.addr()).await;
+    let mut control = spu.control();
+    until(&mut control, "the first sync", |s| {
+        s.connected && s.updates >= 1
+    })
+    .await;
+    let spu_dir = dir.path().join("spu");
+    assert_eq!(
+        produce(&spu, "kept").await,
+        (0, 1),
+        "kept keeps its records"
+    );
+    assert!(!spu_dir.join("gone-0").exists());
+    let orphaned: Vec<String> = std::fs::read_dir(spu_dir.join("orphaned"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(orphaned.len(), 1, "{orphaned:?}");
+    assert!(orphaned[0].starts_with("gone-0."), "{orphaned:?}");
+    spu.shutdown().await;
+    private.shutdown().await;
+}
