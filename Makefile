@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: run example test fmt lint bench bench-report fuzz ci clean
+.PHONY: run example test fmt lint bench bench-baseline bench-report fuzz ci clean
 
 DEMO_DIR ?= target/demo
 DEMO_PORT ?= 19003
@@ -55,12 +55,26 @@ lint:
 ALIGNED_BENCH = CARGO_TARGET_DIR=target/aligned CRITERION_HOME=$(CURDIR)/target/criterion \
 	RUSTFLAGS="-Cllvm-args=-align-all-functions=6 -Cllvm-args=-align-all-nofallthru-blocks=5"
 
-## bench: criterion benchmarks of the hot path, then the ratio report
+## bench: criterion benchmarks of the hot path, the SPU process under load, then the ratio report
+# The guard-off comparison runs the same code built with `bench-hooks`
+# (which adds a hidden --bench-disable-guard); the production binary is
+# rebuilt without it before anything else runs.
 bench:
+	$(CARGO) build --release -p mirror-guard --features bench-hooks
+	cp target/release/mirror-guard target/release/mirror-guard-unguarded
 	$(CARGO) build --release -p mirror-guard
 	$(ALIGNED_BENCH) $(CARGO) bench --bench verdict
-	$(CARGO) bench --bench roles --bench spu_produce --bench upgrade
+	$(CARGO) bench --bench roles --bench spu_produce --bench spu_load --bench upgrade
 	python3 benches/report.py
+
+# The last commit before the server reshape, for `spu_load` to measure
+# beside this build in the same run. Built once, from a git worktree, into
+# target/mirror-guard-before-reshape (about 3 minutes).
+BASELINE_COMMIT ?= e4169a9
+bench-baseline:
+	test -d target/baseline-src || git worktree add --detach target/baseline-src $(BASELINE_COMMIT)
+	cd target/baseline-src && CARGO_TARGET_DIR=$(CURDIR)/target/baseline $(CARGO) build --release -p mirror-guard
+	cp target/baseline/release/mirror-guard target/mirror-guard-before-reshape
 
 ## bench-report: re-print the ratios of the last `make bench`
 bench-report:

@@ -4,7 +4,9 @@
 //! does), loads it with 100-byte records in ~16 KiB batches, and measures:
 //!
 //! - throughput (records/s, MB/s of record values) with the guard on and
-//!   off, alternating runs in the same session;
+//!   off, alternating runs in the same session (guard off is the same code
+//!   built with the `bench-hooks` feature, run with `--bench-disable-guard`:
+//!   the production binary has no such switch);
 //! - round-trip latency (p50, p99) of produce requests the guard rejects;
 //! - the server process's peak resident memory (VmHWM).
 //!
@@ -13,13 +15,14 @@
 //!
 //! Results go to stdout and to `target/spu-bench.json` for `benches/report.py`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mg_testkit::{ProduceSpec, framed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use support::{Server, binary, response, unguarded_binary};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const RECORD_BYTES: usize = 100;
@@ -30,120 +33,26 @@ const RUN: Duration = Duration::from_secs(3);
 const ROUNDS: usize = 5;
 const LATENCY_SAMPLES: usize = 5000;
 
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(guard: bool) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let bin = binary();
-        let mut command = Command::new(&bin);
-        command.args([
-            "spu",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ]);
-        command.arg(dir.path());
-        for lead in ["bench:0", "bench:1", "mirror:0=home:edge1"] {
-            command.args(["--lead", lead]);
-        }
-        if !guard {
-            command.arg("--bench-disable-guard");
-        }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make bench`)", bin.display()));
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("banner");
-        let addr = line.trim().rsplit(' ').next().expect("address").to_string();
-        Server {
-            child,
-            addr,
-            _dir: dir,
-        }
+fn start(guard: bool) -> Server {
+    let leads: Vec<String> = ["bench:0", "bench:1", "mirror:0=home:edge1"]
+        .map(String::from)
+        .to_vec();
+    if guard {
+        Server::start(&binary(), &leads, &[])
+    } else {
+        Server::start(&unguarded_binary(), &leads, &["--bench-disable-guard"])
     }
-
-    /// CPU time (user + system) the server has used so far.
-    fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are 14 and 15.
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-            .sum();
-        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
-    }
-
-    /// Peak resident set size of the server, in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release").join("mirror-guard")
 }
 
 fn request(topic: &str, partition: u32, correlation_id: i32) -> Bytes {
-    let value = vec![b'r'; RECORD_BYTES];
-    let spec = ProduceSpec {
-        timeout_ms: 1500,
-        topics: vec![(
-            topic.into(),
-            vec![(partition, vec![vec![value; RECORDS_PER_BATCH]])],
-        )],
-        ..Default::default()
-    };
-    Bytes::from(framed(&spec.frame(25, correlation_id)))
-}
-
-/// Reads one response frame; returns the error code of its first entry.
-async fn response(stream: &mut BufReader<TcpStream>) -> i16 {
-    let size = stream.read_i32().await.expect("response size") as usize;
-    let mut body = vec![0u8; size];
-    stream.read_exact(&mut body).await.expect("response body");
-    // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2)
-    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
-    let at = 10 + name + 8;
-    i16::from_be_bytes([body[at], body[at + 1]])
+    support::request(
+        topic,
+        partition,
+        RECORDS_PER_BATCH,
+        RECORD_BYTES,
+        false,
+        correlation_id,
+    )
 }
 
 /// Records per second written by CONNECTIONS pipelining clients for RUN,
@@ -302,7 +211,7 @@ fn main() {
     let (mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         for guard in [true, false] {
-            let server = Server::start(guard);
+            let server = start(guard);
             let before = server.cpu_time();
             let (rate, records) = runtime.block_on(throughput(&server.addr));
             // Server CPU nanoseconds per record: steadier than wall-clock rate
@@ -325,7 +234,7 @@ fn main() {
     }
     let official = official_client_rate();
     println!("official fluvio producer, to a local cluster: {official:>10.0} records/s");
-    let server = Server::start(true);
+    let server = start(true);
     let (p50, p99) = runtime.block_on(rejected_latency(&server.addr));
     rss.push(server.peak_rss_kib());
     drop(server);

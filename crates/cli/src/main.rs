@@ -93,6 +93,10 @@ struct SpuArgs {
     /// The SC's private endpoint, where roles come from.
     #[arg(long)]
     sc: Option<SocketAddr>,
+    /// Benchmark builds only: skip the guard, to measure what it costs.
+    #[cfg(feature = "bench-hooks")]
+    #[arg(long, hide = true)]
+    bench_disable_guard: bool,
 }
 
 const fn mg_wire_default_max_frame() -> usize {
@@ -153,6 +157,10 @@ fn run_spu(args: SpuArgs) -> ExitCode {
         .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
     config.max_frame = args.max_frame;
     config.sc = args.sc;
+    #[cfg(feature = "bench-hooks")]
+    {
+        config.guard_enabled = !args.bench_disable_guard;
+    }
     let roles = match args
         .lead
         .iter()

@@ -1,100 +1,62 @@
-//! The SC's state and the operations that change it.
+//! The cluster: the SC's metadata and the operations that change it.
 //!
-//! Every operation persists its objects first and only then changes the
-//! state in memory, so what SPUs are told is always on disk. Replica changes
-//! are logged with increasing epochs, and control-plane sessions catch up
-//! from the log; one that has fallen behind the log gets a full sync.
+//! It ties four parts together, each in a module of its own:
+//! - [`Catalog`](crate::catalog::Catalog): the objects in memory and the
+//!   rules a change must pass;
+//! - persistence ([`MetadataStore`](crate::store::MetadataStore)): one
+//!   file per object, written atomically;
+//! - [`Distribution`](crate::distribution::Distribution): epochs and the
+//!   replica change log the SPUs catch up from;
+//! - [`Liveness`](crate::liveness::Liveness): sessions and reported offsets.
+//!
+//! A change is planned against the catalog, persisted, and only then
+//! applied in memory, so what SPUs are told is always on disk. Changes run
+//! one at a time (the writer lock), and the in-memory state is locked only
+//! to read or to apply, never while a file is written and synced: readers
+//! (list, watch, the SPUs' sessions and reports) never wait on the disk.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use mg_controlplane::{Message, MsgType, Replica, UpdateReplicaRequest};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::catalog::{Catalog, NewTopic};
+pub use crate::distribution::ReplicaCatchUp;
+use crate::distribution::{Distribution, ReplicaChange};
+use crate::error::{ApiError, ObjectKind};
+use crate::liveness::Liveness;
 use crate::model::{
     HomeSpu, MirrorKind, MirrorObject, PartitionMirror, PartitionObject, SpuObject, TopicObject,
     TopicReplicas,
 };
 use crate::store::{LoadError, MetadataStore, remove_stale_temps};
 
-/// Replica changes kept for sessions to catch up from.
-const LOG_LIMIT: usize = 10_000;
-
-/// Why an operation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    /// An object of that name exists already.
-    #[error("{kind} {name:?} already exists")]
-    Exists {
-        /// Kind.
-        kind: &'static str,
-        /// Name.
-        name: String,
-    },
-    /// No object of that name.
-    #[error("{kind} {name:?} not found")]
-    NotFound {
-        /// Kind.
-        kind: &'static str,
-        /// Name.
-        name: String,
-    },
-    /// The request makes no sense.
-    #[error("invalid: {0}")]
-    Invalid(String),
-    /// Writing the metadata failed; nothing changed.
-    #[error("storing metadata: {0}")]
-    Io(#[from] io::Error),
-}
-
-#[derive(Clone, Debug)]
-enum ReplicaChange {
-    Upsert(PartitionObject),
-    Delete(String, u32),
-}
-
+/// What the SPUs are told follows what the catalog holds: both change under
+/// one lock.
 #[derive(Debug, Default)]
 struct State {
-    spus: BTreeMap<i32, SpuObject>,
-    topics: BTreeMap<String, TopicObject>,
-    partitions: BTreeMap<(String, u32), PartitionObject>,
-    mirrors: BTreeMap<String, MirrorObject>,
-    /// Offsets the leaders last reported: (hw, leo, size).
-    offsets: BTreeMap<(String, u32), (i64, i64, i64)>,
-    /// SPUs with a control-plane session now.
-    /// Open control-plane sessions per SPU.
-    online: std::collections::BTreeMap<i32, usize>,
-    replica_epoch: i64,
-    spu_epoch: i64,
-    mirror_epoch: i64,
-    log: VecDeque<(i64, ReplicaChange)>,
-}
-
-/// What a session needs to send to catch up on replicas.
-#[derive(Debug)]
-pub enum ReplicaCatchUp {
-    /// Nothing new.
-    Nothing,
-    /// Send this (a full sync or changes), then remember `epoch`.
-    Send {
-        /// The request to push.
-        request: UpdateReplicaRequest,
-        /// The epoch it brings the session to.
-        epoch: i64,
-    },
+    catalog: Catalog,
+    distribution: Distribution,
 }
 
 /// The SC's metadata, shared by its servers.
 #[derive(Debug)]
 pub struct Cluster {
     store: MetadataStore,
+    /// Held for the whole of a change, persistence included.
+    writer: Mutex<()>,
+    /// Held only to read or apply.
     state: Mutex<State>,
+    liveness: Mutex<Liveness>,
     changed: watch::Sender<u64>,
-    /// Bumped when an SPU reports offsets (kept apart: it pushes nothing).
+    /// Bumped when an SPU reports offsets or comes and goes (kept apart: it
+    /// pushes nothing).
     status: watch::Sender<u64>,
+}
+
+fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Cluster {
@@ -111,20 +73,20 @@ impl Cluster {
             return Err(LoadError::IncompleteUpgrade(interrupted));
         }
         let store = MetadataStore::open(data_dir).map_err(list_error)?;
-        let mut state = State::default();
+        let mut catalog = Catalog::default();
         for spu in store.load_all::<SpuObject>()? {
-            state.spus.insert(spu.id, spu);
+            catalog.spus.insert(spu.id, spu);
         }
         for topic in store.load_all::<TopicObject>()? {
-            state.topics.insert(topic.name.clone(), topic);
+            catalog.topics.insert(topic.name.clone(), topic);
         }
         for partition in store.load_all::<PartitionObject>()? {
-            state
+            catalog
                 .partitions
                 .insert((partition.topic.clone(), partition.partition), partition);
         }
         for mirror in store.load_all::<MirrorObject>()? {
-            state.mirrors.insert(mirror.name.clone(), mirror);
+            catalog.mirrors.insert(mirror.name.clone(), mirror);
         }
         // Everything loaded: what crashed writes left behind can go (the
         // objects they were replacing are whole, and were just read).
@@ -137,31 +99,45 @@ impl Cluster {
                 "removed temporary files of interrupted writes"
             );
         }
-        // Epochs restart with the process; SPUs resync on every new session.
-        state.replica_epoch = 1;
-        state.spu_epoch = 1;
-        state.mirror_epoch = 1;
         info!(
-            spus = state.spus.len(),
-            topics = state.topics.len(),
-            partitions = state.partitions.len(),
-            mirrors = state.mirrors.len(),
+            spus = catalog.spus.len(),
+            topics = catalog.topics.len(),
+            partitions = catalog.partitions.len(),
+            mirrors = catalog.mirrors.len(),
             "loaded metadata"
         );
         Ok(Self {
             store,
-            state: Mutex::new(state),
+            writer: Mutex::new(()),
+            state: Mutex::new(State {
+                catalog,
+                distribution: Distribution::default(),
+            }),
+            liveness: Mutex::new(Liveness::default()),
             changed: watch::channel(0).0,
             status: watch::channel(0).0,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        relock(&self.state)
     }
 
-    fn notify(&self) {
+    /// Runs one change: `plan` against the catalog (state locked briefly),
+    /// `persist` with no state lock held, `apply` (locked briefly), then
+    /// wakes the sessions and watches.
+    fn change<T>(
+        &self,
+        plan: impl FnOnce(&Catalog) -> Result<T, ApiError>,
+        persist: impl FnOnce(&MetadataStore, &T) -> std::io::Result<()>,
+        apply: impl FnOnce(&mut State, T),
+    ) -> Result<(), ApiError> {
+        let _writer = relock(&self.writer);
+        let planned = plan(&self.lock().catalog)?;
+        persist(&self.store, &planned)?;
+        apply(&mut self.lock(), planned);
         self.changed.send_modify(|generation| *generation += 1);
+        Ok(())
     }
 
     /// Wakes whenever anything changes.
@@ -169,7 +145,7 @@ impl Cluster {
         self.changed.subscribe()
     }
 
-    /// Wakes whenever an SPU reports offsets.
+    /// Wakes whenever an SPU reports offsets, or comes or goes.
     pub fn subscribe_status(&self) -> watch::Receiver<u64> {
         self.status.subscribe()
     }
@@ -178,19 +154,7 @@ impl Cluster {
     /// SPU is online while it has at least one: a reconnecting SPU's new
     /// session may start before the SC notices that the old one ended.
     pub fn set_online(&self, id: i32, online: bool) {
-        let mut state = self.lock();
-        let sessions = state.online.entry(id).or_insert(0);
-        let before = *sessions;
-        *sessions = if online {
-            before + 1
-        } else {
-            before.saturating_sub(1)
-        };
-        let changed = (before == 0) != (*sessions == 0);
-        if *sessions == 0 {
-            state.online.remove(&id);
-        }
-        drop(state);
+        let changed = relock(&self.liveness).session(id, online);
         if changed {
             self.status.send_modify(|n| *n += 1);
         }
@@ -198,73 +162,67 @@ impl Cluster {
 
     /// Whether an SPU has a control-plane session now.
     pub fn is_online(&self, id: i32) -> bool {
-        self.lock().online.contains_key(&id)
-    }
-
-    /// Forgets a registered remote; refused while a mirror topic uses it.
-    pub fn unregister_remote(&self, id: &str) -> Result<(), AdminError> {
-        let mut state = self.lock();
-        if !matches!(
-            state.mirrors.get(id).map(|m| &m.kind),
-            Some(MirrorKind::Remote { .. })
-        ) {
-            return Err(AdminError::NotFound {
-                kind: "remote",
-                name: id.to_string(),
-            });
-        }
-        let used = state.topics.values().any(|t| {
-            matches!(&t.replicas, TopicReplicas::MirrorHome { remotes, .. } if remotes.iter().any(|r| r == id))
-        });
-        if used {
-            return Err(AdminError::Invalid(format!(
-                "remote {id:?} is used by a mirror topic"
-            )));
-        }
-        self.store.delete::<MirrorObject>(id)?;
-        state.mirrors.remove(id);
-        state.mirror_epoch += 1;
-        drop(state);
-        self.notify();
-        Ok(())
+        relock(&self.liveness).is_online(id)
     }
 
     /// Whether `id` is a known SPU.
     pub fn has_spu(&self, id: i32) -> bool {
-        self.lock().spus.contains_key(&id)
+        self.lock().catalog.spus.contains_key(&id)
     }
 
     /// Every SPU, and the SPU epoch.
     pub fn spus(&self) -> (i64, Vec<SpuObject>) {
         let state = self.lock();
-        (state.spu_epoch, state.spus.values().cloned().collect())
+        (
+            state.distribution.spu_epoch,
+            state.catalog.spus.values().cloned().collect(),
+        )
     }
 
     /// Every mirror object, and the mirror epoch.
     pub fn mirrors(&self) -> (i64, Vec<MirrorObject>) {
         let state = self.lock();
         (
-            state.mirror_epoch,
-            state.mirrors.values().cloned().collect(),
+            state.distribution.mirror_epoch,
+            state.catalog.mirrors.values().cloned().collect(),
         )
     }
 
     /// Every topic.
     pub fn topics(&self) -> Vec<TopicObject> {
-        self.lock().topics.values().cloned().collect()
+        self.lock().catalog.topics.values().cloned().collect()
     }
 
     /// Every partition.
     pub fn partitions(&self) -> Vec<PartitionObject> {
-        self.lock().partitions.values().cloned().collect()
+        self.lock().catalog.partitions.values().cloned().collect()
     }
 
     /// The offsets a leader last reported: (hw, leo, size).
     pub fn offsets(&self, topic: &str, partition: u32) -> Option<(i64, i64, i64)> {
-        self.lock()
-            .offsets
-            .get(&(topic.to_string(), partition))
-            .copied()
+        relock(&self.liveness).offsets(topic, partition)
+    }
+
+    /// Records a leader's offsets from its status report; unknown
+    /// partitions are skipped (not the whole report, unlike Fluvio's SC).
+    pub fn record_offsets(&self, topic: &str, partition: u32, hw: i64, leo: i64, size: i64) {
+        let known = self
+            .lock()
+            .catalog
+            .partitions
+            .contains_key(&(topic.to_string(), partition));
+        if known {
+            relock(&self.liveness).report(topic, partition, (hw, leo, size));
+            self.status.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// What a session at `epoch` (`None`: a new session) must be sent.
+    pub fn replicas_since(&self, epoch: Option<i64>) -> ReplicaCatchUp {
+        let state = self.lock();
+        state
+            .distribution
+            .replicas_since(epoch, state.catalog.partitions.values())
     }
 
     /// Adds an SPU (it may then register) or updates its endpoints.
@@ -273,7 +231,7 @@ impl Cluster {
         id: i32,
         public_endpoint: &str,
         private_endpoint: &str,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), ApiError> {
         let spu = SpuObject {
             id,
             public_endpoint: public_endpoint.to_string(),
@@ -281,19 +239,20 @@ impl Cluster {
             rack: None,
             extra: Default::default(),
         };
-        self.store.put(&spu)?;
-        let mut state = self.lock();
-        state.spus.insert(id, spu);
-        state.spu_epoch += 1;
-        drop(state);
-        self.notify();
-        Ok(())
+        self.change(
+            |_| Ok(spu),
+            |store, spu| store.put(spu),
+            |state, spu| {
+                state.catalog.spus.insert(id, spu);
+                state.distribution.spu_epoch += 1;
+            },
+        )
     }
 
     /// Creates a plain topic, its partitions' leaders spread over the SPUs.
-    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<(), AdminError> {
+    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<(), ApiError> {
         if partitions == 0 {
-            return Err(AdminError::Invalid(
+            return Err(ApiError::Invalid(
                 "a topic needs at least one partition".into(),
             ));
         }
@@ -301,35 +260,50 @@ impl Cluster {
     }
 
     /// Registers a remote cluster (on the home).
-    pub fn register_remote(&self, id: &str) -> Result<(), AdminError> {
-        self.add_mirror("remote", id, MirrorKind::Remote { id: id.to_string() })
+    pub fn register_remote(&self, id: &str) -> Result<(), ApiError> {
+        self.add_mirror(
+            ObjectKind::Remote,
+            id,
+            MirrorKind::Remote { id: id.to_string() },
+        )
     }
 
-    /// Adds a mirror object named `name`, refusing a duplicate.
-    fn add_mirror(
+    /// Records the home this (remote) cluster mirrors with.
+    pub fn connect_home(
         &self,
-        kind: &'static str,
-        name: &str,
-        mirror: MirrorKind,
-    ) -> Result<(), AdminError> {
-        let mut state = self.lock();
-        if state.mirrors.contains_key(name) {
-            return Err(AdminError::Exists {
-                kind,
-                name: name.to_string(),
-            });
-        }
-        let mirror = MirrorObject {
-            name: name.to_string(),
-            kind: mirror,
-            extra: Default::default(),
+        id: &str,
+        remote_id: &str,
+        public_endpoint: &str,
+    ) -> Result<(), ApiError> {
+        let home = MirrorKind::Home {
+            id: id.to_string(),
+            remote_id: remote_id.to_string(),
+            public_endpoint: public_endpoint.to_string(),
         };
-        self.store.put(&mirror)?;
-        state.mirrors.insert(name.to_string(), mirror);
-        state.mirror_epoch += 1;
-        drop(state);
-        self.notify();
-        Ok(())
+        self.add_mirror(ObjectKind::Home, id, home)
+    }
+
+    fn add_mirror(&self, kind: ObjectKind, name: &str, mirror: MirrorKind) -> Result<(), ApiError> {
+        self.change(
+            |catalog| catalog.plan_mirror(kind, name, mirror),
+            |store, mirror| store.put(mirror),
+            |state, mirror| {
+                state.catalog.mirrors.insert(mirror.name.clone(), mirror);
+                state.distribution.mirror_epoch += 1;
+            },
+        )
+    }
+
+    /// Forgets a registered remote; refused while a mirror topic uses it.
+    pub fn unregister_remote(&self, id: &str) -> Result<(), ApiError> {
+        self.change(
+            |catalog| catalog.check_unregister(id),
+            |store, ()| store.delete::<MirrorObject>(id),
+            |state, ()| {
+                state.catalog.mirrors.remove(id);
+                state.distribution.mirror_epoch += 1;
+            },
+        )
     }
 
     /// Creates the home side of a mirror topic: partition i mirrors remote i.
@@ -338,30 +312,13 @@ impl Cluster {
         name: &str,
         remotes: &[String],
         home_to_remote: bool,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), ApiError> {
         if remotes.is_empty() {
-            return Err(AdminError::Invalid(
+            return Err(ApiError::Invalid(
                 "a mirror topic needs at least one remote".into(),
             ));
         }
-        {
-            let state = self.lock();
-            let missing: Vec<&String> = remotes
-                .iter()
-                .filter(|r| {
-                    !matches!(
-                        state.mirrors.get(*r).map(|m| &m.kind),
-                        Some(MirrorKind::Remote { .. })
-                    )
-                })
-                .collect();
-            if !missing.is_empty() {
-                return Err(AdminError::NotFound {
-                    kind: "remote",
-                    name: format!("{missing:?}"),
-                });
-            }
-        }
+        self.lock().catalog.check_remotes(remotes)?;
         let replicas = TopicReplicas::MirrorHome {
             remotes: remotes.to_vec(),
             home_to_remote,
@@ -384,7 +341,7 @@ impl Cluster {
         home_cluster: &str,
         home_spu: HomeSpu,
         target: bool,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), ApiError> {
         let role = PartitionMirror::Remote {
             home_cluster: home_cluster.to_string(),
             home_spu_key: home_spu.key.clone(),
@@ -400,76 +357,36 @@ impl Cluster {
         self.create(name, replicas, |_| Some(role.clone()))
     }
 
-    /// Records the home this (remote) cluster mirrors with.
-    pub fn connect_home(
-        &self,
-        id: &str,
-        remote_id: &str,
-        public_endpoint: &str,
-    ) -> Result<(), AdminError> {
-        let home = MirrorKind::Home {
-            id: id.to_string(),
-            remote_id: remote_id.to_string(),
-            public_endpoint: public_endpoint.to_string(),
-        };
-        self.add_mirror("home", id, home)
-    }
-
     fn create(
         &self,
         name: &str,
         replicas: TopicReplicas,
         mirror: impl Fn(u32) -> Option<PartitionMirror>,
-    ) -> Result<(), AdminError> {
-        let count = match &replicas {
-            TopicReplicas::Computed { partitions } => *partitions,
-            TopicReplicas::MirrorHome { remotes, .. } => remotes.len() as u32,
-            TopicReplicas::MirrorRemote { .. } => 1,
-        };
-        let mut state = self.lock();
-        if state.topics.contains_key(name) {
-            return Err(AdminError::Exists {
-                kind: "topic",
-                name: name.to_string(),
-            });
-        }
-        let spus: Vec<i32> = state.spus.keys().copied().collect();
-        if spus.is_empty() {
-            return Err(AdminError::Invalid("no SPU to place partitions on".into()));
-        }
-        // Round-robin, continuing where the previous topic stopped, so
-        // single-partition topics spread over the SPUs too.
-        let start = state.partitions.len();
-        let partitions: Vec<PartitionObject> = (0..count)
-            .map(|p| PartitionObject {
-                topic: name.to_string(),
-                partition: p,
-                leader: spus[(start + p as usize) % spus.len()],
-                mirror: mirror(p),
-                extra: Default::default(),
-            })
-            .collect();
-        // Partitions first: a crash before the topic file leaves partitions
-        // that the next start reports, never a topic without its partitions.
-        for partition in &partitions {
-            self.store.put(partition)?;
-        }
-        let topic = TopicObject {
-            name: name.to_string(),
-            replicas,
-            extra: Default::default(),
-        };
-        self.store.put(&topic)?;
-        state.topics.insert(name.to_string(), topic);
-        for partition in partitions {
-            state.log_change(ReplicaChange::Upsert(partition.clone()));
-            state
-                .partitions
-                .insert((partition.topic.clone(), partition.partition), partition);
-        }
-        drop(state);
-        self.notify();
-        Ok(())
+    ) -> Result<(), ApiError> {
+        self.change(
+            |catalog| catalog.plan_topic(name, replicas, mirror),
+            |store, new: &NewTopic| {
+                // Partitions first: a crash before the topic file leaves
+                // partitions that the next start reports, never a topic
+                // without its partitions.
+                for partition in &new.partitions {
+                    store.put(partition)?;
+                }
+                store.put(&new.topic)
+            },
+            |state, new| {
+                state.catalog.topics.insert(name.to_string(), new.topic);
+                for partition in new.partitions {
+                    state
+                        .distribution
+                        .log_change(ReplicaChange::Upsert(partition.clone()));
+                    state
+                        .catalog
+                        .partitions
+                        .insert((partition.topic.clone(), partition.partition), partition);
+                }
+            },
+        )
     }
 
     /// Changes one partition's mirror role (e.g. flips `source`).
@@ -478,124 +395,49 @@ impl Cluster {
         topic: &str,
         partition: u32,
         mirror: Option<PartitionMirror>,
-    ) -> Result<(), AdminError> {
-        let mut state = self.lock();
-        let key = (topic.to_string(), partition);
-        let Some(current) = state.partitions.get(&key) else {
-            return Err(AdminError::NotFound {
-                kind: "partition",
-                name: format!("{topic}-{partition}"),
-            });
-        };
-        let updated = PartitionObject {
-            mirror,
-            ..current.clone()
-        };
-        self.store.put(&updated)?;
-        state.log_change(ReplicaChange::Upsert(updated.clone()));
-        state.partitions.insert(key, updated);
-        drop(state);
-        self.notify();
-        Ok(())
+    ) -> Result<(), ApiError> {
+        self.change(
+            |catalog| {
+                Ok(PartitionObject {
+                    mirror,
+                    ..catalog.partition(topic, partition)?.clone()
+                })
+            },
+            |store, updated| store.put(updated),
+            |state, updated| {
+                state
+                    .distribution
+                    .log_change(ReplicaChange::Upsert(updated.clone()));
+                state
+                    .catalog
+                    .partitions
+                    .insert((topic.to_string(), partition), updated);
+            },
+        )
     }
 
     /// Deletes a topic and its partitions.
-    pub fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
-        let mut state = self.lock();
-        if !state.topics.contains_key(name) {
-            return Err(AdminError::NotFound {
-                kind: "topic",
-                name: name.to_string(),
-            });
-        }
-        self.store.delete::<TopicObject>(name)?;
-        let keys: Vec<(String, u32)> = state
-            .partitions
-            .keys()
-            .filter(|(t, _)| t == name)
-            .cloned()
-            .collect();
-        for (topic, partition) in keys {
-            self.store
-                .delete::<PartitionObject>(&format!("{topic}-{partition}"))?;
-            state.partitions.remove(&(topic.clone(), partition));
-            state.log_change(ReplicaChange::Delete(topic, partition));
-        }
-        state.topics.remove(name);
-        drop(state);
-        self.notify();
-        Ok(())
-    }
-
-    /// Records a leader's offsets from its status report; unknown
-    /// partitions are skipped (not the whole report, unlike Fluvio's SC).
-    pub fn record_offsets(&self, topic: &str, partition: u32, hw: i64, leo: i64, size: i64) {
-        let mut state = self.lock();
-        let key = (topic.to_string(), partition);
-        if state.partitions.contains_key(&key) {
-            state.offsets.insert(key, (hw, leo, size));
-            drop(state);
-            self.status.send_modify(|n| *n += 1);
-        }
-    }
-
-    /// What a session at `epoch` (`None`: a new session) must be sent.
-    pub fn replicas_since(&self, epoch: Option<i64>) -> ReplicaCatchUp {
-        let state = self.lock();
-        let current = state.replica_epoch;
-        let full = || ReplicaCatchUp::Send {
-            request: UpdateReplicaRequest::sync(
-                current,
-                state
-                    .partitions
-                    .values()
-                    .map(PartitionObject::to_replica)
-                    .collect(),
-            ),
-            epoch: current,
-        };
-        let Some(epoch) = epoch else { return full() };
-        if epoch >= current {
-            return ReplicaCatchUp::Nothing;
-        }
-        let covered = state
-            .log
-            .front()
-            .is_some_and(|(first, _)| *first <= epoch + 1);
-        if !covered {
-            return full();
-        }
-        let changes: Vec<Message<Replica>> = state
-            .log
-            .iter()
-            .filter(|(e, _)| *e > epoch)
-            .map(|(_, change)| match change {
-                ReplicaChange::Upsert(p) => Message {
-                    header: MsgType::UPDATE,
-                    content: p.to_replica(),
-                },
-                ReplicaChange::Delete(topic, partition) => Message {
-                    header: MsgType::DELETE,
-                    content: Replica {
-                        id: fluvio_protocol::record::ReplicaKey::new(topic.clone(), *partition),
-                        ..Default::default()
-                    },
-                },
-            })
-            .collect();
-        ReplicaCatchUp::Send {
-            request: UpdateReplicaRequest::changes(current, changes),
-            epoch: current,
-        }
-    }
-}
-
-impl State {
-    fn log_change(&mut self, change: ReplicaChange) {
-        self.replica_epoch += 1;
-        self.log.push_back((self.replica_epoch, change));
-        while self.log.len() > LOG_LIMIT {
-            self.log.pop_front();
-        }
+    pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        self.change(
+            |catalog| catalog.partitions_of(name),
+            |store, partitions| {
+                store.delete::<TopicObject>(name)?;
+                for (topic, partition) in partitions {
+                    store.delete::<PartitionObject>(&format!("{topic}-{partition}"))?;
+                }
+                Ok(())
+            },
+            |state, partitions| {
+                let mut liveness = relock(&self.liveness);
+                for (topic, partition) in partitions {
+                    state.catalog.partitions.remove(&(topic.clone(), partition));
+                    liveness.forget(&topic, partition);
+                    state
+                        .distribution
+                        .log_change(ReplicaChange::Delete(topic, partition));
+                }
+                state.catalog.topics.remove(name);
+            },
+        )
     }
 }

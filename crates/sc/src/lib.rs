@@ -7,22 +7,36 @@
 //! - [`store`]: one file per object, written atomically, schema-versioned.
 //! - [`model`]: the objects (SPUs, topics, partitions, mirrors) and their
 //!   control-plane forms.
-//! - [`cluster`]: [`Cluster`], the state in memory and its operations; every
-//!   change is persisted first, then logged with a new epoch for the SPUs.
+//! - [`catalog`]: the objects in memory and the rules a change must pass.
+//! - [`distribution`]: epochs and the replica change log SPUs catch up from.
+//! - [`liveness`]: SPU sessions and the offsets their leaders report.
+//! - [`cluster`]: [`Cluster`], tying them together: a change is planned on
+//!   the catalog, persisted (no in-memory lock held), then applied and
+//!   logged with a new epoch for the SPUs.
+//! - [`error`]: [`ApiError`] and [`ObjectKind`], mapped to Fluvio's error
+//!   codes in one place.
 //! - [`private`]: the control-plane server SPUs register with; it pushes a
 //!   full sync, then the changes, and takes the SPUs' status reports.
 //! - [`upgrade`]: check, migrate into a new generation, finalize, roll
 //!   back, and the checks that gate a resume.
 //! - [`public`]: the Fluvio SC public API the official client uses
-//!   (ApiVersions, Create, Delete, List, Watch), on fluvio-sc-schema's types.
+//!   (ApiVersions, Create, Delete, List, Watch), on fluvio-sc-schema's
+//!   types: listener, dispatch, projection, watches.
+//!
+//! Persistence is [`store`]; both servers listen through `mg-transport`.
 
+pub mod catalog;
 pub mod cluster;
+pub mod distribution;
+pub mod error;
+pub mod liveness;
 pub mod model;
 pub mod private;
 pub mod public;
 pub mod store;
 pub mod upgrade;
 
-pub use cluster::{AdminError, Cluster};
+pub use cluster::Cluster;
+pub use error::{AdminError, ApiError, ObjectKind};
 pub use private::{RunningPrivate, serve_private};
 pub use public::{RunningPublic, serve_public};

@@ -54,11 +54,22 @@ pub enum UpgradeError {
     Load(#[from] LoadError),
 }
 
+/// Where an upgrade stands; written as `"pending"` or `"finalized"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpgradeState {
+    /// The new generation is written (and maybe current); the previous one
+    /// is kept for a rollback.
+    Pending,
+    /// The upgrade is committed; the previous generation is pruned.
+    Finalized,
+}
+
 /// The record of an upgrade, in `UPGRADE`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeRecord {
-    /// `pending` until finalized, then `finalized`.
-    pub state: String,
+    /// Pending until finalized.
+    pub state: UpgradeState,
     /// The generation upgraded from.
     pub previous: String,
     /// The generation upgraded to.
@@ -91,7 +102,7 @@ fn write_record(data_dir: &Path, record: &UpgradeRecord) -> io::Result<()> {
 pub fn interrupted(data_dir: &Path) -> io::Result<Option<String>> {
     let current = current_generation(data_dir)?;
     Ok(read_record(data_dir)?.and_then(|record| {
-        (record.state == "pending" && record.current != current).then(|| {
+        (record.state == UpgradeState::Pending && record.current != current).then(|| {
             format!(
                 "{} was prepared but {} is still current",
                 record.current, current
@@ -311,7 +322,7 @@ pub fn upgrade(
         sync_dir(data_dir)?;
     }
     if let Some(record) = read_record(data_dir)?
-        && record.state == "pending"
+        && record.state == UpgradeState::Pending
     {
         return Err(UpgradeError::State(format!(
             "an upgrade to {} awaits `cluster upgrade --finalize` or `cluster rollback`",
@@ -385,7 +396,7 @@ pub fn upgrade(
 
     steps.step();
     let record = UpgradeRecord {
-        state: "pending".into(),
+        state: UpgradeState::Pending,
         previous: previous.clone(),
         current: current.clone(),
         schemas: schema_changes(&report),
@@ -432,8 +443,8 @@ pub fn finalize(data_dir: &Path) -> Result<UpgradeRecord, UpgradeError> {
             "the upgrade was interrupted ({interrupted}); run `cluster upgrade` again"
         )));
     }
-    if record.state != "finalized" {
-        record.state = "finalized".into();
+    if record.state != UpgradeState::Finalized {
+        record.state = UpgradeState::Finalized;
         write_record(data_dir, &record)?;
     }
     remove_dir_if_exists(&data_dir.join(&record.previous))?;
@@ -446,7 +457,7 @@ pub fn rollback(data_dir: &Path) -> Result<UpgradeRecord, UpgradeError> {
     let Some(record) = read_record(data_dir)? else {
         return Err(UpgradeError::State("no upgrade to roll back".into()));
     };
-    if record.state == "finalized" {
+    if record.state == UpgradeState::Finalized {
         return Err(UpgradeError::State(format!(
             "the upgrade to {} was finalized; its previous generation is gone",
             record.current

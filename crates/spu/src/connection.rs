@@ -36,6 +36,9 @@ pub(crate) struct ConnectionContext {
     pub(crate) offsets: Arc<Offsets>,
     pub(crate) unreported: Arc<Unreported>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Benchmark builds only: whether produce is judged.
+    #[cfg(feature = "bench-hooks")]
+    pub(crate) guard_enabled: bool,
 }
 
 /// Serves one client until it leaves, misbehaves, or shutdown comes.
@@ -138,6 +141,8 @@ impl Request<'_> {
                     offsets: &cx.offsets,
                     unreported: &cx.unreported,
                     metrics: &cx.metrics,
+                    #[cfg(feature = "bench-hooks")]
+                    guard_enabled: cx.guard_enabled,
                 };
                 handlers::produce::handle(frame, header, body_start, self.guard, handles, out)
                     .instrument(span)

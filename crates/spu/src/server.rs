@@ -57,6 +57,10 @@ pub struct SpuConfig {
     /// ones) do. Tests set it to play an SPU of the old protocol.
     #[cfg(feature = "test-hooks")]
     pub register_version: i16,
+    /// Benchmark builds only: judge produce requests (always, except to
+    /// measure the guard's cost).
+    #[cfg(feature = "bench-hooks")]
+    pub guard_enabled: bool,
 }
 
 impl SpuConfig {
@@ -78,6 +82,8 @@ impl SpuConfig {
             sc: None,
             #[cfg(feature = "test-hooks")]
             register_version: mg_controlplane::keys::REGISTER_WITH_FLAGS_VERSION,
+            #[cfg(feature = "bench-hooks")]
+            guard_enabled: true,
         }
     }
 
@@ -134,6 +140,8 @@ impl Spu {
             offsets: Arc::new(Offsets::default()),
             unreported: Arc::new(Unreported::default()),
             metrics: Arc::new(Metrics::default()),
+            #[cfg(feature = "bench-hooks")]
+            guard_enabled: config.guard_enabled,
         };
         Self {
             config,

@@ -24,6 +24,9 @@ pub(crate) struct ProduceHandles<'a> {
     pub(crate) offsets: &'a Offsets,
     pub(crate) unreported: &'a Unreported,
     pub(crate) metrics: &'a Metrics,
+    /// Benchmark builds only: whether to judge at all.
+    #[cfg(feature = "bench-hooks")]
+    pub(crate) guard_enabled: bool,
 }
 
 pub(crate) async fn handle(
@@ -34,6 +37,10 @@ pub(crate) async fn handle(
     handles: ProduceHandles<'_>,
     out: &mut BytesMut,
 ) -> Result<(), HandlerError> {
+    #[cfg(feature = "bench-hooks")]
+    if !handles.guard_enabled {
+        return unguarded::handle(frame, header, body_start, handles, out).await;
+    }
     let judgement = guard.judge_body(frame, header, body_start)?;
     let committed = judgement.request().isolation() == Isolation::ReadCommitted;
     let entries = judgement.request().entry_count();
@@ -122,5 +129,65 @@ impl<'a> Tally<'a> {
             Some((_, _, n)) => *n += 1,
             None => self.counts.push((topic, code, 1)),
         }
+    }
+}
+
+/// Benchmark builds only (`bench-hooks`): every entry accepted without a
+/// look at its role, so `make bench` can measure what the guard costs. Not
+/// compiled into the production binary.
+#[cfg(feature = "bench-hooks")]
+mod unguarded {
+    use bytes::{Bytes, BytesMut};
+    use mg_wire::{ErrorCode, Isolation, ProduceRequest, ProduceResponseWriter, RequestHeader};
+
+    use super::{HandlerError, ProduceHandles};
+    use crate::disk::AppendJob;
+
+    pub(super) async fn handle(
+        frame: &Bytes,
+        header: RequestHeader<'_>,
+        body_start: usize,
+        handles: ProduceHandles<'_>,
+        out: &mut BytesMut,
+    ) -> Result<(), HandlerError> {
+        let request = ProduceRequest::parse_body(frame, &header, body_start)?;
+        let mut jobs = Vec::with_capacity(request.entry_count());
+        for topic in request.topics() {
+            for entry in topic.entries() {
+                jobs.push(AppendJob {
+                    topic: frame.slice_ref(topic.name().as_bytes()),
+                    partition: entry.partition,
+                    records: entry.records.to_bytes(),
+                });
+            }
+        }
+        let committed = request.isolation() == Isolation::ReadCommitted;
+        let mut outcomes = handles.disk.append_all(jobs, committed).await.into_iter();
+        let mut writer = ProduceResponseWriter::begin(
+            out,
+            header.correlation_id,
+            request.api_version(),
+            request.topic_count(),
+        );
+        for topic in request.topics() {
+            writer.topic(topic.name(), topic.partition_count());
+            for entry in topic.entries() {
+                let (code, offset) = match outcomes.next() {
+                    Some(Ok(appended)) => {
+                        handles.offsets.publish(
+                            topic.name(),
+                            entry.partition,
+                            appended.base_offset + appended.records,
+                        );
+                        (ErrorCode::None, appended.base_offset)
+                    }
+                    Some(Err(code)) => (code, 0),
+                    None => (ErrorCode::UnknownServerError, 0),
+                };
+                writer.partition(topic.name(), entry.partition, code, offset);
+            }
+        }
+        writer.finish();
+        Ok(())
     }
 }

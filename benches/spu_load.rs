@@ -1,0 +1,232 @@
+//! The SPU under concurrent load, as a real process over loopback.
+//!
+//! 1. **Commit scaling**: 1, 8 and 64 connections, each pipelining 4 small
+//!    requests (one 100-byte record) across 8 partitions, with acks = -1
+//!    (read committed: answered after a sync that covers the records; the
+//!    default `--fsync on-commit`) and with acks = 1, in one run:
+//!    requests/s, p99 round trip, server CPU per request.
+//! 2. **Head-of-line blocking**: single-record requests, one at a time, on
+//!    one connection, while 8 other connections push 1 MiB batches with
+//!    `--fsync always`, against the same with the heavy connections idle:
+//!    p50 and p99 of the light requests.
+//!
+//! Each case runs against this build and, when `make bench-baseline` has
+//! built it, against the last commit before the reshape (same machine, same
+//! run). Results go to stdout and to `target/spu-load.json`.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{Server, baseline_binary, binary, quantile, request, response};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const RUN: Duration = Duration::from_secs(3);
+const PARTITIONS: u32 = 8;
+const PIPELINE: usize = 4;
+const HEAVY_CONNECTIONS: u32 = 8;
+
+/// One load figure.
+#[derive(Debug)]
+struct Load {
+    requests_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_us_per_request: f64,
+}
+
+/// `connections` clients each keeping `PIPELINE` requests in flight for RUN.
+async fn commit_load(server: &Server, connections: u32, acks_all: bool) -> Load {
+    let deadline = Instant::now() + RUN;
+    let before = server.cpu_time();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let frame = request("load", c % PARTITIONS, 1, 100, acks_all, 1);
+        let addr = server.addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(&addr).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let mut stream = BufReader::new(stream);
+            let mut sent = VecDeque::with_capacity(PIPELINE);
+            let mut latencies = Vec::new();
+            for _ in 0..PIPELINE {
+                stream.get_mut().write_all(&frame).await.expect("send");
+                sent.push_back(Instant::now());
+            }
+            while let Some(at) = sent.pop_front() {
+                assert_eq!(response(&mut stream).await, 0, "a produce failed");
+                latencies.push(at.elapsed());
+                if Instant::now() < deadline {
+                    stream.get_mut().write_all(&frame).await.expect("send");
+                    sent.push_back(Instant::now());
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("client"));
+    }
+    let elapsed = start.elapsed();
+    let cpu = server.cpu_time() - before;
+    latencies.sort_unstable();
+    Load {
+        requests_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: quantile(&latencies, 0.5),
+        p99: quantile(&latencies, 0.99),
+        cpu_us_per_request: cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
+    }
+}
+
+/// Light single-record requests, one at a time, for RUN; with `heavy`,
+/// HEAVY_CONNECTIONS others push 1 MiB batches meanwhile.
+async fn head_of_line(server: &Server, heavy: bool) -> Load {
+    let deadline = Instant::now() + RUN;
+    let mut pushers = Vec::new();
+    if heavy {
+        // 1 MiB: 1024 records of 1000 bytes.
+        for c in 0..HEAVY_CONNECTIONS {
+            let frame = request("heavy", c, 1024, 1000, false, 1);
+            let addr = server.addr.clone();
+            pushers.push(tokio::spawn(async move {
+                let stream = TcpStream::connect(&addr).await.expect("connect");
+                let mut stream = BufReader::new(stream);
+                let mut in_flight = 0;
+                for _ in 0..2 {
+                    stream.get_mut().write_all(&frame).await.expect("send");
+                    in_flight += 1;
+                }
+                while in_flight > 0 {
+                    assert_eq!(response(&mut stream).await, 0, "a heavy produce failed");
+                    in_flight -= 1;
+                    if Instant::now() < deadline {
+                        stream.get_mut().write_all(&frame).await.expect("send");
+                        in_flight += 1;
+                    }
+                }
+            }));
+        }
+    }
+    let frame = request("light", 0, 1, 100, false, 1);
+    let stream = TcpStream::connect(&server.addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut stream = BufReader::new(stream);
+    let mut latencies = Vec::new();
+    let before = server.cpu_time();
+    let start = Instant::now();
+    while Instant::now() < deadline {
+        let at = Instant::now();
+        stream.get_mut().write_all(&frame).await.expect("send");
+        assert_eq!(response(&mut stream).await, 0, "a light produce failed");
+        latencies.push(at.elapsed());
+    }
+    let elapsed = start.elapsed();
+    for pusher in pushers {
+        pusher.await.expect("pusher");
+    }
+    let cpu = server.cpu_time() - before;
+    latencies.sort_unstable();
+    Load {
+        requests_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: quantile(&latencies, 0.5),
+        p99: quantile(&latencies, 0.99),
+        cpu_us_per_request: cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
+    }
+}
+
+fn leads(topics: &[(&str, u32)]) -> Vec<String> {
+    topics
+        .iter()
+        .flat_map(|(topic, n)| (0..*n).map(move |p| format!("{topic}:{p}")))
+        .collect()
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn json(load: &Load) -> String {
+    format!(
+        "{{\"rps\":{:.0},\"p50_us\":{:.0},\"p99_us\":{:.0},\"cpu_us\":{:.2}}}",
+        load.requests_per_sec,
+        us(load.p50),
+        us(load.p99),
+        load.cpu_us_per_request
+    )
+}
+
+/// Runs both cases against `bin`; returns their JSON.
+fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String {
+    let mut commit = Vec::new();
+    for connections in [1, 8, 64] {
+        for acks_all in [true, false] {
+            let server = Server::start(bin, &leads(&[("load", PARTITIONS)]), &[]);
+            let load = runtime.block_on(commit_load(&server, connections, acks_all));
+            let acks = if acks_all { "-1" } else { "1" };
+            println!(
+                "[{name}] {connections:>2} connections, acks {acks:>2}: {:>8.0} requests/s, p50 {:>7.0} us, p99 {:>7.0} us, server CPU {:>6.1} us/request",
+                load.requests_per_sec,
+                us(load.p50),
+                us(load.p99),
+                load.cpu_us_per_request
+            );
+            commit.push(format!(
+                "\"c{connections}_acks{}\":{}",
+                if acks_all { "all" } else { "one" },
+                json(&load)
+            ));
+        }
+    }
+    let mut hol = Vec::new();
+    for heavy in [false, true] {
+        let server = Server::start(
+            bin,
+            &leads(&[("light", 1), ("heavy", HEAVY_CONNECTIONS)]),
+            &["--fsync", "always"],
+        );
+        let load = runtime.block_on(head_of_line(&server, heavy));
+        println!(
+            "[{name}] light requests, heavy connections {}: p50 {:>7.0} us, p99 {:>7.0} us",
+            if heavy { "busy" } else { "idle" },
+            us(load.p50),
+            us(load.p99)
+        );
+        hol.push(format!(
+            "\"{}\":{}",
+            if heavy { "busy" } else { "idle" },
+            json(&load)
+        ));
+    }
+    format!(
+        "\"{name}\":{{\"commit\":{{{}}},\"hol\":{{{}}}}}",
+        commit.join(","),
+        hol.join(",")
+    )
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter that excludes us means skip.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"spu_load".contains(&a))
+    {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut parts = vec![measure(&runtime, "after", &binary())];
+    match baseline_binary() {
+        Some(before) => parts.push(measure(&runtime, "before", &before)),
+        None => println!("(no baseline binary: `make bench-baseline` builds the pre-reshape one)"),
+    }
+    let out = support::target_dir().join("spu-load.json");
+    let _ = std::fs::write(out, format!("{{{}}}\n", parts.join(",")));
+}

@@ -1,0 +1,162 @@
+//! What the process benchmarks share: the SPU as a real process, its CPU
+//! time and peak memory from /proc, produce frames and their answers.
+
+#![allow(dead_code)] // each bench uses its own part
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use mg_testkit::{ProduceSpec, framed};
+use tokio::io::{AsyncReadExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A `mirror-guard spu` process on an ephemeral loopback port.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `bin` as an SPU leading `leads`, with `extra` arguments.
+    pub fn start(bin: &Path, leads: &[String], extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(bin);
+        command.args([
+            "spu",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ]);
+        command.arg(dir.path());
+        for lead in leads {
+            command.args(["--lead", lead]);
+        }
+        command.args(extra);
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make bench`)", bin.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("banner");
+        let addr = line.trim().rsplit(' ').next().expect("address").to_string();
+        Server {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// CPU time (user + system) the server has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+    }
+
+    /// Peak resident set size of the server, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// The release binary `make bench` builds.
+pub fn binary() -> PathBuf {
+    target_dir().join("release").join("mirror-guard")
+}
+
+/// The same binary built with `bench-hooks`, which can skip the guard
+/// (`make bench` builds it; the production binary has no such switch).
+pub fn unguarded_binary() -> PathBuf {
+    target_dir().join("release").join("mirror-guard-unguarded")
+}
+
+/// The binary of the last commit before the reshape, if `make
+/// bench-baseline` built it.
+pub fn baseline_binary() -> Option<PathBuf> {
+    let bin = target_dir().join("mirror-guard-before-reshape");
+    bin.exists().then_some(bin)
+}
+
+/// A framed produce request: `records` records of `record_bytes` bytes in
+/// one batch, to `topic`/`partition`.
+pub fn request(
+    topic: &str,
+    partition: u32,
+    records: usize,
+    record_bytes: usize,
+    read_committed: bool,
+    correlation_id: i32,
+) -> Bytes {
+    let value = vec![b'r'; record_bytes];
+    let spec = ProduceSpec {
+        timeout_ms: 1500,
+        read_committed,
+        topics: vec![(topic.into(), vec![(partition, vec![vec![value; records]])])],
+        ..Default::default()
+    };
+    Bytes::from(framed(&spec.frame(25, correlation_id)))
+}
+
+/// Reads one response frame; returns the error code of its first entry.
+pub async fn response(stream: &mut BufReader<TcpStream>) -> i16 {
+    let size = stream.read_i32().await.expect("response size") as usize;
+    let mut body = vec![0u8; size];
+    stream.read_exact(&mut body).await.expect("response body");
+    // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2)
+    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
+    let at = 10 + name + 8;
+    i16::from_be_bytes([body[at], body[at + 1]])
+}
+
+/// The `q`-quantile of sorted samples.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}

@@ -1,0 +1,183 @@
+//! The SC's public port: the subset of Fluvio 0.50's SC API the official
+//! client uses, with `fluvio-sc-schema` 0.50.1's own types.
+//!
+//! ```text
+//! ApiVersions (18)
+//! Create (1001)  Topic (computed, or a home mirror topic), Mirror (a remote)
+//! Delete (1002)  Topic, Mirror
+//! List   (1003)  Topic, Partition, SPU, Mirror
+//! Watch  (1004)  Topic, Partition, SPU: a full sync now, another whenever
+//!                the kind changes, all on the watch's correlation id
+//! ```
+//!
+//! Anything else closes the connection with a logged reason.
+
+//!
+//! Map: this module is the listener and the connection loop; [`dispatch`]
+//! turns a request into its answer; [`projection`] renders the cluster as
+//! Fluvio's metadata types; [`watch`] keeps a watch's stream going.
+
+mod dispatch;
+mod projection;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mg_transport::{FrameLimits, FrameReader, ServerLimits, Shutdown, ShutdownSignal};
+use mg_wire::ApiVersionKey;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::cluster::Cluster;
+
+/// Why a client connection was closed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicError {
+    /// The request did not decode.
+    #[error("malformed request: {0}")]
+    Decode(std::io::Error),
+    /// The request decoded, but its object type did not.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// A request this SC does not serve.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// Writing to the client failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// This side could not build its answer: a bug, never the client's doing.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The Fluvio platform version this SC speaks (0.50.1's platform).
+pub const PLATFORM_VERSION: &str = "0.18.1";
+/// Admin requests are small: 16 MiB is far above any, and a frame that
+/// stalls half-sent for 30 s is dropped.
+const FRAME_LIMITS: FrameLimits = FrameLimits {
+    max_frame: 16 << 20,
+    read_timeout: std::time::Duration::from_secs(30),
+};
+
+/// What the SC advertises: the rows Fluvio's SC advertises.
+pub const SERVED_VERSIONS: [ApiVersionKey; 6] = [
+    ApiVersionKey {
+        api_key: 1001,
+        min_version: 9,
+        max_version: 19,
+    },
+    ApiVersionKey {
+        api_key: 1002,
+        min_version: 1,
+        max_version: 19,
+    },
+    ApiVersionKey {
+        api_key: 1003,
+        min_version: 15,
+        max_version: 19,
+    },
+    ApiVersionKey {
+        api_key: 1004,
+        min_version: 15,
+        max_version: 19,
+    },
+    ApiVersionKey {
+        api_key: 1005,
+        min_version: 14,
+        max_version: 19,
+    },
+    ApiVersionKey {
+        api_key: 1006,
+        min_version: 1,
+        max_version: 19,
+    },
+];
+
+/// The connection's write half, shared by its requests and its watches.
+type Writer = Arc<Mutex<OwnedWriteHalf>>;
+
+/// A running public server.
+#[derive(Debug)]
+pub struct RunningPublic {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    task: JoinHandle<()>,
+}
+
+impl RunningPublic {
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening and closes every connection (after the request in
+    /// hand).
+    pub async fn shutdown(self) {
+        self.shutdown.trigger();
+        let _ = self.task.await;
+    }
+}
+
+/// Serves the public API on `listen`.
+pub async fn serve_public(
+    listen: SocketAddr,
+    cluster: Arc<Cluster>,
+) -> std::io::Result<RunningPublic> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, signal) = Shutdown::new();
+    let serving = mg_transport::serve(
+        listener,
+        ServerLimits::default(),
+        signal,
+        (),
+        move |socket, _peer, stop| serve_client(socket, cluster.clone(), stop),
+    );
+    let task = tokio::spawn(serving.instrument(info_span!("sc public", %addr)));
+    info!(%addr, "SC public port listening");
+    Ok(RunningPublic {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+async fn serve_client(socket: TcpStream, cluster: Arc<Cluster>, mut stop: ShutdownSignal) {
+    let (read, write) = socket.into_split();
+    let writer: Writer = Arc::new(Mutex::new(write));
+    let mut frames = FrameReader::new(read, FRAME_LIMITS);
+    // Closing the connection ends its watches.
+    let (closed_tx, closed) = tokio::sync::watch::channel(false);
+    let mut watches = JoinSet::new();
+    loop {
+        let frame = tokio::select! {
+            frame = frames.next() => frame,
+            () = stop.wait() => break,
+        };
+        let frame = match frame {
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+            Err(err) => {
+                warn!(reason = %err, "closing connection");
+                break;
+            }
+        };
+        if let Err(reason) =
+            dispatch::handle(&frame, &cluster, &writer, &closed, &mut watches).await
+        {
+            warn!(%reason, "closing connection");
+            break;
+        }
+    }
+    let _ = closed_tx.send(true);
+    while watches.join_next().await.is_some() {}
+}
+
+async fn send(writer: &Writer, bytes: &[u8]) -> std::io::Result<()> {
+    writer.lock().await.write_all(bytes).await
+}
