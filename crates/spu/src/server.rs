@@ -48,6 +48,9 @@ pub struct SpuConfig {
     pub max_connections: usize,
     /// How long connections get to finish at shutdown.
     pub drain_timeout: Duration,
+    /// Writer threads appending to the logs (each with a committer); a
+    /// partition always goes through the same one.
+    pub storage_lanes: usize,
     /// Partition log settings.
     pub log: LogConfig,
     /// The SC's private endpoint, where roles come from (none: standalone).
@@ -78,6 +81,7 @@ impl SpuConfig {
             read_timeout: frame.read_timeout,
             max_connections: server.max_connections,
             drain_timeout: server.drain_timeout,
+            storage_lanes: std::thread::available_parallelism().map_or(2, usize::from),
             log: LogConfig::default(),
             sc: None,
             #[cfg(feature = "test-hooks")]
@@ -118,7 +122,7 @@ impl SpuConfig {
 #[derive(Debug)]
 pub struct Spu {
     config: SpuConfig,
-    context: ConnectionContext,
+    store: Arc<dyn PartitionStore>,
     roles: Arc<RoleTable>,
     guard: Guard,
 }
@@ -134,18 +138,9 @@ impl Spu {
     pub fn with_store(config: SpuConfig, store: Arc<dyn PartitionStore>) -> Self {
         let roles = Arc::new(RoleTable::new(config.spu_id));
         let guard = Guard::new(roles.clone());
-        let context = ConnectionContext {
-            limits: config.frame_limits(),
-            disk: Disk::new(store),
-            offsets: Arc::new(Offsets::default()),
-            unreported: Arc::new(Unreported::default()),
-            metrics: Arc::new(Metrics::default()),
-            #[cfg(feature = "bench-hooks")]
-            guard_enabled: config.guard_enabled,
-        };
         Self {
             config,
-            context,
+            store,
             roles,
             guard,
         }
@@ -160,10 +155,19 @@ impl Spu {
     pub async fn start(self) -> io::Result<RunningSpu> {
         let Spu {
             config,
-            context,
+            store,
             roles,
             guard,
         } = self;
+        let context = ConnectionContext {
+            limits: config.frame_limits(),
+            disk: Disk::new(store, config.storage_lanes)?,
+            offsets: Arc::new(Offsets::default()),
+            unreported: Arc::new(Unreported::default()),
+            metrics: Arc::new(Metrics::default()),
+            #[cfg(feature = "bench-hooks")]
+            guard_enabled: config.guard_enabled,
+        };
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, signal) = Shutdown::new();

@@ -13,6 +13,14 @@ pub trait PartitionStore: Send + Sync + 'static {
     fn append(&self, topic: &str, partition: u32, records: &[u8]) -> Result<Appended, ErrorCode>;
     /// Makes the partition's appends durable (read-committed produce).
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()>;
+    /// Whether every append must be synced before it is answered, whatever
+    /// the producer asked (`--fsync always`). Then [`append`](Self::append)
+    /// need not sync itself: the SPU commits before it answers, so appends
+    /// of many requests share one sync. A store that wraps another must
+    /// forward this.
+    fn commits_every_append(&self) -> bool {
+        false
+    }
     /// Reads whole batches from `offset`; returns them with the high
     /// watermark and log start offset.
     fn read(
@@ -81,7 +89,9 @@ impl PartitionStore for Store {
             ErrorCode::StorageError
         })?;
         let mut log = handle.lock();
-        log.append(records).map_err(|err| {
+        // Under `--fsync always` the commit comes from the SPU, before the
+        // answer (see `commits_every_append`).
+        log.append_unsynced(records).map_err(|err| {
             if let AppendError::Io(io) = &err {
                 tracing::error!(topic, partition, %io, "append failed");
             }
@@ -117,6 +127,10 @@ impl PartitionStore for Store {
         })
     }
 
+    fn commits_every_append(&self) -> bool {
+        self.config().fsync == mg_storage::FsyncPolicy::Always
+    }
+
     fn remove(&self, topic: &str, partition: u32) -> io::Result<()> {
         Store::remove(self, topic, partition).map(drop)
     }
@@ -132,6 +146,12 @@ impl PartitionStore for Store {
             }
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for dyn PartitionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartitionStore")
     }
 }
 
@@ -153,6 +173,9 @@ impl<S: PartitionStore + ?Sized> PartitionStore for Arc<S> {
     }
     fn remove(&self, topic: &str, partition: u32) -> io::Result<()> {
         (**self).remove(topic, partition)
+    }
+    fn commits_every_append(&self) -> bool {
+        (**self).commits_every_append()
     }
     fn sync_all(&self) -> io::Result<()> {
         (**self).sync_all()

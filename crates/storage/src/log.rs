@@ -224,8 +224,20 @@ impl PartitionLog {
 
     /// Checks every batch of `records`, then appends them at the log end,
     /// rewriting their base offsets. All or nothing: on error nothing is
-    /// written.
+    /// written. Under [`FsyncPolicy::Always`] the append is synced before
+    /// this returns.
     pub fn append(&mut self, records: &[u8]) -> Result<Appended, AppendError> {
+        let appended = self.append_unsynced(records)?;
+        if self.config.fsync == FsyncPolicy::Always {
+            self.sync()?;
+        }
+        Ok(appended)
+    }
+
+    /// [`append`](Self::append) without the sync that
+    /// [`FsyncPolicy::Always`] asks for: the caller commits before it
+    /// acknowledges (a group commit, outside this log's lock).
+    pub fn append_unsynced(&mut self, records: &[u8]) -> Result<Appended, AppendError> {
         let mut batches: Vec<BatchInfo> = Vec::new();
         for batch in Batches::new(records) {
             let batch = batch?;
@@ -270,9 +282,6 @@ impl PartitionLog {
         let records_written = segment.next - base_offset;
         self.bytes += bytes;
         self.written += bytes;
-        if self.config.fsync == FsyncPolicy::Always {
-            self.sync()?;
-        }
         Ok(Appended {
             base_offset,
             records: records_written,
@@ -322,6 +331,11 @@ impl PartitionLog {
     /// Records that a [`CommitPoint`] was synced.
     pub fn committed(&mut self, upto: u64) {
         self.durable = self.durable.max(upto);
+    }
+
+    /// The policy the log was opened with.
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.config.fsync
     }
 
     /// Whether acks = -1 requests must sync before they are answered.

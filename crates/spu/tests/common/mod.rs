@@ -62,6 +62,9 @@ impl PartitionStore for Spy {
     fn read(&self, topic: &str, partition: u32, offset: i64, max: u64) -> io::Result<ReadResult> {
         self.inner.read(topic, partition, offset, max)
     }
+    fn commits_every_append(&self) -> bool {
+        PartitionStore::commits_every_append(&self.inner)
+    }
 }
 
 pub struct TestSpu {
