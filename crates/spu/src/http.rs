@@ -1,17 +1,25 @@
-//! A minimal HTTP/1.1 endpoint for Prometheus: `GET /metrics`, nothing else.
+//! `/metrics` over HTTP/1.1 (hyper), on `mg-transport`'s accept loop: one
+//! response per connection, then it closes; anything but `GET /metrics`
+//! is a 404.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use mg_guard::GuardStats;
 use mg_transport::{ServerLimits, ShutdownSignal};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::debug;
 
 use crate::metrics::Metrics;
 
-const MAX_REQUEST: usize = 8 * 1024;
+/// The OpenMetrics text format's content type.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -26,9 +34,14 @@ pub(crate) async fn serve(
     mg_transport::serve(listener, limits, shutdown, (), move |socket, peer, _| {
         let (metrics, guard) = (metrics.clone(), guard.clone());
         async move {
-            let served =
-                tokio::time::timeout(Duration::from_secs(5), answer(socket, &metrics, &guard))
-                    .await;
+            let service = hyper::service::service_fn(move |request| {
+                let answer = answer(&request, &metrics, &guard);
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(socket), service);
+            let served = tokio::time::timeout(Duration::from_secs(5), connection).await;
             if !matches!(served, Ok(Ok(()))) {
                 debug!(%peer, "metrics request failed or timed out");
             }
@@ -37,33 +50,27 @@ pub(crate) async fn serve(
     .await;
 }
 
-async fn answer(
-    mut socket: TcpStream,
-    metrics: &Metrics,
+fn answer(
+    request: &Request<Incoming>,
+    metrics: &Arc<Metrics>,
     guard: &GuardStats,
-) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = socket.read(&mut chunk).await?;
-        if n == 0 || request.len() + n > MAX_REQUEST {
-            return Ok(());
-        }
-        request.extend_from_slice(&chunk[..n]);
-    }
-    let (status, body) =
-        if request.starts_with(b"GET /metrics ") || request.starts_with(b"GET /metrics?") {
-            ("200 OK", metrics.render(guard))
+) -> Response<Full<Bytes>> {
+    let (status, content_type, body) =
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
+            (StatusCode::OK, CONTENT_TYPE, metrics.render(guard))
         } else {
             (
-                "404 Not Found",
+                StatusCode::NOT_FOUND,
+                "text/plain",
                 "only /metrics is served here\n".to_string(),
             )
         };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    socket.write_all(response.as_bytes()).await?;
-    socket.shutdown().await
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
 }

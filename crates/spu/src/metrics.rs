@@ -1,14 +1,20 @@
-//! Counters the SPU exposes in Prometheus' text format.
+//! Counters the SPU exposes on `/metrics`, through `prometheus-client`.
 //!
 //! Per-topic produce counts are kept in a map behind a mutex, taken once per
 //! request after it is answered; the guard's own counters stay lock-free.
+//! At scrape time a collector reads them all into the registry's encoder.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use mg_guard::GuardStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 /// The SPU's counters.
 #[derive(Debug, Default)]
@@ -77,91 +83,118 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// The Prometheus text exposition of every counter.
-    pub fn render(&self, guard: &GuardStats) -> String {
+    /// The exposition of every metric, in the OpenMetrics text format
+    /// (which Prometheus scrapes), written by `prometheus-client`.
+    pub fn render(self: &Arc<Self>, guard: &GuardStats) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Exposition {
+            metrics: Arc::clone(self),
+            guard: guard.clone(),
+        }));
         let mut out = String::new();
-        let produce = self
-            .produce
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        out.push_str("# HELP mirror_guard_produce_accepted_total Partition entries written.\n");
-        out.push_str("# TYPE mirror_guard_produce_accepted_total counter\n");
-        for (topic, codes) in &produce {
-            if let Some(n) = codes.get(&0) {
-                let _ = writeln!(
-                    out,
-                    "mirror_guard_produce_accepted_total{{topic=\"{}\"}} {n}",
-                    escape(topic)
-                );
-            }
-        }
-        out.push_str("# HELP mirror_guard_produce_rejected_total Partition entries refused, by error code.\n");
-        out.push_str("# TYPE mirror_guard_produce_rejected_total counter\n");
-        for (topic, code, n) in produce
-            .iter()
-            .flat_map(|(topic, codes)| codes.iter().map(move |(code, n)| (topic, code, n)))
-        {
-            if *code != 0 {
-                let _ = writeln!(
-                    out,
-                    "mirror_guard_produce_rejected_total{{topic=\"{}\",code=\"{code}\"}} {n}",
-                    escape(topic)
-                );
-            }
-        }
-        let guard = guard.snapshot();
-        let gauges: [(&str, &str, &str, String); 7] = [
-            (
-                "mirror_guard_bytes_written_total",
-                "counter",
-                "Record bytes appended to partition logs.",
-                self.bytes_written.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "mirror_guard_open_connections",
-                "gauge",
-                "Client connections open now.",
-                self.open_connections().to_string(),
-            ),
-            (
-                "mirror_guard_malformed_frames_total",
-                "counter",
-                "Frames that could not be decoded.",
-                self.malformed_frames().to_string(),
-            ),
-            (
-                "mirror_guard_connections_refused_total",
-                "counter",
-                "Connections refused at the connection limit.",
-                self.connections_refused().to_string(),
-            ),
-            (
-                "mirror_guard_guard_rejected_from_home_total",
-                "counter",
-                "Entries refused with MirrorProduceFromHome (11003).",
-                guard.from_home.to_string(),
-            ),
-            (
-                "mirror_guard_guard_rejected_remote_target_total",
-                "counter",
-                "Entries refused with MirrorProduceFromRemoteNotAllowed (11006).",
-                guard.remote_target.to_string(),
-            ),
-            (
-                "mirror_guard_guard_rejected_not_leader_total",
-                "counter",
-                "Entries refused with NotLeaderForPartition (6).",
-                guard.not_leader.to_string(),
-            ),
-        ];
-        for (name, kind, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+}
+
+/// Reads the counters at scrape time. They are kept in plain atomics and a
+/// map keyed by `&str` so that counting allocates nothing on the produce
+/// path; this collector hands them to `prometheus-client`'s registry and
+/// encoder.
+#[derive(Debug)]
+struct Exposition {
+    metrics: Arc<Metrics>,
+    guard: GuardStats,
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(metric)
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = &self.metrics;
+        let produce = m.produce.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        {
+            let mut family = encoder.encode_descriptor(
+                "mirror_guard_produce_accepted",
+                "Partition entries written.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (topic, codes) in &produce {
+                if let Some(n) = codes.get(&0) {
+                    let labels = [("topic", topic.as_str())];
+                    ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "mirror_guard_produce_rejected",
+                "Partition entries refused, by error code.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (topic, codes) in &produce {
+                for (code, n) in codes.iter().filter(|(code, _)| **code != 0) {
+                    let code = code.to_string();
+                    let labels = [("topic", topic.as_str()), ("code", code.as_str())];
+                    ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        counter(
+            &mut encoder,
+            "mirror_guard_bytes_written",
+            "Record bytes appended to partition logs.",
+            m.bytes_written.load(Ordering::Relaxed),
+        )?;
+        let open = encoder.encode_descriptor(
+            "mirror_guard_open_connections",
+            "Client connections open now.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(m.open_connections()).encode(open)?;
+        counter(
+            &mut encoder,
+            "mirror_guard_malformed_frames",
+            "Frames that could not be decoded, or stalled past the read deadline.",
+            m.malformed_frames(),
+        )?;
+        counter(
+            &mut encoder,
+            "mirror_guard_connections_refused",
+            "Connections refused at the connection limit.",
+            m.connections_refused(),
+        )?;
+        let guard = self.guard.snapshot();
+        counter(
+            &mut encoder,
+            "mirror_guard_guard_rejected_from_home",
+            "Entries refused with MirrorProduceFromHome (11003).",
+            guard.from_home,
+        )?;
+        counter(
+            &mut encoder,
+            "mirror_guard_guard_rejected_remote_target",
+            "Entries refused with MirrorProduceFromRemoteNotAllowed (11006).",
+            guard.remote_target,
+        )?;
+        counter(
+            &mut encoder,
+            "mirror_guard_guard_rejected_not_leader",
+            "Entries refused with NotLeaderForPartition (6).",
+            guard.not_leader,
+        )
     }
 }
 
@@ -169,12 +202,4 @@ impl mg_transport::server::AcceptObserver for Metrics {
     fn refused(&self) {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Escapes a label value for the text format.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
