@@ -147,6 +147,42 @@ def main():
         checks.append(("spu: guard costs < 1% on the accepted path", verdict, note))
         checks.append(("spu: peak RSS <= Fluvio's 18 MB", b["peak_rss_kib"] * 1024 <= 18e6, f"{b['peak_rss_kib'] / 1024:.1f} MiB"))
 
+    load_file = os.path.join(ROOT, "..", "spu-load.json")
+    if os.path.exists(load_file):
+        with open(load_file) as fh:
+            load = json.load(fh)
+        print("\n(spu_load) commit scaling: 1-record requests, 4 in flight per connection, 8 partitions, --fsync on-commit")
+        print("  build   conns  acks  requests/s    p99 us   server CPU us/request")
+        for build in ("after", "before"):
+            if build not in load:
+                continue
+            for conns in (1, 8, 64):
+                for acks, key in (("-1", "all"), ("1", "one")):
+                    r = load[build]["commit"].get(f"c{conns}_acks{key}")
+                    if r:
+                        print(f"  {build:<7} {conns:>5} {acks:>5} {r['rps']:>11,.0f} {r['p99_us']:>9,.0f} {r['cpu_us']:>10.1f}")
+        after = load["after"]["commit"]
+        ratio = after["c64_acksall"]["rps"] / after["c64_acksone"]["rps"]
+        checks.append(("spu_load: at 64 connections acks -1 >= half the requests/s of acks 1",
+                       ratio >= 0.5, f"{ratio:.2f}x"))
+        if "before" in load:
+            b = load["before"]["commit"]["c64_acksall"]
+            a = after["c64_acksall"]
+            print(f"  acks -1 at 64 connections: {a['rps'] / b['rps']:.2f}x the requests/s of the pre-reshape build, "
+                  f"{a['cpu_us'] / b['cpu_us']:.2f}x its CPU per request")
+            checks.append(("spu_load: acks -1 at 64 connections at no more CPU per request than before",
+                           a["cpu_us"] <= b["cpu_us"], f"{a['cpu_us']:.1f} vs {b['cpu_us']:.1f} us"))
+        print("\n(spu_load) head-of-line: 1-record requests on one connection, 8 others pushing 1 MiB batches, --fsync always")
+        for build in ("after", "before"):
+            if build not in load:
+                continue
+            idle, busy = load[build]["hol"]["idle"], load[build]["hol"]["busy"]
+            print(f"  {build:<7} idle p50 {idle['p50_us']:,.0f} us p99 {idle['p99_us']:,.0f} us; busy p50 {busy['p50_us']:,.0f} us "
+                  f"p99 {busy['p99_us']:,.0f} us ({busy['p99_us'] / idle['p99_us']:.1f}x idle p99)")
+        idle, busy = load["after"]["hol"]["idle"], load["after"]["hol"]["busy"]
+        checks.append(("spu_load: light p99 under load <= 5x idle p99", busy["p99_us"] <= 5 * idle["p99_us"],
+                       f"{busy['p99_us'] / idle['p99_us']:.1f}x"))
+
     up = est("upgrade", "10k_topics")
     if up is not None:
         print(f"\n(upgrade) 10k topics + 10k partitions from schema 1 to 2: {fmt(up)} (median)")

@@ -82,6 +82,19 @@ struct SpuArgs {
     /// Largest frame accepted, in bytes.
     #[arg(long, default_value_t = mg_wire_default_max_frame())]
     max_frame: usize,
+    /// How long a frame may take from its first byte to its last, in
+    /// seconds; a connection whose frame stalls longer is closed.
+    #[arg(long, default_value_t = 30)]
+    read_timeout: u64,
+    /// Client connections served at once; more are closed on arrival.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds connections get to finish their request at shutdown.
+    #[arg(long, default_value_t = 5)]
+    drain_timeout: u64,
+    /// Writer threads appending to the partition logs (default: the cores).
+    #[arg(long)]
+    storage_lanes: Option<usize>,
     /// When appended data is forced to disk.
     #[arg(long, value_enum, default_value_t = Fsync::OnCommit)]
     fsync: Fsync,
@@ -156,6 +169,12 @@ fn run_spu(args: SpuArgs) -> ExitCode {
         .metrics_port
         .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
     config.max_frame = args.max_frame;
+    config.read_timeout = std::time::Duration::from_secs(args.read_timeout);
+    config.max_connections = args.max_connections;
+    config.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
+    if let Some(lanes) = args.storage_lanes {
+        config.storage_lanes = lanes;
+    }
     config.sc = args.sc;
     #[cfg(feature = "bench-hooks")]
     {

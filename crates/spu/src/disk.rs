@@ -248,8 +248,9 @@ fn write_loop(
     }
 }
 
-/// A partition, as the committer tracks it.
-type PartitionKey = (String, u32);
+/// A partition, as the committer tracks it: the topic name is a slice of
+/// a request frame (no copy).
+type PartitionKey = (Bytes, u32);
 
 /// A request waiting for the syncs of the partitions it wrote.
 struct Waiter {
@@ -282,7 +283,8 @@ async fn commit_loop(
         state.running = Some(std::mem::take(&mut state.waiting));
         let store = Arc::clone(&store);
         syncs.spawn_blocking(move || {
-            let result = store.sync(&key.0, key.1);
+            let topic = std::str::from_utf8(&key.0).unwrap_or_default();
+            let result = store.sync(topic, key.1);
             (key, result)
         });
     };
@@ -297,7 +299,7 @@ async fn commit_loop(
                     .iter()
                     .zip(&pending.outcomes)
                     .filter(|(_, outcome)| outcome.is_ok())
-                    .map(|(job, _)| (topic_name(job).to_string(), job.partition))
+                    .map(|(job, _)| (job.topic.clone(), job.partition))
                     .collect();
                 keys.sort_unstable();
                 keys.dedup();
@@ -318,7 +320,8 @@ async fn commit_loop(
                     continue;
                 };
                 if let Err(err) = &result {
-                    warn!(topic = %key.0, partition = key.1, %err, "sync failed");
+                    let topic = String::from_utf8_lossy(&key.0);
+                    warn!(%topic, partition = key.1, %err, "sync failed");
                 }
                 let Some(state) = partitions.get_mut(&key) else { continue };
                 for id in state.running.take().unwrap_or_default() {
@@ -364,7 +367,7 @@ async fn commit_loop(
                     .pending
                     .jobs
                     .iter()
-                    .map(|job| (topic_name(job).to_string(), job.partition)),
+                    .map(|job| (job.topic.clone(), job.partition)),
             );
         }
         answer(waiter);
@@ -380,8 +383,11 @@ fn answer(waiter: Waiter) {
         reply,
     } = waiter.pending;
     for (job, outcome) in jobs.iter().zip(outcomes.iter_mut()) {
-        let key = (topic_name(job), job.partition);
-        if outcome.is_ok() && waiter.failed.iter().any(|(t, p)| (t.as_str(), *p) == key) {
+        let failed = waiter
+            .failed
+            .iter()
+            .any(|(topic, partition)| *topic == job.topic && *partition == job.partition);
+        if outcome.is_ok() && failed {
             *outcome = Err(ErrorCode::StorageError);
         }
     }

@@ -30,19 +30,21 @@ pub(crate) struct Segment {
     log_path: PathBuf,
 }
 
-/// A segment's files, held apart from the log so that a sync can run while
-/// appends go on.
+/// The active segment's log file, held apart from the log so that a commit
+/// can sync it while appends go on.
+///
+/// Only the log file: the active segment's index is rebuilt from its log
+/// whenever the partition is opened, so its records are durable once the
+/// log is; sealed segments' indexes were synced when they were rolled.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentFiles {
     log: Arc<File>,
-    index: Arc<File>,
 }
 
 impl SegmentFiles {
-    /// Makes everything written to these files so far durable.
+    /// Makes every record written to the log file so far durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.log.sync_data()?;
-        self.index.sync_data()
+        self.log.sync_data()
     }
 }
 
@@ -283,7 +285,6 @@ impl Segment {
     pub(crate) fn files(&self) -> SegmentFiles {
         SegmentFiles {
             log: Arc::clone(&self.log),
-            index: Arc::clone(&self.index_file),
         }
     }
 
