@@ -172,6 +172,11 @@ def main():
                   f"{a['cpu_us'] / b['cpu_us']:.2f}x its CPU per request")
             checks.append(("spu_load: acks -1 at 64 connections at no more CPU per request than before",
                            a["cpu_us"] <= b["cpu_us"], f"{a['cpu_us']:.1f} vs {b['cpu_us']:.1f} us"))
+        for build in ("after", "before"):
+            b = load.get(build, {}).get("batches")
+            if b:
+                print(f"  {build:<7} 16 KiB batches, 2 connections x 8 in flight, acks 1: {b['records_per_sec']:,.0f} records/s, "
+                      f"server CPU {b['cpu_ns_per_record']:.0f} ns/record")
         print("\n(spu_load) head-of-line: 1-record requests on one connection, 8 others pushing 1 MiB batches, --fsync always")
         for build in ("after", "before"):
             if build not in load:

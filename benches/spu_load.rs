@@ -5,7 +5,10 @@
 //!    (read committed: answered after a sync that covers the records; the
 //!    default `--fsync on-commit`) and with acks = 1, in one run:
 //!    requests/s, p99 round trip, server CPU per request.
-//! 2. **Head-of-line blocking**: single-record requests, one at a time, on
+//! 2. **Batches**: the produce bench's shape (150 records of 100 bytes per
+//!    request, 2 connections x 8 in flight, acks = 1): records/s and server
+//!    CPU per record.
+//! 3. **Head-of-line blocking**: single-record requests, one at a time, on
 //!    one connection, while 8 other connections push 1 MiB batches with
 //!    `--fsync always`, against the same with the heavy connections idle:
 //!    p50 and p99 of the light requests.
@@ -38,22 +41,29 @@ struct Load {
     cpu_us_per_request: f64,
 }
 
-/// `connections` clients each keeping `PIPELINE` requests in flight for RUN.
-async fn commit_load(server: &Server, connections: u32, acks_all: bool) -> Load {
+/// `connections` clients each keeping `pipeline` requests of `records`
+/// 100-byte records in flight for RUN.
+async fn load(
+    server: &Server,
+    connections: u32,
+    pipeline: usize,
+    records: usize,
+    acks_all: bool,
+) -> Load {
     let deadline = Instant::now() + RUN;
     let before = server.cpu_time();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let frame = request("load", c % PARTITIONS, 1, 100, acks_all, 1);
+        let frame = request("load", c % PARTITIONS, records, 100, acks_all, 1);
         let addr = server.addr.clone();
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(&addr).await.expect("connect");
             stream.set_nodelay(true).expect("nodelay");
             let mut stream = BufReader::new(stream);
-            let mut sent = VecDeque::with_capacity(PIPELINE);
+            let mut sent = VecDeque::with_capacity(pipeline);
             let mut latencies = Vec::new();
-            for _ in 0..PIPELINE {
+            for _ in 0..pipeline {
                 stream.get_mut().write_all(&frame).await.expect("send");
                 sent.push_back(Instant::now());
             }
@@ -166,7 +176,7 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
     for connections in [1, 8, 64] {
         for acks_all in [true, false] {
             let server = Server::start(bin, &leads(&[("load", PARTITIONS)]), &[]);
-            let load = runtime.block_on(commit_load(&server, connections, acks_all));
+            let load = runtime.block_on(load(&server, connections, PIPELINE, 1, acks_all));
             let acks = if acks_all { "-1" } else { "1" };
             println!(
                 "[{name}] {connections:>2} connections, acks {acks:>2}: {:>8.0} requests/s, p50 {:>7.0} us, p99 {:>7.0} us, server CPU {:>6.1} us/request",
@@ -182,6 +192,16 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
             ));
         }
     }
+    // The produce bench's shape (spu_produce): 150 records of 100 bytes per
+    // request, 2 connections x 8 in flight, acks = 1.
+    let server = Server::start(bin, &leads(&[("load", PARTITIONS)]), &[]);
+    let batches = runtime.block_on(load(&server, 2, 8, 150, false));
+    let records_per_sec = batches.requests_per_sec * 150.0;
+    let cpu_ns_per_record = batches.cpu_us_per_request * 1000.0 / 150.0;
+    println!(
+        "[{name}] 16 KiB batches, 2 connections x 8 in flight: {records_per_sec:>10.0} records/s, server CPU {cpu_ns_per_record:.0} ns/record"
+    );
+    drop(server);
     let mut hol = Vec::new();
     for heavy in [false, true] {
         let server = Server::start(
@@ -203,7 +223,7 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
         ));
     }
     format!(
-        "\"{name}\":{{\"commit\":{{{}}},\"hol\":{{{}}}}}",
+        "\"{name}\":{{\"commit\":{{{}}},\"hol\":{{{}}},\"batches\":{{\"records_per_sec\":{records_per_sec:.0},\"cpu_ns_per_record\":{cpu_ns_per_record:.1}}}}}",
         commit.join(","),
         hol.join(",")
     )

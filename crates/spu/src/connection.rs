@@ -15,33 +15,38 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use mg_guard::Guard;
 use mg_transport::{FrameLimits, FrameReader, RequestHeader, ShutdownSignal};
+use mg_wire::ProduceRequest;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, debug_span, error, warn};
 
-use crate::changes::{Offsets, Unreported};
-use crate::disk::Disk;
 use crate::handlers::produce::ProduceHandles;
 use crate::handlers::stream::{self, StreamHandles, Streams};
 use crate::handlers::{self, HandlerError, Writer, api};
-use crate::metrics::Metrics;
 
 /// What every connection of an SPU is served with.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionContext {
     pub(crate) limits: FrameLimits,
-    pub(crate) disk: Disk,
-    pub(crate) offsets: Arc<Offsets>,
-    pub(crate) unreported: Arc<Unreported>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Benchmark builds only: whether produce is judged.
-    #[cfg(feature = "bench-hooks")]
-    pub(crate) guard_enabled: bool,
+    pub(crate) produce: ProduceHandles,
 }
 
+/// Produce requests a connection keeps in flight (judged, waiting on
+/// storage) while it reads the ones after them.
+const MAX_PIPELINE: usize = 32;
+
 /// Serves one client until it leaves, misbehaves, or shutdown comes.
+///
+/// Produce requests are pipelined: each is checked here, in order, then
+/// runs as a future of its own (judge, append, answer) while the next
+/// frames are read, so a storage lane gets a connection's requests in
+/// batches instead of one wake-up each. Responses go out strictly in
+/// request order: any other request first waits for the produce requests
+/// ahead of it to be answered.
 pub(crate) async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
@@ -49,17 +54,44 @@ pub(crate) async fn serve(
     mut guard: Guard,
     mut shutdown: ShutdownSignal,
 ) {
-    let metrics = Arc::clone(&context.metrics);
+    let metrics = Arc::clone(&context.produce.metrics);
     metrics.connections(1);
     let (read, write) = socket.into_split();
     let writer: Writer = Arc::new(tokio::sync::Mutex::new(write));
     let mut streams = Streams::default();
     let mut frames = FrameReader::new(read, context.limits);
+    let mut in_flight = FuturesOrdered::new();
     let mut out = BytesMut::with_capacity(64 * 1024);
+    let close = |reason: &HandlerError| match reason {
+        HandlerError::Internal(_) => error!(%peer, %reason, "closing connection"),
+        reason if reason.is_client_fault() => {
+            metrics.malformed();
+            warn!(%peer, %reason, "closing connection");
+        }
+        reason => debug!(%peer, %reason, "closing connection"),
+    };
     loop {
+        let reading = in_flight.len() < MAX_PIPELINE && !shutdown.is_set();
         let frame = tokio::select! {
-            frame = frames.next() => frame,
-            () = shutdown.wait() => break,
+            biased;
+            Some(done) = in_flight.next() => {
+                let done: Result<BytesMut, HandlerError> = done;
+                match done {
+                    Ok(response) => {
+                        if let Err(err) = writer.lock().await.write_all(&response).await {
+                            debug!(%peer, %err, "write failed");
+                            break;
+                        }
+                    }
+                    Err(reason) => {
+                        close(&reason);
+                        break;
+                    }
+                }
+                continue;
+            }
+            frame = frames.next(), if reading => frame,
+            () = shutdown.wait(), if in_flight.is_empty() => break,
         };
         let frame = match frame {
             Ok(None) => {
@@ -77,6 +109,34 @@ pub(crate) async fn serve(
             }
             Ok(Some(frame)) => frame,
         };
+        // A well-formed produce request goes into the pipeline; anything
+        // else (a bad frame included) waits until those ahead of it are
+        // answered, so that answers keep their order.
+        if let Some(produce) = pipelined(&frame, &guard, &context) {
+            in_flight.push_back(produce);
+            continue;
+        }
+        let mut answered = true;
+        while let Some(done) = in_flight.next().await {
+            let done: Result<BytesMut, HandlerError> = done;
+            match done {
+                Ok(response) => {
+                    if let Err(err) = writer.lock().await.write_all(&response).await {
+                        debug!(%peer, %err, "write failed");
+                        answered = false;
+                        break;
+                    }
+                }
+                Err(reason) => {
+                    close(&reason);
+                    answered = false;
+                    break;
+                }
+            }
+        }
+        if !answered {
+            break;
+        }
         out.clear();
         let mut request = Request {
             guard: &mut guard,
@@ -92,23 +152,41 @@ pub(crate) async fn serve(
                     break;
                 }
             }
-            Err(reason @ HandlerError::Internal(_)) => {
-                error!(%peer, %reason, "closing connection");
-                break;
-            }
             Err(reason) => {
-                if reason.is_client_fault() {
-                    metrics.malformed();
-                    warn!(%peer, %reason, "closing connection");
-                } else {
-                    debug!(%peer, %reason, "closing connection");
-                }
+                close(&reason);
                 break;
             }
         }
     }
     streams.close().await;
     metrics.connections(-1);
+}
+
+/// The future that serves `frame`, if it is a well-formed Produce request.
+/// It is checked here, so that a malformed one is found in order, before
+/// any request after it is read.
+fn pipelined(
+    frame: &Bytes,
+    guard: &Guard,
+    context: &ConnectionContext,
+) -> Option<impl Future<Output = Result<BytesMut, HandlerError>> + use<>> {
+    let (header, body_start) = RequestHeader::parse(frame).ok()?;
+    if header.api_key != api::PRODUCE {
+        return None;
+    }
+    // The same walk the guard makes; a frame it refuses is judged (and
+    // counted) by the guard itself, in `Request::handle`.
+    let checked = ProduceRequest::parse_body(frame, &header, body_start).is_ok();
+    if !checked {
+        return None;
+    }
+    let span = debug_span!(
+        "request",
+        api_key = header.api_key,
+        correlation_id = header.correlation_id
+    );
+    let produce = handlers::produce::handle(frame.clone(), guard.clone(), context.produce.clone());
+    Some(produce.instrument(span))
 }
 
 /// One request and what its handler may touch.
@@ -128,25 +206,21 @@ impl Request<'_> {
             api_key = header.api_key,
             correlation_id = header.correlation_id
         );
-        let cx = self.context;
+        let cx = &self.context.produce;
         let streaming = || StreamHandles {
             roles: self.guard.table(),
             disk: &cx.disk,
             offsets: &cx.offsets,
         };
         match header.api_key {
+            // Well-formed produce requests are pipelined (see `serve`); one
+            // that reaches here is malformed, and judging it says why.
             api::PRODUCE => {
-                let handles = ProduceHandles {
-                    disk: &cx.disk,
-                    offsets: &cx.offsets,
-                    unreported: &cx.unreported,
-                    metrics: &cx.metrics,
-                    #[cfg(feature = "bench-hooks")]
-                    guard_enabled: cx.guard_enabled,
-                };
-                handlers::produce::handle(frame, header, body_start, self.guard, handles, out)
-                    .instrument(span)
-                    .await
+                let _entered = span.enter();
+                self.guard.judge_body(frame, header, body_start)?;
+                Err(HandlerError::Internal(
+                    "a well-formed produce request left the pipeline".into(),
+                ))
             }
             api::FETCH => {
                 handlers::fetch::handle(

@@ -26,6 +26,7 @@ use crate::changes::{Offsets, Unreported};
 use crate::connection::ConnectionContext;
 use crate::control::{ControlConfig, ControlState};
 use crate::disk::Disk;
+use crate::handlers::produce::ProduceHandles;
 use crate::metrics::Metrics;
 use crate::storage::PartitionStore;
 
@@ -161,12 +162,14 @@ impl Spu {
         } = self;
         let context = ConnectionContext {
             limits: config.frame_limits(),
-            disk: Disk::new(store, config.storage_lanes)?,
-            offsets: Arc::new(Offsets::default()),
-            unreported: Arc::new(Unreported::default()),
-            metrics: Arc::new(Metrics::default()),
-            #[cfg(feature = "bench-hooks")]
-            guard_enabled: config.guard_enabled,
+            produce: ProduceHandles {
+                disk: Disk::new(store, config.storage_lanes)?,
+                offsets: Arc::new(Offsets::default()),
+                unreported: Arc::new(Unreported::default()),
+                metrics: Arc::new(Metrics::default()),
+                #[cfg(feature = "bench-hooks")]
+                guard_enabled: config.guard_enabled,
+            },
         };
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -178,7 +181,7 @@ impl Spu {
                 let metrics_addr = metrics.local_addr()?;
                 tasks.push(tokio::spawn(crate::http::serve(
                     metrics,
-                    context.metrics.clone(),
+                    context.produce.metrics.clone(),
                     guard.stats().clone(),
                     signal.clone(),
                 )));
@@ -193,9 +196,9 @@ impl Spu {
             let client = crate::control::run(
                 config.control(sc),
                 roles.clone(),
-                context.disk.clone(),
-                context.offsets.clone(),
-                context.unreported.clone(),
+                context.produce.disk.clone(),
+                context.produce.offsets.clone(),
+                context.produce.unreported.clone(),
                 control_tx,
                 signal.clone(),
             );
@@ -207,7 +210,7 @@ impl Spu {
                 listener,
                 config.server_limits(),
                 signal,
-                context.metrics.clone(),
+                context.produce.metrics.clone(),
                 move |socket, peer, stop| {
                     crate::connection::serve(socket, peer, context.clone(), guard.clone(), stop)
                 },
@@ -268,7 +271,7 @@ impl RunningSpu {
 
     /// The SPU's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.context.metrics
+        &self.context.produce.metrics
     }
 
     /// Stops accepting, lets every connection finish the request in hand
@@ -279,7 +282,7 @@ impl RunningSpu {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Err(err) = self.context.disk.sync_all().await {
+        if let Err(err) = self.context.produce.disk.sync_all().await {
             warn!(%err, "final sync failed");
         }
         info!("SPU stopped");

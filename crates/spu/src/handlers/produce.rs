@@ -4,9 +4,11 @@
 //! frame -> Guard::judge_body -> verdicts (in order)
 //!   Accept(records) -> AppendJob (a slice of the frame, no copy)
 //!   Reject(code)    -> never reaches storage
-//! Disk::append_all(jobs, commit = acks -1)   one trip to a blocking thread
+//! Disk::append_all(jobs, commit = acks -1)   one trip to a storage lane
 //! Judgement::respond(outcomes) -> one response entry per request entry
 //! ```
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use mg_guard::{Guard, StoreOutcome, Verdict};
@@ -18,30 +20,37 @@ use crate::changes::{Offsets, Unreported};
 use crate::disk::{AppendJob, Disk};
 use crate::metrics::Metrics;
 
-/// What produce touches besides the guard.
-pub(crate) struct ProduceHandles<'a> {
-    pub(crate) disk: &'a Disk,
-    pub(crate) offsets: &'a Offsets,
-    pub(crate) unreported: &'a Unreported,
-    pub(crate) metrics: &'a Metrics,
+/// What produce touches besides the guard: owned, so that a produce can
+/// run as a future of its own while its connection reads the next request.
+#[derive(Clone, Debug)]
+pub(crate) struct ProduceHandles {
+    pub(crate) disk: Disk,
+    pub(crate) offsets: Arc<Offsets>,
+    pub(crate) unreported: Arc<Unreported>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Benchmark builds only: whether to judge at all.
     #[cfg(feature = "bench-hooks")]
     pub(crate) guard_enabled: bool,
 }
 
+/// Judges a produce frame, appends the accepted entries, and returns the
+/// response bytes. It owns what it uses (the frame, a clone of the
+/// connection's guard), so the connection can keep several in flight and
+/// write their responses in request order. The caller has checked that
+/// the frame is a well-formed Produce request.
 pub(crate) async fn handle(
-    frame: &Bytes,
-    header: RequestHeader<'_>,
-    body_start: usize,
-    guard: &mut Guard,
-    handles: ProduceHandles<'_>,
-    out: &mut BytesMut,
-) -> Result<(), HandlerError> {
+    frame: Bytes,
+    mut guard: Guard,
+    handles: ProduceHandles,
+) -> Result<BytesMut, HandlerError> {
+    let mut out = BytesMut::new();
+    let (header, body_start) = RequestHeader::parse(&frame)?;
     #[cfg(feature = "bench-hooks")]
     if !handles.guard_enabled {
-        return unguarded::handle(frame, header, body_start, handles, out).await;
+        unguarded::handle(&frame, header, body_start, &handles, &mut out).await?;
+        return Ok(out);
     }
-    let judgement = guard.judge_body(frame, header, body_start)?;
+    let judgement = guard.judge_body(&frame, header, body_start)?;
     let committed = judgement.request().isolation() == Isolation::ReadCommitted;
     let entries = judgement.request().entry_count();
     // Every entry's (topic, partition, code so far); accepted ones get their
@@ -104,12 +113,12 @@ pub(crate) async fn handle(
         tally.add(topic, code.tag());
     }
     judgement
-        .respond(outcomes, out)
+        .respond(outcomes, &mut out)
         .map_err(|err| HandlerError::Internal(err.to_string()))?;
     handles
         .metrics
         .record_produce(tally.counts.iter().copied(), tally.bytes);
-    Ok(())
+    Ok(out)
 }
 
 /// Per-topic outcome counts for the metrics, gathered while answering.
@@ -147,7 +156,7 @@ mod unguarded {
         frame: &Bytes,
         header: RequestHeader<'_>,
         body_start: usize,
-        handles: ProduceHandles<'_>,
+        handles: &ProduceHandles,
         out: &mut BytesMut,
     ) -> Result<(), HandlerError> {
         let request = ProduceRequest::parse_body(frame, &header, body_start)?;
