@@ -13,6 +13,10 @@
 //!    `--fsync always`, against the same with the heavy connections idle:
 //!    p50 and p99 of the light requests.
 //!
+//! For case 3 it also measures the disk's own floor, with no SPU: one
+//! thread appending 100 bytes and syncing, idle and beside 8 threads
+//! appending 1 MiB and syncing.
+//!
 //! Each case runs against this build and, when `make bench-baseline` has
 //! built it, against the last commit before the reshape (same machine, same
 //! run). Results go to stdout and to `target/spu-load.json`.
@@ -149,6 +153,61 @@ async fn head_of_line(server: &Server, heavy: bool) -> Load {
     }
 }
 
+/// The disk's own floor for case 3, with no SPU: one thread appends 100
+/// bytes and syncs them in a loop for RUN, idle and then while 8 threads
+/// append 1 MiB and sync, each to a file of its own, in a temp dir on the
+/// same file system as the SPUs' data. Returns (idle, busy).
+fn disk_floor() -> (Load, Load) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let light = |path: &Path| {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("light file");
+        let mut latencies = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < RUN {
+            let at = Instant::now();
+            file.write_all(&[b'l'; 100]).expect("write");
+            file.sync_data().expect("sync");
+            latencies.push(at.elapsed());
+        }
+        latencies.sort_unstable();
+        Load {
+            requests_per_sec: latencies.len() as f64 / RUN.as_secs_f64(),
+            p50: quantile(&latencies, 0.5),
+            p99: quantile(&latencies, 0.99),
+            cpu_us_per_request: 0.0,
+        }
+    };
+    let idle = light(&dir.path().join("idle"));
+    let stop = AtomicBool::new(false);
+    let busy = std::thread::scope(|scope| {
+        for i in 0..HEAVY_CONNECTIONS {
+            let (stop, path) = (&stop, dir.path().join(format!("heavy-{i}")));
+            scope.spawn(move || {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("heavy file");
+                let block = vec![b'h'; 1 << 20];
+                while !stop.load(Ordering::Relaxed) {
+                    file.write_all(&block).expect("write");
+                    file.sync_data().expect("sync");
+                }
+            });
+        }
+        let busy = light(&dir.path().join("busy"));
+        stop.store(true, Ordering::Relaxed);
+        busy
+    });
+    (idle, busy)
+}
+
 fn leads(topics: &[(&str, u32)]) -> Vec<String> {
     topics
         .iter()
@@ -242,7 +301,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut parts = vec![measure(&runtime, "after", &binary())];
+    let (idle, busy) = disk_floor();
+    println!(
+        "[disk] 100-byte append + sync, no SPU: idle p50 {:>7.0} us, p99 {:>7.0} us; with 8 x 1 MiB writers p50 {:>7.0} us, p99 {:>7.0} us",
+        us(idle.p50),
+        us(idle.p99),
+        us(busy.p50),
+        us(busy.p99)
+    );
+    let mut parts = vec![
+        format!(
+            "\"disk\":{{\"idle\":{},\"busy\":{}}}",
+            json(&idle),
+            json(&busy)
+        ),
+        measure(&runtime, "after", &binary()),
+    ];
     match baseline_binary() {
         Some(before) => parts.push(measure(&runtime, "before", &before)),
         None => println!("(no baseline binary: `make bench-baseline` builds the pre-reshape one)"),
