@@ -45,6 +45,20 @@ struct Load {
     cpu_us_per_request: f64,
 }
 
+impl Load {
+    /// The figure of `latencies` measured over `elapsed`, with the server
+    /// using `cpu` meanwhile.
+    fn from(mut latencies: Vec<Duration>, elapsed: Duration, cpu: Duration) -> Load {
+        latencies.sort_unstable();
+        Load {
+            requests_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: quantile(&latencies, 0.5),
+            p99: quantile(&latencies, 0.99),
+            cpu_us_per_request: cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64,
+        }
+    }
+}
+
 /// `connections` clients each keeping `pipeline` requests of `records`
 /// 100-byte records in flight for RUN.
 async fn load(
@@ -86,15 +100,7 @@ async fn load(
     for task in tasks {
         latencies.extend(task.await.expect("client"));
     }
-    let elapsed = start.elapsed();
-    let cpu = server.cpu_time() - before;
-    latencies.sort_unstable();
-    Load {
-        requests_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: quantile(&latencies, 0.5),
-        p99: quantile(&latencies, 0.99),
-        cpu_us_per_request: cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
-    }
+    Load::from(latencies, start.elapsed(), server.cpu_time() - before)
 }
 
 /// Light single-record requests, one at a time, for RUN; with `heavy`,
@@ -143,14 +149,7 @@ async fn head_of_line(server: &Server, heavy: bool) -> Load {
     for pusher in pushers {
         pusher.await.expect("pusher");
     }
-    let cpu = server.cpu_time() - before;
-    latencies.sort_unstable();
-    Load {
-        requests_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: quantile(&latencies, 0.5),
-        p99: quantile(&latencies, 0.99),
-        cpu_us_per_request: cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
-    }
+    Load::from(latencies, elapsed, server.cpu_time() - before)
 }
 
 /// The disk's own floor for case 3, with no SPU: one thread appends 100
@@ -175,13 +174,7 @@ fn disk_floor() -> (Load, Load) {
             file.sync_data().expect("sync");
             latencies.push(at.elapsed());
         }
-        latencies.sort_unstable();
-        Load {
-            requests_per_sec: latencies.len() as f64 / RUN.as_secs_f64(),
-            p50: quantile(&latencies, 0.5),
-            p99: quantile(&latencies, 0.99),
-            cpu_us_per_request: 0.0,
-        }
+        Load::from(latencies, RUN, Duration::ZERO)
     };
     let idle = light(&dir.path().join("idle"));
     let stop = AtomicBool::new(false);

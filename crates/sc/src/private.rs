@@ -29,14 +29,13 @@ use mg_controlplane::{
 };
 use mg_controlplane::{Replica, UpdateReplicaRequest};
 use mg_transport::{
-    BodyError, EncodeError, FrameError, FrameLimits, FrameReader, RequestHeader, ServerLimits,
-    Shutdown, ShutdownSignal, decode_body, encode_request, encode_response,
+    BodyError, EncodeError, FrameError, FrameLimits, FrameReader, RequestHeader, RunningServer,
+    ServerLimits, ShutdownSignal, decode_body, encode_request, encode_response,
 };
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
 use crate::cluster::{Cluster, ReplicaCatchUp};
 
@@ -50,49 +49,23 @@ const FRAME_LIMITS: FrameLimits = FrameLimits {
     read_timeout: Duration::from_secs(30),
 };
 
-/// A running private server.
-#[derive(Debug)]
-pub struct RunningPrivate {
-    addr: SocketAddr,
-    shutdown: Shutdown,
-    task: JoinHandle<()>,
-}
-
-impl RunningPrivate {
-    /// Where SPUs connect.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops listening and closes every SPU session.
-    pub async fn shutdown(self) {
-        self.shutdown.trigger();
-        let _ = self.task.await;
-    }
-}
+/// A running private server: [`addr`](RunningServer::addr) is where SPUs connect,
+/// [`shutdown`](RunningServer::shutdown) stops it after the requests in hand.
+pub type RunningPrivate = RunningServer;
 
 /// Serves the private port on `listen`.
 pub async fn serve_private(
     listen: SocketAddr,
     cluster: Arc<Cluster>,
 ) -> std::io::Result<RunningPrivate> {
-    let listener = TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    let (shutdown, signal) = Shutdown::new();
-    let serving = mg_transport::serve(
-        listener,
+    mg_transport::start(
+        "sc private",
+        listen,
         ServerLimits::default(),
-        signal,
         (),
         move |socket, _peer, stop| serve_spu(socket, cluster.clone(), stop),
-    );
-    let task = tokio::spawn(serving.instrument(info_span!("sc private", %addr)));
-    info!(%addr, "SC private port listening");
-    Ok(RunningPrivate {
-        addr,
-        shutdown,
-        task,
-    })
+    )
+    .await
 }
 
 #[derive(Debug, thiserror::Error)]

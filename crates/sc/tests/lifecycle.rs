@@ -60,6 +60,20 @@ async fn produce(spu: &RunningSpu, topic: &str) -> (i16, i64) {
         .unwrap()
 }
 
+/// An SPU started against `private`, once its first full sync is applied.
+async fn synced_spu(
+    dir: &Path,
+    private: &mg_sc::RunningPrivate,
+) -> (RunningSpu, watch::Receiver<ControlState>) {
+    let spu = start_spu(dir, private.addr()).await;
+    let mut control = spu.control();
+    until(&mut control, "the first sync", |s| {
+        s.connected && s.updates >= 1
+    })
+    .await;
+    (spu, control)
+}
+
 async fn sc(dir: &Path) -> (Arc<Cluster>, mg_sc::RunningPrivate) {
     let cluster = Arc::new(Cluster::open(dir).unwrap());
     cluster
@@ -75,12 +89,7 @@ async fn sc(dir: &Path) -> (Arc<Cluster>, mg_sc::RunningPrivate) {
 async fn a_deleted_topic_created_again_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, private) = sc(dir.path()).await;
-    let spu = start_spu(dir.path(), private.addr()).await;
-    let mut control = spu.control();
-    until(&mut control, "the first sync", |s| {
-        s.connected && s.updates >= 1
-    })
-    .await;
+    let (spu, mut control) = synced_spu(dir.path(), &private).await;
 
     let updates = control.borrow().updates;
     cluster.create_topic("events", 1).unwrap();
@@ -121,12 +130,7 @@ async fn a_deleted_topic_created_again_starts_empty() {
 async fn empty_partitions_are_reported_as_soon_as_they_are_led() {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, private) = sc(dir.path()).await;
-    let spu = start_spu(dir.path(), private.addr()).await;
-    let mut control = spu.control();
-    until(&mut control, "the first sync", |s| {
-        s.connected && s.updates >= 1
-    })
-    .await;
+    let (spu, _control) = synced_spu(dir.path(), &private).await;
 
     // Created after the session's first sync, and never written.
     cluster.create_topic("quiet", 2).unwrap();
@@ -150,24 +154,14 @@ async fn partitions_deleted_while_the_spu_was_away_are_set_aside() {
     let (cluster, private) = sc(dir.path()).await;
     cluster.create_topic("kept", 1).unwrap();
     cluster.create_topic("gone", 1).unwrap();
-    let spu = start_spu(dir.path(), private.addr()).await;
-    let mut control = spu.control();
-    until(&mut control, "the first sync", |s| {
-        s.connected && s.updates >= 1
-    })
-    .await;
+    let (spu, _control) = synced_spu(dir.path(), &private).await;
     assert_eq!(produce(&spu, "kept").await, (0, 0));
     assert_eq!(produce(&spu, "gone").await, (0, 0));
     spu.shutdown().await;
 
     // While the SPU is down, "gone" is deleted.
     cluster.delete_topic("gone").unwrap();
-    let spu = start_spu(dir.path(), private.addr()).await;
-    let mut control = spu.control();
-    until(&mut control, "the first sync", |s| {
-        s.connected && s.updates >= 1
-    })
-    .await;
+    let (spu, _control) = synced_spu(dir.path(), &private).await;
     let spu_dir = dir.path().join("spu");
     assert_eq!(
         produce(&spu, "kept").await,

@@ -75,20 +75,10 @@ pub(crate) async fn serve(
         let frame = tokio::select! {
             biased;
             Some(done) = in_flight.next() => {
-                let done: Result<BytesMut, HandlerError> = done;
-                match done {
-                    Ok(response) => {
-                        if let Err(err) = writer.lock().await.write_all(&response).await {
-                            debug!(%peer, %err, "write failed");
-                            break;
-                        }
-                    }
-                    Err(reason) => {
-                        close(&reason);
-                        break;
-                    }
+                if answer(&writer, peer, done, &close).await {
+                    continue;
                 }
-                continue;
+                break;
             }
             frame = frames.next(), if reading => frame,
             () = shutdown.wait(), if in_flight.is_empty() => break,
@@ -117,22 +107,8 @@ pub(crate) async fn serve(
             continue;
         }
         let mut answered = true;
-        while let Some(done) = in_flight.next().await {
-            let done: Result<BytesMut, HandlerError> = done;
-            match done {
-                Ok(response) => {
-                    if let Err(err) = writer.lock().await.write_all(&response).await {
-                        debug!(%peer, %err, "write failed");
-                        answered = false;
-                        break;
-                    }
-                }
-                Err(reason) => {
-                    close(&reason);
-                    answered = false;
-                    break;
-                }
-            }
+        while answered && let Some(done) = in_flight.next().await {
+            answered = answer(&writer, peer, done, &close).await;
         }
         if !answered {
             break;
@@ -144,22 +120,37 @@ pub(crate) async fn serve(
             streams: &mut streams,
             writer: &writer,
         };
-        match request.handle(&frame, &mut out).await {
-            Ok(()) if out.is_empty() => {}
-            Ok(()) => {
-                if let Err(err) = writer.lock().await.write_all(&out).await {
-                    debug!(%peer, %err, "write failed");
-                    break;
-                }
-            }
-            Err(reason) => {
-                close(&reason);
-                break;
-            }
+        let done = request.handle(&frame, &mut out).await.map(|()| &out[..]);
+        if !answer(&writer, peer, done, &close).await {
+            break;
         }
     }
     streams.close().await;
     metrics.connections(-1);
+}
+
+/// Writes a request's answer (nothing if it has none); on a handler error
+/// or a failed write, says why and returns `false`: the connection closes.
+async fn answer(
+    writer: &Writer,
+    peer: SocketAddr,
+    done: Result<impl AsRef<[u8]>, HandlerError>,
+    close: &impl Fn(&HandlerError),
+) -> bool {
+    match done {
+        Ok(response) if response.as_ref().is_empty() => true,
+        Ok(response) => match writer.lock().await.write_all(response.as_ref()).await {
+            Ok(()) => true,
+            Err(err) => {
+                debug!(%peer, %err, "write failed");
+                false
+            }
+        },
+        Err(reason) => {
+            close(&reason);
+            false
+        }
+    }
 }
 
 /// The future that serves `frame`, if it is a well-formed Produce request.

@@ -14,7 +14,8 @@
 //!   [`decode_body`] (Fluvio's decoder, every byte used), [`encode_request`],
 //!   [`write_response`] / [`encode_response`].
 //! - [`server`]: [`serve`], the one accept loop: a connection limit, each
-//!   connection a tracked task, and a bounded graceful drain at shutdown.
+//!   connection a tracked task, and a bounded graceful drain at shutdown;
+//!   [`start`] binds and runs it as a task, a [`RunningServer`].
 //! - [`dial`]: [`dial()`], the one place that connects out, and [`Backoff`]
 //!   for reconnecting.
 //! - [`shutdown`]: [`Shutdown`] and [`ShutdownSignal`], one trigger seen by
@@ -35,5 +36,5 @@ pub use envelope::{
     write_response,
 };
 pub use frame::{FrameError, FrameLimits, FrameReader};
-pub use server::{ServerLimits, serve};
+pub use server::{RunningServer, ServerLimits, serve, start};
 pub use shutdown::{Shutdown, ShutdownSignal};

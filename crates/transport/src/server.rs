@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::shutdown::ShutdownSignal;
+use crate::shutdown::{Shutdown, ShutdownSignal};
 
 /// How many connections a server holds, and how long it drains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +51,54 @@ impl<T: AcceptObserver + Sync> AcceptObserver for std::sync::Arc<T> {
     fn refused(&self) {
         (**self).refused();
     }
+}
+
+/// A server started by [`start`]: where it listens, and how to stop it.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets the connections finish what they hold (see
+    /// [`serve`]), and returns once every one has ended.
+    pub async fn shutdown(self) {
+        self.shutdown.trigger();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `listen` and runs [`serve`] on it as a task of its own, in a span
+/// named after the server.
+pub async fn start<F, Fut>(
+    name: &'static str,
+    listen: SocketAddr,
+    limits: ServerLimits,
+    observer: impl AcceptObserver,
+    on_connection: F,
+) -> std::io::Result<RunningServer>
+where
+    F: FnMut(TcpStream, SocketAddr, ShutdownSignal) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, signal) = Shutdown::new();
+    let serving = serve(listener, limits, signal, observer, on_connection);
+    let task = tokio::spawn(serving.instrument(info_span!("server", name, %addr)));
+    info!(name, %addr, "listening");
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        task,
+    })
 }
 
 /// Accepts on `listener` until `shutdown` fires, running `on_connection`

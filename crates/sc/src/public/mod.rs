@@ -24,14 +24,14 @@ mod watch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mg_transport::{FrameLimits, FrameReader, ServerLimits, Shutdown, ShutdownSignal};
+use mg_transport::{FrameLimits, FrameReader, RunningServer, ServerLimits, ShutdownSignal};
 use mg_wire::ApiVersionKey;
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
-use tokio::task::{JoinHandle, JoinSet};
-use tracing::{Instrument, info, info_span, warn};
+use tokio::task::JoinSet;
+use tracing::warn;
 
 use crate::cluster::Cluster;
 
@@ -101,50 +101,23 @@ pub const SERVED_VERSIONS: [ApiVersionKey; 6] = [
 /// The connection's write half, shared by its requests and its watches.
 type Writer = Arc<Mutex<OwnedWriteHalf>>;
 
-/// A running public server.
-#[derive(Debug)]
-pub struct RunningPublic {
-    addr: SocketAddr,
-    shutdown: Shutdown,
-    task: JoinHandle<()>,
-}
+/// A running public server: [`addr`](RunningServer::addr) is where clients connect,
+/// [`shutdown`](RunningServer::shutdown) stops it after the requests in hand.
+pub type RunningPublic = RunningServer;
 
-impl RunningPublic {
-    /// Where clients connect.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops listening and closes every connection (after the request in
-    /// hand).
-    pub async fn shutdown(self) {
-        self.shutdown.trigger();
-        let _ = self.task.await;
-    }
-}
-
-/// Serves the public API on `listen`.
+/// Serves the public port on `listen`.
 pub async fn serve_public(
     listen: SocketAddr,
     cluster: Arc<Cluster>,
 ) -> std::io::Result<RunningPublic> {
-    let listener = TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    let (shutdown, signal) = Shutdown::new();
-    let serving = mg_transport::serve(
-        listener,
+    mg_transport::start(
+        "sc public",
+        listen,
         ServerLimits::default(),
-        signal,
         (),
         move |socket, _peer, stop| serve_client(socket, cluster.clone(), stop),
-    );
-    let task = tokio::spawn(serving.instrument(info_span!("sc public", %addr)));
-    info!(%addr, "SC public port listening");
-    Ok(RunningPublic {
-        addr,
-        shutdown,
-        task,
-    })
+    )
+    .await
 }
 
 async fn serve_client(socket: TcpStream, cluster: Arc<Cluster>, mut stop: ShutdownSignal) {
