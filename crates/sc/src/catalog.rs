@@ -55,11 +55,17 @@ impl Catalog {
             TopicReplicas::MirrorHome { remotes, .. } => remotes.len() as u32,
             TopicReplicas::MirrorRemote { .. } => 1,
         };
-        if self.topics.contains_key(name) {
-            return Err(ApiError::Exists {
-                kind: ObjectKind::Topic,
-                name: name.to_string(),
-            });
+        match self.topics.get(name) {
+            Some(topic) if topic.deleting => {
+                return Err(ApiError::BeingDeleted(name.to_string()));
+            }
+            Some(_) => {
+                return Err(ApiError::Exists {
+                    kind: ObjectKind::Topic,
+                    name: name.to_string(),
+                });
+            }
+            None => {}
         }
         let spus: Vec<i32> = self.spus.keys().copied().collect();
         if spus.is_empty() {
@@ -72,6 +78,7 @@ impl Catalog {
                 partition: p,
                 leader: spus[(start + p as usize) % spus.len()],
                 mirror: mirror(p),
+                deleting: false,
                 extra: Default::default(),
             })
             .collect();
@@ -79,6 +86,7 @@ impl Catalog {
             topic: TopicObject {
                 name: name.to_string(),
                 replicas,
+                deleting: false,
                 extra: Default::default(),
             },
             partitions,
@@ -146,19 +154,91 @@ impl Catalog {
             })
     }
 
-    /// The partitions of a topic that exists.
-    pub fn partitions_of(&self, topic: &str) -> Result<Vec<(String, u32)>, ApiError> {
-        if !self.topics.contains_key(topic) {
+    /// Plans the deletion of a topic: the topic and its partitions marked
+    /// as being deleted. A topic being deleted already plans nothing new.
+    pub fn plan_deletion(&self, topic: &str) -> Result<Deletion, ApiError> {
+        let Some(object) = self.topics.get(topic).filter(|t| !t.deleting) else {
             return Err(ApiError::NotFound {
                 kind: ObjectKind::Topic,
                 name: topic.to_string(),
             });
+        };
+        Ok(Deletion {
+            topic: TopicObject {
+                deleting: true,
+                ..object.clone()
+            },
+            partitions: self
+                .partitions
+                .values()
+                .filter(|p| p.topic == topic)
+                .map(|p| PartitionObject {
+                    deleting: true,
+                    ..p.clone()
+                })
+                .collect(),
+        })
+    }
+
+    /// What a leader's confirmation that a partition's records are gone
+    /// finishes: the partition, and its topic if it was the last one.
+    /// `None` unless `spu` leads that partition and it is being deleted.
+    pub fn plan_removal(&self, spu: i32, topic: &str, partition: u32) -> Option<Removal> {
+        let object = self.partitions.get(&(topic.to_string(), partition))?;
+        if !object.deleting || object.leader != spu {
+            return None;
         }
-        Ok(self
+        let last = !self
             .partitions
-            .keys()
-            .filter(|(t, _)| t == topic)
-            .cloned()
-            .collect())
+            .values()
+            .any(|p| p.topic == topic && p.partition != partition);
+        Some(Removal {
+            topic: topic.to_string(),
+            partition,
+            last,
+        })
+    }
+
+    /// Whether a topic of that name exists, being deleted or not.
+    pub fn has_topic(&self, name: &str) -> bool {
+        self.topics.contains_key(name)
+    }
+}
+
+/// A topic about to be marked as being deleted.
+#[derive(Debug)]
+pub struct Deletion {
+    /// The topic, marked.
+    pub topic: TopicObject,
+    /// Its partitions, marked.
+    pub partitions: Vec<PartitionObject>,
+}
+
+/// A partition whose leader confirmed its deletion.
+#[derive(Debug)]
+pub struct Removal {
+    /// Its topic.
+    pub topic: String,
+    /// Its index.
+    pub partition: u32,
+    /// Whether it was the topic's last partition (the topic goes too).
+    pub last: bool,
+}
+
+impl Catalog {
+    /// Marks the partitions of topics being deleted as such (after a load:
+    /// a crash may have marked the topic and not all its partitions).
+    pub fn settle_deletions(&mut self) {
+        let deleting: Vec<String> = self
+            .topics
+            .values()
+            .filter(|t| t.deleting)
+            .map(|t| t.name.clone())
+            .collect();
+        for partition in self.partitions.values_mut() {
+            if deleting.contains(&partition.topic) {
+                partition.deleting = true;
+            }
+        }
     }
 }

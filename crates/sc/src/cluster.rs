@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::catalog::{Catalog, NewTopic};
+use crate::catalog::{Catalog, Deletion, NewTopic, Removal};
 pub use crate::distribution::ReplicaCatchUp;
 use crate::distribution::{Distribution, ReplicaChange};
 use crate::error::{ApiError, ObjectKind};
@@ -88,6 +88,7 @@ impl Cluster {
         for mirror in store.load_all::<MirrorObject>()? {
             catalog.mirrors.insert(mirror.name.clone(), mirror);
         }
+        catalog.settle_deletions();
         // Everything loaded: what crashed writes left behind can go (the
         // objects they were replacing are whole, and were just read).
         let stale = remove_stale_temps(data_dir)
@@ -132,8 +133,20 @@ impl Cluster {
         persist: impl FnOnce(&MetadataStore, &T) -> std::io::Result<()>,
         apply: impl FnOnce(&mut State, T),
     ) -> Result<(), ApiError> {
+        self.change_if(|catalog| plan(catalog).map(Some), persist, apply)
+    }
+
+    /// [`change`](Self::change) where the plan may find nothing to do.
+    fn change_if<T>(
+        &self,
+        plan: impl FnOnce(&Catalog) -> Result<Option<T>, ApiError>,
+        persist: impl FnOnce(&MetadataStore, &T) -> std::io::Result<()>,
+        apply: impl FnOnce(&mut State, T),
+    ) -> Result<(), ApiError> {
         let _writer = relock(&self.writer);
-        let planned = plan(&self.lock().catalog)?;
+        let Some(planned) = plan(&self.lock().catalog)? else {
+            return Ok(());
+        };
         persist(&self.store, &planned)?;
         apply(&mut self.lock(), planned);
         self.changed.send_modify(|generation| *generation += 1);
@@ -188,14 +201,18 @@ impl Cluster {
         )
     }
 
-    /// Every topic.
+    /// Every topic, except those being deleted.
     pub fn topics(&self) -> Vec<TopicObject> {
-        self.lock().catalog.topics.values().cloned().collect()
+        let state = self.lock();
+        let topics = state.catalog.topics.values();
+        topics.filter(|t| !t.deleting).cloned().collect()
     }
 
-    /// Every partition.
+    /// Every partition, except those being deleted.
     pub fn partitions(&self) -> Vec<PartitionObject> {
-        self.lock().catalog.partitions.values().cloned().collect()
+        let state = self.lock();
+        let partitions = state.catalog.partitions.values();
+        partitions.filter(|p| !p.deleting).cloned().collect()
     }
 
     /// The offsets a leader last reported: (hw, leo, size).
@@ -416,28 +433,76 @@ impl Cluster {
         )
     }
 
-    /// Deletes a topic and its partitions.
+    /// Deletes a topic, in two steps as Fluvio does: the topic and its
+    /// partitions are marked as being deleted (hidden from lists, the name
+    /// taken) and sent to the SPUs as such; each leader removes the
+    /// partition's records and confirms (ReplicaRemoved), and only then is
+    /// the partition forgotten ([`replica_removed`](Self::replica_removed)),
+    /// the topic with its last one. So a topic created again under the same
+    /// name can never meet the old one's records, even on an SPU that was
+    /// away when it was deleted.
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         self.change(
-            |catalog| catalog.partitions_of(name),
-            |store, partitions| {
-                store.delete::<TopicObject>(name)?;
-                for (topic, partition) in partitions {
-                    store.delete::<PartitionObject>(&format!("{topic}-{partition}"))?;
+            |catalog| catalog.plan_deletion(name),
+            |store, deletion: &Deletion| {
+                // The topic first: a crash after it leaves a topic being
+                // deleted, whose partitions the next start marks too.
+                store.put(&deletion.topic)?;
+                for partition in &deletion.partitions {
+                    store.put(partition)?;
                 }
                 Ok(())
             },
-            |state, partitions| {
-                let mut liveness = relock(&self.liveness);
-                for (topic, partition) in partitions {
-                    state.catalog.partitions.remove(&(topic.clone(), partition));
-                    liveness.forget(&topic, partition);
+            |state, deletion| {
+                state
+                    .catalog
+                    .topics
+                    .insert(name.to_string(), deletion.topic);
+                for partition in deletion.partitions {
                     state
                         .distribution
-                        .log_change(ReplicaChange::Delete(topic, partition));
+                        .log_change(ReplicaChange::Upsert(partition.clone()));
+                    state
+                        .catalog
+                        .partitions
+                        .insert((partition.topic.clone(), partition.partition), partition);
                 }
-                state.catalog.topics.remove(name);
             },
         )
+    }
+
+    /// An SPU confirmed that a partition it led is gone from its disk: if
+    /// the partition was being deleted, it is forgotten now (its topic too,
+    /// if it was the last). Anything else is ignored.
+    pub fn replica_removed(&self, spu: i32, topic: &str, partition: u32) -> Result<(), ApiError> {
+        self.change_if(
+            |catalog| Ok(catalog.plan_removal(spu, topic, partition)),
+            |store, removal: &Removal| {
+                store.delete::<PartitionObject>(&format!(
+                    "{}-{}",
+                    removal.topic, removal.partition
+                ))?;
+                if removal.last {
+                    store.delete::<TopicObject>(&removal.topic)?;
+                }
+                Ok(())
+            },
+            |state, removal| {
+                let key = (removal.topic.clone(), removal.partition);
+                state.catalog.partitions.remove(&key);
+                relock(&self.liveness).forget(&removal.topic, removal.partition);
+                if removal.last {
+                    state.catalog.topics.remove(&removal.topic);
+                }
+                state
+                    .distribution
+                    .log_change(ReplicaChange::Delete(removal.topic, removal.partition));
+            },
+        )
+    }
+
+    /// Whether a topic of that name exists, being deleted or not.
+    pub fn has_topic(&self, name: &str) -> bool {
+        self.lock().catalog.has_topic(name)
     }
 }

@@ -62,6 +62,10 @@ pub enum ApiError {
         /// Name.
         name: String,
     },
+    /// A topic of that name is being deleted: its leaders have not yet
+    /// confirmed that its records are gone.
+    #[error("topic {0:?} is being deleted: its leader SPUs have not confirmed it yet")]
+    BeingDeleted(String),
     /// A mirror topic names remotes that are not registered.
     #[error("remote not found: {0:?}")]
     UnknownRemotes(Vec<String>),
@@ -89,6 +93,7 @@ impl ApiError {
                 ErrorCode::TopicAlreadyExists,
                 format!("Topic '{name}' already exists"),
             ),
+            (ApiError::BeingDeleted(_), _) => (ErrorCode::TopicAlreadyExists, self.to_string()),
             (ApiError::Exists { .. }, true) => (
                 ErrorCode::MirrorAlreadyExists,
                 format!("remote cluster {name:?} already exists"),

@@ -75,6 +75,10 @@ pub struct TopicObject {
     pub name: String,
     /// How its partitions come about.
     pub replicas: TopicReplicas,
+    /// Being deleted: hidden, its name taken, until the leaders of its
+    /// partitions confirm that their records are gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
     /// Fields this binary does not know, kept as they were.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -149,6 +153,9 @@ pub struct PartitionObject {
     /// Its mirror role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<PartitionMirror>,
+    /// Being deleted: sent to the SPUs as such until its leader confirms.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
     /// Fields this binary does not know, kept as they were.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -239,6 +246,7 @@ impl PartitionObject {
             leader: self.leader,
             replicas: vec![self.leader],
             mirror: self.mirror.as_ref().map(PartitionMirror::to_config),
+            is_being_deleted: self.deleting,
             ..Default::default()
         }
     }
@@ -342,6 +350,7 @@ mod v1 {
             Self {
                 name: topic.name,
                 replicas,
+                deleting: false,
                 extra: topic.extra,
             }
         }
@@ -402,6 +411,7 @@ mod v1 {
                 partition: p.partition,
                 leader: p.leader,
                 mirror,
+                deleting: false,
                 extra: p.extra,
             }
         }

@@ -24,8 +24,8 @@ use mg_controlplane::keys::{
     UPDATE_REPLICA_WITHOUT_FLAGS,
 };
 use mg_controlplane::{
-    RegisterSpuRequest, RegisterSpuResponse, ScKey, SpuKey, UpdateLrsRequest, UpdateMirrorRequest,
-    UpdateSpuRequest,
+    RegisterSpuRequest, RegisterSpuResponse, ReplicaRemovedRequest, ScKey, SpuKey,
+    UpdateLrsRequest, UpdateMirrorRequest, UpdateSpuRequest,
 };
 use mg_controlplane::{Replica, UpdateReplicaRequest};
 use mg_transport::{
@@ -107,7 +107,7 @@ async fn serve_spu(socket: TcpStream, cluster: Arc<Cluster>, mut stop: ShutdownS
 async fn session(
     frames: &mut Frames,
     write: &mut OwnedWriteHalf,
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
 ) -> Result<(), SessionError> {
     let first = tokio::time::timeout(REGISTER_TIMEOUT, frames.next())
         .await
@@ -177,7 +177,7 @@ async fn push_loop(
     flags: bool,
     frames: &mut Frames,
     write: &mut OwnedWriteHalf,
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
 ) -> Result<(), SessionError> {
     let mut changes = cluster.subscribe();
     let mut replica_epoch = None;
@@ -235,7 +235,7 @@ async fn push_loop(
                         return Ok(());
                     }
                     Some(frame) => {
-                        status(&frame, cluster)?;
+                        status(&frame, spu, cluster).await?;
                         silent_until = tokio::time::Instant::now() + HEALTH_TIMEOUT;
                     }
                 }
@@ -288,7 +288,7 @@ async fn send<T: fluvio_protocol::Encoder>(
 }
 
 /// Takes one status message from the SPU.
-fn status(frame: &Bytes, cluster: &Cluster) -> Result<(), SessionError> {
+async fn status(frame: &Bytes, spu: i32, cluster: &Arc<Cluster>) -> Result<(), SessionError> {
     let (header, body) = RequestHeader::parse(frame)?;
     match ScKey::from_code(header.api_key) {
         Some(ScKey::UpdateLrs) => {
@@ -304,9 +304,25 @@ fn status(frame: &Bytes, cluster: &Cluster) -> Result<(), SessionError> {
             }
             Ok(())
         }
-        Some(ScKey::UpdatePartitionStat | ScKey::UpdateMirrorStat | ScKey::ReplicaRemoved) => {
+        Some(ScKey::ReplicaRemoved) => {
+            let removed: ReplicaRemovedRequest =
+                decode_body(frame, body, header.api_version, "ReplicaRemoved")?;
+            if removed.confirm {
+                // Forgetting the partition writes the metadata: off the workers.
+                let cluster = Arc::clone(cluster);
+                let id = removed.id;
+                let forgotten = tokio::task::spawn_blocking(move || {
+                    cluster.replica_removed(spu, &id.topic, id.partition)
+                })
+                .await
+                .map_err(|err| SessionError::Protocol(format!("replica removal failed: {err}")))?;
+                if let Err(err) = forgotten {
+                    warn!(spu, %err, "could not forget a removed replica");
+                }
+            }
             Ok(())
         }
+        Some(ScKey::UpdatePartitionStat | ScKey::UpdateMirrorStat) => Ok(()),
         Some(ScKey::RegisterSpu) => Err(SessionError::Protocol("registered twice".into())),
         None => Err(SessionError::Protocol(format!(
             "unknown key {}",

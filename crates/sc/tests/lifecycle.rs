@@ -1,8 +1,8 @@
 //! A partition's life on the SPU as the SC drives it, on loopback: a topic
 //! deleted and created again starts empty at offset 0 (its records are gone
-//! from the SPU's disk), partitions with no records are reported to the SC
-//! at once, and partitions deleted while the SPU was away are set aside,
-//! never served.
+//! from the SPU's disk before the SC forgets it), also when its SPU was
+//! away meanwhile; partitions with no records are reported to the SC at
+//! once; partitions the SC does not know are set aside, never served.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -49,6 +49,22 @@ async fn until_reported(cluster: &Cluster, topic: &str, ok: impl Fn((i64, i64, i
         reported.is_ok(),
         "the SPU did not report {topic}-0 as expected: {:?}",
         cluster.offsets(topic, 0)
+    );
+}
+
+/// Waits until the SC has forgotten a deleted topic: every leader of its
+/// partitions confirmed that their records are gone.
+async fn until_forgotten(cluster: &Cluster, topic: &str) {
+    let mut changes = cluster.subscribe();
+    let forgotten = tokio::time::timeout(Duration::from_secs(20), async {
+        while cluster.has_topic(topic) {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(
+        forgotten.is_ok(),
+        "the SC still holds {topic} as being deleted"
     );
 }
 
@@ -100,12 +116,11 @@ async fn a_deleted_topic_created_again_starts_empty() {
     let partition_dir = dir.path().join("spu").join("events-0");
     assert!(partition_dir.exists());
 
-    let updates = control.borrow().updates;
     cluster.delete_topic("events").unwrap();
-    until(&mut control, "the delete", |s| s.updates > updates).await;
+    until_forgotten(&cluster, "events").await;
     assert!(
         !partition_dir.exists(),
-        "the deleted partition's records are removed before the next push is read"
+        "the SPU removed the partition's records before it confirmed"
     );
     assert_eq!(produce(&spu, "events").await.0, 6, "no longer led");
 
@@ -149,32 +164,84 @@ async fn empty_partitions_are_reported_as_soon_as_they_are_led() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partitions_deleted_while_the_spu_was_away_are_set_aside() {
+async fn a_topic_deleted_and_created_again_while_its_spu_was_away_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, private) = sc(dir.path()).await;
     cluster.create_topic("kept", 1).unwrap();
     cluster.create_topic("gone", 1).unwrap();
     let (spu, _control) = synced_spu(dir.path(), &private).await;
     assert_eq!(produce(&spu, "kept").await, (0, 0));
-    assert_eq!(produce(&spu, "gone").await, (0, 0));
+    for expected in 0..3 {
+        assert_eq!(produce(&spu, "gone").await, (0, expected));
+    }
     spu.shutdown().await;
 
-    // While the SPU is down, "gone" is deleted.
+    // While the SPU is down, "gone" is deleted: the SC keeps it as being
+    // deleted (hidden, its name taken) until its leader confirms.
     cluster.delete_topic("gone").unwrap();
+    assert!(cluster.topics().iter().all(|t| t.name != "gone"));
+    assert!(matches!(
+        cluster.create_topic("gone", 1),
+        Err(mg_sc::ApiError::BeingDeleted(_))
+    ));
     let (spu, _control) = synced_spu(dir.path(), &private).await;
-    let spu_dir = dir.path().join("spu");
+    until_forgotten(&cluster, "gone").await;
+    assert!(!dir.path().join("spu").join("gone-0").exists());
+    cluster.create_topic("gone", 1).unwrap();
+    let mut changes = cluster.subscribe();
+    let addr = spu.addr().to_string();
+    // Led again once the SPU has the new role: the new topic starts at 0.
+    let answer = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let addr = addr.clone();
+            let answer =
+                tokio::task::spawn_blocking(move || mg_testkit::produce_answer(&addr, "gone", 0))
+                    .await
+                    .unwrap();
+            if answer.0 != 6 {
+                return answer;
+            }
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the new topic is led");
+    assert_eq!(answer, (0, 0), "the new topic starts at offset 0");
     assert_eq!(
         produce(&spu, "kept").await,
         (0, 1),
         "kept keeps its records"
     );
-    assert!(!spu_dir.join("gone-0").exists());
+    spu.shutdown().await;
+    private.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_the_sc_does_not_know_are_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, private) = sc(dir.path()).await;
+    cluster.create_topic("kept", 1).unwrap();
+    // A partition left on the SPU's disk that the SC never heard of.
+    let spu_dir = dir.path().join("spu");
+    let stray = mg_storage::Store::new(&spu_dir, mg_storage::LogConfig::default()).unwrap();
+    let records = mg_testkit::batch_bytes(&[&[b"old"]]);
+    stray
+        .partition("stray", 0)
+        .unwrap()
+        .lock()
+        .append(&records)
+        .unwrap();
+    drop(stray);
+
+    let (spu, _control) = synced_spu(dir.path(), &private).await;
+    assert_eq!(produce(&spu, "kept").await, (0, 0));
+    assert!(!spu_dir.join("stray-0").exists());
     let orphaned: Vec<String> = std::fs::read_dir(spu_dir.join("orphaned"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(orphaned.len(), 1, "{orphaned:?}");
-    assert!(orphaned[0].starts_with("gone-0."), "{orphaned:?}");
+    assert!(orphaned[0].starts_with("stray-0."), "{orphaned:?}");
     spu.shutdown().await;
     private.shutdown().await;
 }

@@ -7,10 +7,12 @@
 //!                         led partition
 //! ```
 //!
-//! A partition the SC deletes (a delete change, or one missing from a full
-//! sync that this SPU led) loses its records on this SPU before the next
-//! push is read, so a topic created again under the same name starts empty
-//! at offset 0. Partition directories on disk that a full sync does not
+//! A partition the SC marks as being deleted (or deletes outright, or leaves
+//! out of a full sync while this SPU led it) loses its records on this SPU
+//! before the next push is read; for one it led and the SC marked, the SPU
+//! then confirms with ReplicaRemoved (2002), and only that lets the SC
+//! forget the topic. So a topic created again under the same name starts
+//! empty at offset 0. Partition directories on disk that a full sync does not
 //! list at all are moved aside into `orphaned/`, never served again.
 //!
 //! Replica pushes go into the role table, so a role change applies to the
@@ -36,9 +38,9 @@ use fluvio_controlplane_metadata::partition::{PartitionMirrorConfig, ReplicaStat
 use fluvio_protocol::record::ReplicaKey;
 use mg_controlplane::keys::{CORRELATION_ID, UPDATE_REPLICA_VERSION};
 use mg_controlplane::{
-    LrsRequest, Message, MsgType, RegisterSpuRequest, RegisterSpuResponse, Replica, ScKey, SpuKey,
-    SpuStat, UpdateLrsRequest, UpdateMirrorRequest, UpdateMirrorStatRequest,
-    UpdatePartitionStatRequest, UpdateReplicaRequest, UpdateSpuRequest,
+    LrsRequest, Message, MsgType, RegisterSpuRequest, RegisterSpuResponse, Replica,
+    ReplicaRemovedRequest, ScKey, SpuKey, SpuStat, UpdateLrsRequest, UpdateMirrorRequest,
+    UpdateMirrorStatRequest, UpdatePartitionStatRequest, UpdateReplicaRequest, UpdateSpuRequest,
 };
 use mg_roles::{ReplicaRole, RoleChange, RoleTable, RoleUpdate};
 use mg_transport::{
@@ -171,6 +173,9 @@ struct Session<'a> {
 struct Applied {
     /// Partitions whose records must go: deleted by the SC.
     removed: Vec<(String, u32)>,
+    /// Of those, the ones this SPU leads that the SC marked as being
+    /// deleted: it waits for their removal to be confirmed.
+    confirm: Vec<(String, u32)>,
     /// A full sync's listing (every partition the SC knows), if it was one.
     listed: Option<Vec<(String, u32)>>,
 }
@@ -226,7 +231,20 @@ impl Session<'_> {
             tokio::select! {
                 frame = frames.next() => {
                     let frame = frame?.ok_or(SessionError::Closed)?;
-                    self.handle_push(&frame, &mut synced).await?;
+                    for (topic, partition) in self.handle_push(&frame, &mut synced).await? {
+                        let removed = ReplicaRemovedRequest {
+                            id: ReplicaKey::new(topic, partition),
+                            confirm: true,
+                        };
+                        let frame = encode_request(
+                            ScKey::ReplicaRemoved.code(),
+                            0,
+                            CORRELATION_ID,
+                            "dummy",
+                            &removed,
+                        )?;
+                        write.write_all(&frame).await?;
+                    }
                 }
                 _ = ticker.tick() => {
                     self.report(&mut write, std::mem::take(&mut report_all)).await?;
@@ -243,7 +261,13 @@ impl Session<'_> {
         }
     }
 
-    async fn handle_push(&mut self, frame: &Bytes, synced: &mut bool) -> Result<(), SessionError> {
+    /// Applies one push from the SC; returns the partitions whose removal
+    /// the SC waits to hear of.
+    async fn handle_push(
+        &mut self,
+        frame: &Bytes,
+        synced: &mut bool,
+    ) -> Result<Vec<(String, u32)>, SessionError> {
         let (header, body) = RequestHeader::parse(frame)?;
         let version = header.api_version;
         match SpuKey::from_code(header.api_key) {
@@ -253,25 +277,25 @@ impl Session<'_> {
                 let before = self.led();
                 let first_of_session = !std::mem::replace(synced, true);
                 let applied = self.apply_replicas(request, version, first_of_session);
-                self.settle(applied, before).await;
+                let confirmed = self.settle(applied, before).await;
                 // Counted once its consequences (removals) are done.
                 self.state.send_modify(|s| {
                     s.updates += 1;
                     s.epoch = self.roles.epoch();
                     s.replica_version = Some(version);
                 });
-                Ok(())
+                Ok(confirmed)
             }
             // Decoded to check them; the SPU has no use for them yet.
             Some(SpuKey::UpdateSpu) => {
                 decode_body::<UpdateSpuRequest>(frame, body, version, "UpdateSpu")?;
-                Ok(())
+                Ok(Vec::new())
             }
             Some(SpuKey::UpdateMirror) => {
                 decode_body::<UpdateMirrorRequest>(frame, body, version, "UpdateMirror")?;
-                Ok(())
+                Ok(Vec::new())
             }
-            Some(SpuKey::UpdateSmartModule) => Ok(()),
+            Some(SpuKey::UpdateSmartModule) => Ok(Vec::new()),
             None => Err(SessionError::UnknownKey(header.api_key)),
         }
     }
@@ -304,14 +328,21 @@ impl Session<'_> {
         let mut applied = Applied::default();
         let outcome = if first_of_session || !request.all.is_empty() {
             // The session's first push is its full sync (see module docs).
-            let mut listed: Vec<(String, u32)> = request.all.iter().map(key).collect();
-            let mut all: Vec<ReplicaRole> = request.all.into_iter().filter_map(role).collect();
-            for Message { header, content } in request.changes {
-                if header == MsgType::UPDATE {
-                    listed.push(key(&content));
-                    if let Some(r) = role(content) {
-                        all.push(r);
-                    }
+            let mut listed: Vec<(String, u32)> = Vec::with_capacity(request.all.len());
+            let mut all: Vec<ReplicaRole> = Vec::with_capacity(request.all.len());
+            let updates = request
+                .changes
+                .into_iter()
+                .filter_map(|Message { header, content }| {
+                    (header == MsgType::UPDATE).then_some(content)
+                });
+            for replica in request.all.into_iter().chain(updates) {
+                listed.push(key(&replica));
+                if replica.is_being_deleted {
+                    self.note_deleted(&replica, &mut applied);
+                }
+                if let Some(r) = role(replica) {
+                    all.push(r);
                 }
             }
             applied.listed = Some(listed);
@@ -326,8 +357,9 @@ impl Session<'_> {
                 .into_iter()
                 .map(|Message { header, content }| {
                     let (topic, partition) = key(&content);
-                    let deleted = header == MsgType::DELETE || content.is_being_deleted;
-                    if deleted {
+                    if content.is_being_deleted {
+                        self.note_deleted(&content, &mut applied);
+                    } else if header == MsgType::DELETE {
                         applied.removed.push((topic.clone(), partition));
                     }
                     match (header, role(content)) {
@@ -342,10 +374,24 @@ impl Session<'_> {
         applied
     }
 
+    /// Notes a replica the SC marked as being deleted: its records go, and
+    /// if this SPU leads it, the SC waits for the confirmation.
+    fn note_deleted(&self, replica: &Replica, applied: &mut Applied) {
+        let key = (replica.id.topic.clone(), replica.id.partition);
+        if replica.leader == self.config.spu_id {
+            applied.confirm.push(key.clone());
+        }
+        applied.removed.push(key);
+    }
+
     /// Acts on what a push changed: deleted partitions lose their records
     /// (awaited, so a topic created again by a later push starts empty),
     /// and newly led ones are reported to the SC at once, empty or not.
-    async fn settle(&mut self, mut applied: Applied, before: HashSet<(String, u32)>) {
+    async fn settle(
+        &mut self,
+        mut applied: Applied,
+        before: HashSet<(String, u32)>,
+    ) -> Vec<(String, u32)> {
         let now = self.led();
         if let Some(listed) = &applied.listed {
             let listed: HashSet<&(String, u32)> = listed.iter().collect();
@@ -353,13 +399,22 @@ impl Session<'_> {
                 .removed
                 .extend(before.iter().filter(|k| !listed.contains(k)).cloned());
         }
+        let mut confirmed = Vec::new();
         for (topic, partition) in &applied.removed {
             if now.contains(&(topic.clone(), *partition)) {
                 continue; // deleted and led again within one push
             }
             self.offsets.forget(topic, *partition);
             match self.disk.remove(topic, *partition).await {
-                Ok(()) => info!(topic, partition, "deleted by the SC: records removed"),
+                Ok(()) => {
+                    info!(topic, partition, "deleted by the SC: records removed");
+                    let key = (topic.clone(), *partition);
+                    if applied.confirm.contains(&key) {
+                        confirmed.push(key);
+                    }
+                }
+                // Not confirmed: the SC keeps the partition as being
+                // deleted, and sends it again with the next full sync.
                 Err(err) => warn!(topic, partition, %err, "could not remove a deleted partition"),
             }
         }
@@ -376,6 +431,7 @@ impl Session<'_> {
         for (topic, partition) in now.difference(&before) {
             self.unreported.mark(topic, *partition);
         }
+        confirmed
     }
 
     /// Sends the status messages (also the SPU's heartbeat): the offsets of
