@@ -12,6 +12,8 @@ use fluvio::{ConsumerConfig, Fluvio, FluvioClusterConfig, Offset, RecordKey};
 use fluvio_controlplane_metadata::mirror::{MirrorSpec, MirrorType, Remote};
 use futures_util::StreamExt;
 
+use crate::error::{CliError, Result};
+
 /// Where the cluster's SC is.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
@@ -129,10 +131,9 @@ pub enum Command {
     Consume(ConsumeArgs),
 }
 
-type Result<T> = std::result::Result<T, String>;
-
-fn failed(err: impl std::fmt::Display) -> String {
-    err.to_string()
+/// The official client's failure, in its own words.
+fn failed(err: impl std::fmt::Display) -> CliError {
+    CliError::Client(err.to_string())
 }
 
 pub fn run(command: Command) -> ExitCode {
@@ -155,7 +156,10 @@ pub fn run(command: Command) -> ExitCode {
 async fn connect(target: &Target) -> Result<Fluvio> {
     Fluvio::connect_with_config(&FluvioClusterConfig::new(target.sc.clone()))
         .await
-        .map_err(|err| format!("cannot connect to the SC at {}: {err}", target.sc))
+        .map_err(|err| CliError::Connect {
+            sc: target.sc.clone(),
+            reason: err.to_string(),
+        })
 }
 
 async fn execute(command: Command) -> Result<()> {
@@ -169,14 +173,15 @@ async fn execute(command: Command) -> Result<()> {
         }) => {
             let spec = match mirror_apply {
                 Some(file) => {
-                    let text = std::fs::read_to_string(&file)
-                        .map_err(|e| format!("{}: {e}", file.display()))?;
-                    let remotes: Vec<String> = serde_json::from_str(&text).map_err(|e| {
-                        format!(
-                            "{}: expected a JSON list of remote names: {e}",
-                            file.display()
-                        )
+                    let text = std::fs::read_to_string(&file).map_err(|e| CliError::File {
+                        path: file.clone(),
+                        reason: e.to_string(),
                     })?;
+                    let remotes: Vec<String> =
+                        serde_json::from_str(&text).map_err(|e| CliError::File {
+                            path: file.clone(),
+                            reason: format!("expected a JSON list of remote names: {e}"),
+                        })?;
                     let mut home = HomeMirrorConfig::from_simple(&name, remotes);
                     home.set_home_to_remote(home_to_remote);
                     TopicSpec::new_mirror(MirrorConfig::Home(home))
@@ -363,7 +368,7 @@ async fn execute(command: Command) -> Result<()> {
 }
 
 /// Fluvio's error text, plus the SPU's numeric error code when there is one.
-fn with_code(err: &fluvio::FluvioError) -> String {
+fn with_code(err: &fluvio::FluvioError) -> CliError {
     use fluvio_protocol::Encoder;
     let code = match err {
         fluvio::FluvioError::Producer(fluvio::ProducerError::SpuErrorCode(code)) => Some(code),
@@ -377,9 +382,13 @@ fn with_code(err: &fluvio::FluvioError) -> String {
                 .first_chunk::<2>()
                 .map(|t| i16::from_be_bytes(*t))
                 .unwrap_or_default();
-            format!("{err}\nerror code {number} ({code:?})")
+            CliError::Refused {
+                message: err.to_string(),
+                code: number,
+                name: format!("{code:?}"),
+            }
         }
-        None => err.to_string(),
+        None => failed(err),
     }
 }
 

@@ -8,6 +8,7 @@
 //! data; `resume` starts them again on the same data.
 
 use std::fs::{self, File};
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{CliError, Result};
 
 /// First SPU id of a local cluster (Fluvio's too).
 const FIRST_SPU: i32 = 5001;
@@ -150,34 +153,43 @@ fn file_path(data_dir: &Path) -> PathBuf {
     data_dir.join("cluster.json")
 }
 
-fn read(data_dir: &Path) -> Result<ClusterFile, String> {
+fn read(data_dir: &Path) -> Result<ClusterFile> {
     let path = file_path(data_dir);
-    let text = fs::read_to_string(&path)
-        .map_err(|e| format!("no cluster in {}: {e}", data_dir.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let text = fs::read_to_string(&path).map_err(|source| CliError::NoCluster {
+        dir: data_dir.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| CliError::File {
+        path,
+        reason: e.to_string(),
+    })
 }
 
-fn write(data_dir: &Path, file: &ClusterFile) -> Result<(), String> {
-    let bytes = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
-    mg_sc::store::write_atomically(data_dir, "cluster.json", &bytes).map_err(|e| e.to_string())
+fn write(data_dir: &Path, file: &ClusterFile) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(file).map_err(io::Error::other)?;
+    Ok(mg_sc::store::write_atomically(
+        data_dir,
+        "cluster.json",
+        &bytes,
+    )?)
 }
 
-fn start(data_dir: &Path, spus: u16, base_port: u16) -> Result<(), String> {
+fn start(data_dir: &Path, spus: u16, base_port: u16) -> Result<()> {
     if file_path(data_dir).exists() {
-        return Err(format!(
-            "a cluster already exists in {}; use `cluster resume` or remove the directory",
-            data_dir.display()
-        ));
+        return Err(CliError::ClusterExists(data_dir.to_path_buf()));
     }
     if spus == 0 {
-        return Err("a cluster needs at least one SPU".into());
+        return Err(CliError::NoSpu);
     }
-    fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    fs::create_dir_all(data_dir).map_err(|e| CliError::File {
+        path: data_dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let port = |offset: u16| {
         base_port
             .checked_add(offset)
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-            .ok_or_else(|| "ports out of range".to_string())
+            .ok_or(CliError::PortsOutOfRange)
     };
     let mut file = ClusterFile {
         sc_public: port(0)?,
@@ -189,7 +201,7 @@ fn start(data_dir: &Path, spus: u16, base_port: u16) -> Result<(), String> {
                     public: port(2 + i)?,
                 })
             })
-            .collect::<Result<_, String>>()?,
+            .collect::<Result<_>>()?,
         pids: Vec::new(),
     };
     write(data_dir, &file)?;
@@ -203,11 +215,11 @@ fn start(data_dir: &Path, spus: u16, base_port: u16) -> Result<(), String> {
     Ok(())
 }
 
-fn resume(data_dir: &Path, skip_unreadable: bool) -> Result<(), String> {
+fn resume(data_dir: &Path, skip_unreadable: bool) -> Result<()> {
     let mut file = read(data_dir)?;
     ensure_stopped(data_dir)?;
     let set_aside = mg_sc::upgrade::resume_check(&data_dir.join("sc"), skip_unreadable)
-        .map_err(|err| format!("cannot resume the cluster:\n{err}"))?;
+        .map_err(CliError::Resume)?;
     for path in set_aside {
         eprintln!(
             "warning: set aside unreadable metadata {} (see sc/quarantine/)",
@@ -224,19 +236,16 @@ fn resume(data_dir: &Path, skip_unreadable: bool) -> Result<(), String> {
 }
 
 /// Refuses to act on a cluster whose processes are running.
-pub(crate) fn ensure_stopped(data_dir: &Path) -> Result<(), String> {
+pub(crate) fn ensure_stopped(data_dir: &Path) -> Result<()> {
     if let Ok(file) = read(data_dir)
         && file.pids.iter().any(|pid| alive(*pid))
     {
-        return Err(format!(
-            "the cluster in {} is running; `cluster shutdown` first",
-            data_dir.display()
-        ));
+        return Err(CliError::Running(data_dir.to_path_buf()));
     }
     Ok(())
 }
 
-fn shutdown(data_dir: &Path) -> Result<(), String> {
+fn shutdown(data_dir: &Path) -> Result<()> {
     let mut file = read(data_dir)?;
     for pid in file.pids.iter().rev() {
         stop(*pid);
@@ -251,13 +260,13 @@ fn shutdown(data_dir: &Path) -> Result<(), String> {
 }
 
 /// Starts the SC and the SPUs, records their pids, waits until ready.
-fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<()> {
+    let exe = std::env::current_exe().map_err(CliError::Executable)?;
     let logs = data_dir.join("logs");
-    fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
-    let spawn = |name: &str, args: Vec<String>| -> Result<u32, String> {
-        let log = File::create(logs.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
-        let err = log.try_clone().map_err(|e| e.to_string())?;
+    fs::create_dir_all(&logs)?;
+    let spawn = |name: &str, args: Vec<String>| -> Result<u32> {
+        let log = File::create(logs.join(format!("{name}.log")))?;
+        let err = log.try_clone()?;
         use std::os::unix::process::CommandExt;
         let child = Command::new(&exe)
             .args(&args)
@@ -268,7 +277,10 @@ fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<(), String> {
             // `cluster start` does not reach the cluster.
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("cannot start the {name}: {e}"))?;
+            .map_err(|source| CliError::Spawn {
+                name: name.to_string(),
+                source,
+            })?;
         Ok(child.id())
     };
     let mut sc_args = vec![
@@ -311,21 +323,26 @@ fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<(), String> {
 }
 
 /// Waits until the SC answers and lists every SPU as online.
-fn wait_ready(file: &ClusterFile) -> Result<(), String> {
+fn wait_ready(file: &ClusterFile) -> Result<()> {
     use fluvio::metadata::spu::SpuSpec;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::Runtime)?;
     let deadline = Instant::now() + READY_TIMEOUT;
     let expected = file.spus.len();
     runtime.block_on(async {
         loop {
             if let Some(pid) = file.pids.iter().find(|pid| !alive(**pid)) {
-                return Err(format!("process {pid} exited during start-up; see the logs"));
+                return Err(CliError::ExitedEarly(*pid));
             }
             let config = fluvio::FluvioClusterConfig::new(file.sc_public.to_string());
-            let online = match tokio::time::timeout(Duration::from_secs(5), fluvio::Fluvio::connect_with_config(&config)).await {
+            let online = match tokio::time::timeout(
+                Duration::from_secs(5),
+                fluvio::Fluvio::connect_with_config(&config),
+            )
+            .await
+            {
                 Ok(Ok(fluvio)) => match fluvio.admin().await.all::<SpuSpec>().await {
                     Ok(spus) => spus.iter().filter(|s| s.status.is_online()).count(),
                     Err(_) => 0,
@@ -336,7 +353,11 @@ fn wait_ready(file: &ClusterFile) -> Result<(), String> {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("the cluster was not ready within {READY_TIMEOUT:?} ({online}/{expected} SPUs online)"));
+                return Err(CliError::NotReady {
+                    timeout: READY_TIMEOUT,
+                    online,
+                    expected,
+                });
             }
             // Another process's start-up: nothing to await but its ports.
             tokio::time::sleep(Duration::from_millis(200)).await;

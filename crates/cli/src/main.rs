@@ -22,8 +22,11 @@ use mg_spu::{Spu, SpuConfig};
 use mg_storage::FsyncPolicy;
 use tracing_subscriber::EnvFilter;
 
+use crate::error::CliError;
+
 mod client;
 mod cluster;
+mod error;
 mod sc;
 mod upgrade;
 
@@ -138,19 +141,19 @@ fn main() -> ExitCode {
 }
 
 /// A multi-threaded tokio runtime, or the reason there is none.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|err| format!("cannot start the runtime: {err}"))
+        .map_err(CliError::Runtime)
 }
 
-pub(crate) fn init_logging(level: &str) -> Result<(), String> {
+pub(crate) fn init_logging(level: &str) -> Result<(), CliError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter),
         _ => EnvFilter::try_new(level),
     }
-    .map_err(|err| format!("invalid log filter: {err}"))?;
+    .map_err(|err| CliError::LogFilter(err.to_string()))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -230,17 +233,22 @@ fn run_spu(args: SpuArgs) -> ExitCode {
 }
 
 /// Parses `TOPIC:PARTITION[=ROLE]` into a role this SPU leads.
-fn static_role(spec: &str, spu: i32) -> Result<ReplicaRole, String> {
+fn static_role(spec: &str, spu: i32) -> Result<ReplicaRole, CliError> {
+    let invalid = |reason| CliError::Argument {
+        flag: "--lead",
+        value: spec.to_string(),
+        reason,
+    };
     let (partition_spec, role) = match spec.split_once('=') {
         Some((p, r)) => (p, Some(r)),
         None => (spec, None),
     };
     let (topic, partition) = partition_spec
         .rsplit_once(':')
-        .ok_or_else(|| format!("--lead {spec:?}: expected TOPIC:PARTITION"))?;
+        .ok_or_else(|| invalid("expected TOPIC:PARTITION"))?;
     let partition: u32 = partition
         .parse()
-        .map_err(|_| format!("--lead {spec:?}: partition must be a number"))?;
+        .map_err(|_| invalid("partition must be a number"))?;
     let mirror = match role.map(|r| r.split_once(':').unwrap_or((r, ""))) {
         None => None,
         Some((kind, peer)) if !peer.is_empty() => Some(match kind {
@@ -254,12 +262,15 @@ fn static_role(spec: &str, spu: i32) -> Result<ReplicaRole, String> {
                 target: kind == "remote-target",
                 ..Default::default()
             }),
-            other => return Err(format!("--lead {spec:?}: unknown role {other:?}")),
+            other => {
+                return Err(CliError::UnknownRole {
+                    spec: spec.to_string(),
+                    role: other.to_string(),
+                });
+            }
         }),
         Some(_) => {
-            return Err(format!(
-                "--lead {spec:?}: a role needs a peer cluster, e.g. home:edge1"
-            ));
+            return Err(invalid("a role needs a peer cluster, e.g. home:edge1"));
         }
     };
     Ok(ReplicaRole {

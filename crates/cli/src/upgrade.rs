@@ -7,13 +7,15 @@ use std::path::Path;
 
 use mg_sc::upgrade::{self, Steps, Upgraded};
 
-pub fn run(data_dir: &Path, check: bool, finalize: bool, mut steps: Steps) -> Result<(), String> {
+use crate::error::{CliError, Result};
+
+pub fn run(data_dir: &Path, check: bool, finalize: bool, mut steps: Steps) -> Result<()> {
     let sc = data_dir.join("sc");
     if !sc.exists() {
-        return Err(format!("no cluster metadata in {}", data_dir.display()));
+        return Err(CliError::NoMetadata(data_dir.to_path_buf()));
     }
     if check {
-        let report = upgrade::check(&sc).map_err(|e| e.to_string())?;
+        let report = upgrade::check(&sc)?;
         print!("{}", report.render());
         return if report.upgradable() {
             if report.needs_migration() {
@@ -23,11 +25,11 @@ pub fn run(data_dir: &Path, check: bool, finalize: bool, mut steps: Steps) -> Re
             }
             Ok(())
         } else {
-            Err("some objects cannot be upgraded (see above)".into())
+            Err(CliError::NotUpgradable)
         };
     }
     if finalize {
-        let record = upgrade::finalize(&sc).map_err(|e| e.to_string())?;
+        let record = upgrade::finalize(&sc)?;
         println!(
             "✓ upgrade to {} finalized; generation {} pruned",
             record.current, record.previous
@@ -51,8 +53,7 @@ pub fn run(data_dir: &Path, check: bool, finalize: bool, mut steps: Steps) -> Re
         if done == total {
             let _ = writeln!(stderr);
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     match outcome {
         Upgraded::UpToDate => println!("✓ the metadata is up to date; nothing to migrate"),
         Upgraded::Migrated {
@@ -74,8 +75,8 @@ pub fn run(data_dir: &Path, check: bool, finalize: bool, mut steps: Steps) -> Re
     Ok(())
 }
 
-pub fn rollback(data_dir: &Path) -> Result<(), String> {
-    let record = upgrade::rollback(&data_dir.join("sc")).map_err(|e| e.to_string())?;
+pub fn rollback(data_dir: &Path) -> Result<()> {
+    let record = upgrade::rollback(&data_dir.join("sc"))?;
     println!(
         "✓ rolled back to generation {}; {} removed",
         record.previous, record.current
