@@ -95,7 +95,7 @@ struct SpuArgs {
     /// Seconds connections get to finish their request at shutdown.
     #[arg(long, default_value_t = 5)]
     drain_timeout: u64,
-    /// Writer threads appending to the partition logs (default: the cores).
+    /// Writer threads appending to the partition logs (default 8).
     #[arg(long)]
     storage_lanes: Option<usize>,
     /// When appended data is forced to disk.
