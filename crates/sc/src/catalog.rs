@@ -23,12 +23,13 @@ pub struct Catalog {
     pub mirrors: BTreeMap<String, MirrorObject>,
 }
 
-/// A topic about to be created: the objects to persist and apply.
+/// A topic and its partitions as a change will write them (created, or
+/// marked as being deleted).
 #[derive(Debug)]
-pub struct NewTopic {
+pub struct TopicPlan {
     /// The topic.
     pub topic: TopicObject,
-    /// Its partitions, leaders placed.
+    /// Its partitions.
     pub partitions: Vec<PartitionObject>,
 }
 
@@ -49,7 +50,7 @@ impl Catalog {
         name: &str,
         replicas: TopicReplicas,
         mirror: impl Fn(u32) -> Option<PartitionMirror>,
-    ) -> Result<NewTopic, ApiError> {
+    ) -> Result<TopicPlan, ApiError> {
         let count = match &replicas {
             TopicReplicas::Computed { partitions } => *partitions,
             TopicReplicas::MirrorHome { remotes, .. } => remotes.len() as u32,
@@ -82,7 +83,7 @@ impl Catalog {
                 extra: Default::default(),
             })
             .collect();
-        Ok(NewTopic {
+        Ok(TopicPlan {
             topic: TopicObject {
                 name: name.to_string(),
                 replicas,
@@ -156,14 +157,14 @@ impl Catalog {
 
     /// Plans the deletion of a topic: the topic and its partitions marked
     /// as being deleted. A topic being deleted already plans nothing new.
-    pub fn plan_deletion(&self, topic: &str) -> Result<Deletion, ApiError> {
+    pub fn plan_deletion(&self, topic: &str) -> Result<TopicPlan, ApiError> {
         let Some(object) = self.topics.get(topic).filter(|t| !t.deleting) else {
             return Err(ApiError::NotFound {
                 kind: ObjectKind::Topic,
                 name: topic.to_string(),
             });
         };
-        Ok(Deletion {
+        Ok(TopicPlan {
             topic: TopicObject {
                 deleting: true,
                 ..object.clone()
@@ -203,15 +204,6 @@ impl Catalog {
     pub fn has_topic(&self, name: &str) -> bool {
         self.topics.contains_key(name)
     }
-}
-
-/// A topic about to be marked as being deleted.
-#[derive(Debug)]
-pub struct Deletion {
-    /// The topic, marked.
-    pub topic: TopicObject,
-    /// Its partitions, marked.
-    pub partitions: Vec<PartitionObject>,
 }
 
 /// A partition whose leader confirmed its deletion.

@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::catalog::{Catalog, Deletion, NewTopic, Removal};
+use crate::catalog::{Catalog, Removal, TopicPlan};
 pub use crate::distribution::ReplicaCatchUp;
 use crate::distribution::{Distribution, ReplicaChange};
 use crate::error::{ApiError, ObjectKind};
@@ -38,6 +38,27 @@ use crate::store::{LoadError, MetadataStore, remove_stale_temps};
 struct State {
     catalog: Catalog,
     distribution: Distribution,
+}
+
+impl State {
+    /// Puts a partition in the catalog, its change logged for the SPUs.
+    fn put_partition(&mut self, partition: PartitionObject) {
+        self.distribution
+            .log_change(ReplicaChange::Upsert(partition.clone()));
+        self.catalog
+            .partitions
+            .insert((partition.topic.clone(), partition.partition), partition);
+    }
+
+    /// Puts a topic and its partitions in the catalog.
+    fn put_topic(&mut self, plan: TopicPlan) {
+        self.catalog
+            .topics
+            .insert(plan.topic.name.clone(), plan.topic);
+        for partition in plan.partitions {
+            self.put_partition(partition);
+        }
+    }
 }
 
 /// The SC's metadata, shared by its servers.
@@ -382,7 +403,7 @@ impl Cluster {
     ) -> Result<(), ApiError> {
         self.change(
             |catalog| catalog.plan_topic(name, replicas, mirror),
-            |store, new: &NewTopic| {
+            |store, new: &TopicPlan| {
                 // Partitions first: a crash before the topic file leaves
                 // partitions that the next start reports, never a topic
                 // without its partitions.
@@ -391,18 +412,7 @@ impl Cluster {
                 }
                 store.put(&new.topic)
             },
-            |state, new| {
-                state.catalog.topics.insert(name.to_string(), new.topic);
-                for partition in new.partitions {
-                    state
-                        .distribution
-                        .log_change(ReplicaChange::Upsert(partition.clone()));
-                    state
-                        .catalog
-                        .partitions
-                        .insert((partition.topic.clone(), partition.partition), partition);
-                }
-            },
+            State::put_topic,
         )
     }
 
@@ -421,15 +431,7 @@ impl Cluster {
                 })
             },
             |store, updated| store.put(updated),
-            |state, updated| {
-                state
-                    .distribution
-                    .log_change(ReplicaChange::Upsert(updated.clone()));
-                state
-                    .catalog
-                    .partitions
-                    .insert((topic.to_string(), partition), updated);
-            },
+            State::put_partition,
         )
     }
 
@@ -444,7 +446,7 @@ impl Cluster {
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         self.change(
             |catalog| catalog.plan_deletion(name),
-            |store, deletion: &Deletion| {
+            |store, deletion: &TopicPlan| {
                 // The topic first: a crash after it leaves a topic being
                 // deleted, whose partitions the next start marks too.
                 store.put(&deletion.topic)?;
@@ -453,21 +455,7 @@ impl Cluster {
                 }
                 Ok(())
             },
-            |state, deletion| {
-                state
-                    .catalog
-                    .topics
-                    .insert(name.to_string(), deletion.topic);
-                for partition in deletion.partitions {
-                    state
-                        .distribution
-                        .log_change(ReplicaChange::Upsert(partition.clone()));
-                    state
-                        .catalog
-                        .partitions
-                        .insert((partition.topic.clone(), partition.partition), partition);
-                }
-            },
+            State::put_topic,
         )
     }
 

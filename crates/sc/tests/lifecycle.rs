@@ -68,6 +68,28 @@ async fn until_forgotten(cluster: &Cluster, topic: &str) {
     );
 }
 
+/// Produces one record to `topic` once the SPU leads it: retried after each
+/// push the SPU applies (its control state changes with each), until the
+/// answer is no longer NotLeader. Returns (code, base offset).
+async fn produce_when_led(
+    spu: &RunningSpu,
+    control: &mut watch::Receiver<ControlState>,
+    topic: &str,
+) -> (i16, i64) {
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            control.borrow_and_update();
+            let answer = produce(spu, topic).await;
+            if answer.0 != 6 {
+                return answer;
+            }
+            control.changed().await.unwrap();
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("{topic} was never led"))
+}
+
 /// Produces one record; returns (code, base offset).
 async fn produce(spu: &RunningSpu, topic: &str) -> (i16, i64) {
     let (addr, topic) = (spu.addr().to_string(), topic.to_string());
@@ -107,10 +129,9 @@ async fn a_deleted_topic_created_again_starts_empty() {
     let (cluster, private) = sc(dir.path()).await;
     let (spu, mut control) = synced_spu(dir.path(), &private).await;
 
-    let updates = control.borrow().updates;
     cluster.create_topic("events", 1).unwrap();
-    until(&mut control, "the topic's role", |s| s.updates > updates).await;
-    for expected in 0..25 {
+    assert_eq!(produce_when_led(&spu, &mut control, "events").await, (0, 0));
+    for expected in 1..25 {
         assert_eq!(produce(&spu, "events").await, (0, expected));
     }
     let partition_dir = dir.path().join("spu").join("events-0");
@@ -124,14 +145,9 @@ async fn a_deleted_topic_created_again_starts_empty() {
     );
     assert_eq!(produce(&spu, "events").await.0, 6, "no longer led");
 
-    let updates = control.borrow().updates;
     cluster.create_topic("events", 1).unwrap();
-    until(&mut control, "the new topic's role", |s| {
-        s.updates > updates
-    })
-    .await;
     assert_eq!(
-        produce(&spu, "events").await,
+        produce_when_led(&spu, &mut control, "events").await,
         (0, 0),
         "the new topic starts at offset 0"
     );
@@ -184,28 +200,12 @@ async fn a_topic_deleted_and_created_again_while_its_spu_was_away_starts_empty()
         cluster.create_topic("gone", 1),
         Err(mg_sc::ApiError::BeingDeleted(_))
     ));
-    let (spu, _control) = synced_spu(dir.path(), &private).await;
+    let (spu, mut control) = synced_spu(dir.path(), &private).await;
     until_forgotten(&cluster, "gone").await;
     assert!(!dir.path().join("spu").join("gone-0").exists());
     cluster.create_topic("gone", 1).unwrap();
-    let mut changes = cluster.subscribe();
-    let addr = spu.addr().to_string();
-    // Led again once the SPU has the new role: the new topic starts at 0.
-    let answer = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let addr = addr.clone();
-            let answer =
-                tokio::task::spawn_blocking(move || mg_testkit::produce_answer(&addr, "gone", 0))
-                    .await
-                    .unwrap();
-            if answer.0 != 6 {
-                return answer;
-            }
-            changes.changed().await.unwrap();
-        }
-    })
-    .await
-    .expect("the new topic is led");
+    // Led again once the SPU has applied the new role: it starts at 0.
+    let answer = produce_when_led(&spu, &mut control, "gone").await;
     assert_eq!(answer, (0, 0), "the new topic starts at offset 0");
     assert_eq!(
         produce(&spu, "kept").await,
