@@ -84,20 +84,26 @@ pub(crate) async fn serve(
             () = shutdown.wait(), if in_flight.is_empty() => break,
         };
         let frame = match frame {
-            Ok(None) => {
-                debug!("peer closed the connection");
-                break;
-            }
-            Err(err) if err.is_malformed() => {
-                metrics.malformed();
-                warn!(%peer, reason = %err, "closing connection");
-                break;
-            }
-            Err(err) => {
-                debug!(%peer, %err, "read failed");
-                break;
-            }
             Ok(Some(frame)) => frame,
+            end => {
+                // The requests taken in before the end (or the bad frame)
+                // are answered first: a client may close its side and
+                // still read.
+                while let Some(done) = in_flight.next().await {
+                    if !answer(&writer, peer, done, &close).await {
+                        break;
+                    }
+                }
+                match end {
+                    Err(err) if err.is_malformed() => {
+                        metrics.malformed();
+                        warn!(%peer, reason = %err, "closing connection");
+                    }
+                    Err(err) => debug!(%peer, %err, "read failed"),
+                    _ => debug!("peer closed the connection"),
+                }
+                break;
+            }
         };
         // A well-formed produce request goes into the pipeline; anything
         // else (a bad frame included) waits until those ahead of it are
