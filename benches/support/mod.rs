@@ -147,10 +147,7 @@ pub async fn response(stream: &mut BufReader<TcpStream>) -> i16 {
     let size = stream.read_i32().await.expect("response size") as usize;
     let mut body = vec![0u8; size];
     stream.read_exact(&mut body).await.expect("response body");
-    // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2)
-    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
-    let at = 10 + name + 8;
-    i16::from_be_bytes([body[at], body[at + 1]])
+    mg_testkit::first_entry(&body).1
 }
 
 /// The `q`-quantile of sorted samples.

@@ -10,7 +10,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mg_storage::{LogConfig, PartitionLog};
-use mg_testkit::{ProduceSpec, framed};
 use rustix::process::{Pid, Signal, kill_process};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
@@ -22,13 +21,7 @@ fn read_answer(socket: &mut TcpStream) -> Option<(i32, i16, i64)> {
     socket.read_exact(&mut size).ok()?;
     let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
     socket.read_exact(&mut body).ok()?;
-    let correlation = i32::from_be_bytes(body[..4].try_into().ok()?);
-    // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2) offset(8)
-    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
-    let at = 10 + name + 8;
-    let code = i16::from_be_bytes([body[at], body[at + 1]]);
-    let offset = i64::from_be_bytes(body[at + 2..at + 10].try_into().ok()?);
-    Some((correlation, code, offset))
+    Some(mg_testkit::first_entry(&body))
 }
 
 #[test]
@@ -74,17 +67,10 @@ fn sigterm_during_a_produce_stream_keeps_every_acknowledged_record() {
         .unwrap();
     let mut sender = socket.try_clone().unwrap();
     let writer = std::thread::spawn(move || {
-        let spec = ProduceSpec {
-            timeout_ms: 1500,
-            topics: vec![("events".into(), vec![(0, vec![vec![b"r".to_vec()]])])],
-            ..Default::default()
-        };
         let mut sent = 0;
         for correlation in 0..REQUESTS {
-            if sender
-                .write_all(&framed(&spec.frame(25, correlation)))
-                .is_err()
-            {
+            let request = mg_testkit::one_record_request("events", 0, correlation);
+            if sender.write_all(&request).is_err() {
                 break;
             }
             sent += 1;

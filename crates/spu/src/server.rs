@@ -55,8 +55,7 @@ pub struct SpuConfig {
     /// Writer threads appending to the logs; a partition always goes
     /// through the same one. They wait on the disk more than they compute,
     /// so there are more of them than cores: partitions written at the same
-    /// time then rarely share one (default 8; `spu_load` measured 1.3x the
-    /// batch throughput of 2 lanes on two cores).
+    /// time then rarely share one (default 8).
     pub storage_lanes: usize,
     /// Partition log settings.
     pub log: LogConfig,

@@ -22,14 +22,7 @@ async fn closed_by_server(stream: &mut TcpStream) {
 }
 
 fn produce_frame(correlation_id: i32) -> Vec<u8> {
-    mg_testkit::framed(
-        &mg_testkit::ProduceSpec {
-            timeout_ms: 1500,
-            topics: vec![("t".into(), vec![(0, vec![vec![b"x".to_vec()]])])],
-            ..Default::default()
-        }
-        .frame(25, correlation_id),
-    )
+    mg_testkit::one_record_request("t", 0, correlation_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

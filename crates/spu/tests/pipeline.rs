@@ -13,14 +13,7 @@ use tokio::net::TcpStream;
 const REQUESTS: i32 = 40;
 
 fn produce_frame(correlation_id: i32) -> Vec<u8> {
-    mg_testkit::framed(
-        &mg_testkit::ProduceSpec {
-            timeout_ms: 1500,
-            topics: vec![("t".into(), vec![(0, vec![vec![b"x".to_vec()]])])],
-            ..Default::default()
-        }
-        .frame(25, correlation_id),
-    )
+    mg_testkit::one_record_request("t", 0, correlation_id)
 }
 
 /// Reads answers until the server closes: (correlation id, code, offset) each.
@@ -36,14 +29,7 @@ async fn answers(stream: &mut TcpStream) -> Vec<(i32, i16, i64)> {
             if stream.read_exact(&mut body).await.is_err() {
                 return;
             }
-            // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2) offset(8)
-            let name = u16::from_be_bytes([body[8], body[9]]) as usize;
-            let at = 10 + name + 8;
-            got.push((
-                i32::from_be_bytes(body[..4].try_into().unwrap()),
-                i16::from_be_bytes([body[at], body[at + 1]]),
-                i64::from_be_bytes(body[at + 2..at + 10].try_into().unwrap()),
-            ));
+            got.push(mg_testkit::first_entry(&body));
         }
     })
     .await;

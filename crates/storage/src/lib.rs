@@ -27,4 +27,4 @@ pub use batch::{BatchError, BatchInfo, Batches, check_batch};
 pub use log::{
     AppendError, Appended, CommitPoint, FsyncPolicy, LogConfig, PartitionLog, Recovery, sync_dir,
 };
-pub use store::{Partition, PartitionHandle, Store, StoreError, lock};
+pub use store::{Partition, PartitionHandle, Store, StoreError};

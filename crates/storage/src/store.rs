@@ -119,11 +119,6 @@ pub struct Store {
     partitions: Mutex<HashMap<(String, u32), Slot>>,
 }
 
-/// Locks a partition's log (see [`Partition::lock`]).
-pub fn lock(handle: &PartitionHandle) -> MutexGuard<'_, PartitionLog> {
-    handle.lock()
-}
-
 /// Where removed partitions are moved before their files are deleted, so
 /// a half-finished removal is never served.
 const REMOVED_DIR: &str = ".removed";

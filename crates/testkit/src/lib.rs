@@ -211,26 +211,42 @@ pub fn produce_code(addr: &str, topic: &str, partition: u32) -> i16 {
 /// As [`produce_code`], with the entry's base offset: (code, offset).
 pub fn produce_answer(addr: &str, topic: &str, partition: u32) -> (i16, i64) {
     use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the SPU");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("a read timeout");
+    stream
+        .write_all(&one_record_request(topic, partition, 1))
+        .expect("send");
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).expect("an answer");
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).expect("the whole answer");
+    let (_, code, offset) = first_entry(&body);
+    (code, offset)
+}
+
+/// A framed Produce request (v25, acks = 1) of one record `x` to
+/// `topic`/`partition`, as it crosses the socket.
+pub fn one_record_request(topic: &str, partition: u32, correlation_id: i32) -> Vec<u8> {
     let spec = ProduceSpec {
         timeout_ms: 1500,
         topics: vec![(topic.into(), vec![(partition, vec![vec![b"x".to_vec()]])])],
         ..Default::default()
     };
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the SPU");
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .expect("a read timeout");
-    stream.write_all(&framed(&spec.frame(25, 1))).expect("send");
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).expect("an answer");
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).expect("the whole answer");
-    // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2)
-    let name = u16::from_be_bytes([body[8], body[9]]) as usize;
-    let at = 10 + name + 8;
-    let code = i16::from_be_bytes([body[at], body[at + 1]]);
+    framed(&spec.frame(25, correlation_id))
+}
+
+/// The first entry of a ProduceResponse body (the bytes after the size
+/// prefix): (correlation id, error code, base offset).
+pub fn first_entry(body: &[u8]) -> (i32, i16, i64) {
+    // correlation(4) topics(4) name(2 + n) partitions(4) index(4) code(2) offset(8)
+    let word = |at: usize| [body[at], body[at + 1]];
+    let correlation = i32::from_be_bytes(body[..4].try_into().expect("4 bytes"));
+    let at = 10 + u16::from_be_bytes(word(8)) as usize + 8;
+    let code = i16::from_be_bytes(word(at));
     let offset = i64::from_be_bytes(body[at + 2..at + 10].try_into().expect("8 bytes"));
-    (code, offset)
+    (correlation, code, offset)
 }
 
 /// The first of a run of free local ports, for tests and benches that start

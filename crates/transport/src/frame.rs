@@ -159,11 +159,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.buf.reserve(want);
         }
     }
-
-    /// The reader's stream, for its owner to take back.
-    pub fn into_inner(self) -> R {
-        self.io
-    }
 }
 
 #[cfg(test)]
