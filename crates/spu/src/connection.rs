@@ -27,12 +27,15 @@ use tracing::{Instrument, debug, debug_span, error, warn};
 use crate::handlers::produce::ProduceHandles;
 use crate::handlers::stream::{self, StreamHandles, Streams};
 use crate::handlers::{self, HandlerError, Writer, api};
+use crate::mirroring::MirrorHandles;
+use crate::mirroring::protocol::START_MIRROR;
 
 /// What every connection of an SPU is served with.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionContext {
     pub(crate) limits: FrameLimits,
     pub(crate) produce: ProduceHandles,
+    pub(crate) mirror: MirrorHandles,
 }
 
 /// Produce requests a connection keeps in flight (judged, waiting on
@@ -117,6 +120,17 @@ pub(crate) async fn serve(
             answered = answer(&writer, peer, done, &close).await;
         }
         if !answered {
+            break;
+        }
+        if RequestHeader::parse(&frame).is_ok_and(|(header, _)| header.api_key == START_MIRROR) {
+            // From here on this connection is a mirror link: it speaks only
+            // the mirror protocol, and ends with it.
+            std::mem::take(&mut streams).close().await;
+            let mut writer = writer.lock().await;
+            let (handles, stop) = (&context.mirror, shutdown.clone());
+            crate::mirroring::home::serve(&frame, &mut frames, &mut *writer, peer, handles, stop)
+                .instrument(debug_span!("mirror", %peer))
+                .await;
             break;
         }
         out.clear();

@@ -55,6 +55,28 @@ use tracing::{debug, info, warn};
 
 use crate::changes::{Offsets, Unreported};
 use crate::disk::Disk;
+use crate::mirroring::{MirrorDirectory, Pairing};
+
+/// What the control plane acts on.
+#[derive(Debug)]
+pub(crate) struct ControlHandles {
+    pub(crate) roles: Arc<RoleTable>,
+    pub(crate) disk: Disk,
+    pub(crate) offsets: Arc<Offsets>,
+    pub(crate) unreported: Arc<Unreported>,
+    pub(crate) mirrors: MirrorControl,
+}
+
+/// What the control plane tells the mirror links, and hears from them.
+#[derive(Debug, Clone)]
+pub(crate) struct MirrorControl {
+    /// The mirror objects, as pushed by UpdateMirror.
+    pub(crate) directory: Arc<watch::Sender<Arc<MirrorDirectory>>>,
+    /// Bumped after every replica push is applied.
+    pub(crate) roles_changed: Arc<watch::Sender<u64>>,
+    /// Pairing, reported with UpdateMirrorStat.
+    pub(crate) pairing: Arc<Pairing>,
+}
 
 /// How often the SPU reports to the SC (also its heartbeat).
 pub const STATUS_INTERVAL: Duration = Duration::from_millis(400);
@@ -118,13 +140,17 @@ enum SessionError {
 /// Runs the control-plane connection until shutdown.
 pub(crate) async fn run(
     config: ControlConfig,
-    roles: Arc<RoleTable>,
-    disk: Disk,
-    offsets: Arc<Offsets>,
-    unreported: Arc<Unreported>,
+    handles: ControlHandles,
     state: watch::Sender<ControlState>,
     mut shutdown: ShutdownSignal,
 ) {
+    let ControlHandles {
+        roles,
+        disk,
+        offsets,
+        unreported,
+        mirrors,
+    } = handles;
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut first_sync_of_process = true;
     loop {
@@ -134,6 +160,7 @@ pub(crate) async fn run(
             disk: &disk,
             offsets: &offsets,
             unreported: &unreported,
+            mirrors: &mirrors,
             state: &state,
             first_sync_of_process: &mut first_sync_of_process,
         };
@@ -164,6 +191,7 @@ struct Session<'a> {
     disk: &'a Disk,
     offsets: &'a Offsets,
     unreported: &'a Unreported,
+    mirrors: &'a MirrorControl,
     state: &'a watch::Sender<ControlState>,
     first_sync_of_process: &'a mut bool,
 }
@@ -278,6 +306,7 @@ impl Session<'_> {
                 let first_of_session = !std::mem::replace(synced, true);
                 let applied = self.apply_replicas(request, version, first_of_session);
                 let confirmed = self.settle(applied, before).await;
+                self.mirrors.roles_changed.send_modify(|n| *n += 1);
                 // Counted once its consequences (removals) are done.
                 self.state.send_modify(|s| {
                     s.updates += 1;
@@ -292,7 +321,11 @@ impl Session<'_> {
                 Ok(Vec::new())
             }
             Some(SpuKey::UpdateMirror) => {
-                decode_body::<UpdateMirrorRequest>(frame, body, version, "UpdateMirror")?;
+                let request: UpdateMirrorRequest =
+                    decode_body(frame, body, version, "UpdateMirror")?;
+                self.mirrors
+                    .directory
+                    .send_modify(|directory| *directory = Arc::new(directory.applied(request)));
                 Ok(Vec::new())
             }
             Some(SpuKey::UpdateSmartModule) => Ok(Vec::new()),
@@ -486,7 +519,9 @@ impl Session<'_> {
             0,
             CORRELATION_ID,
             "dummy",
-            &UpdateMirrorStatRequest::default(),
+            &UpdateMirrorStatRequest {
+                stats: self.mirrors.pairing.report(),
+            },
         )?);
         write.write_all(&out).await?;
         Ok(())

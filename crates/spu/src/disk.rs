@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use bytes::Bytes;
-use mg_storage::Appended;
+use mg_storage::{AppendError, Appended};
 use mg_wire::ErrorCode;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -142,6 +142,23 @@ impl Disk {
             error!("a storage lane dropped a write");
             vec![Err(ErrorCode::StorageError); count]
         })
+    }
+
+    /// Appends mirrored batches at the log end, keeping their offsets and
+    /// bytes (see [`PartitionStore::append_mirrored`]). Mirror partitions
+    /// take no produce (the guard refuses it), so no lane orders this
+    /// against other appends: a blocking thread does.
+    pub(crate) async fn append_mirrored(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+    ) -> Result<Appended, AppendError> {
+        let store = Arc::clone(&self.store);
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || store.append_mirrored(&topic, partition, &records))
+            .await
+            .unwrap_or_else(|err| Err(AppendError::Io(io::Error::other(err.to_string()))))
     }
 
     /// Reads whole batches of a partition from `offset`.

@@ -21,10 +21,15 @@
 //! - [`control`]: the connection to the SC: registration, replica pushes
 //!   into the role table (deleted partitions lose their records), status
 //!   reports, reconnection with backoff.
+//! - [`mirroring`]: the channel between clusters: StartMirror accepted on
+//!   the public port (home side), links dialed for led remote partitions
+//!   (remote side), records appended keeping the sender's offsets, never
+//!   through the produce path.
 //! - [`metrics`] and `http` (private): Prometheus counters on `/metrics`.
 //!
-//! Module dependencies go one way: server -> connection -> handlers ->
-//! {disk, changes, metrics}; server -> control -> {disk, changes}.
+//! Module dependencies go one way: server -> connection -> {handlers,
+//! mirroring} -> {disk, changes, metrics}; server -> control -> {disk,
+//! changes, mirroring::directory}.
 //!
 //! Roles come from the SC over the control plane (or, standalone, through
 //! [`RunningSpu::roles`]); until a partition's role arrives, produce to it is
@@ -37,6 +42,7 @@ mod disk;
 pub mod handlers;
 mod http;
 pub mod metrics;
+pub mod mirroring;
 pub mod server;
 pub mod storage;
 

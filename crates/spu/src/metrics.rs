@@ -5,7 +5,7 @@
 //! At scrape time a collector reads them all into the registry's encoder.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mg_guard::GuardStats;
@@ -25,6 +25,60 @@ pub struct Metrics {
     open_connections: AtomicI64,
     malformed_frames: AtomicU64,
     connections_refused: AtomicU64,
+    /// (remote, topic, partition, role) -> the link's counters.
+    links: Mutex<BTreeMap<LinkKey, Arc<LinkStats>>>,
+    /// Why mirror connections were refused -> how many.
+    mirror_refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A mirror link's labels: the remote cluster's id, the partition on this
+/// side, and whether this side sends or receives.
+type LinkKey = (String, String, u32, &'static str);
+
+/// One mirror link's counters, for one partition on this SPU.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    connected: AtomicBool,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    lag: AtomicI64,
+    refused: AtomicU64,
+}
+
+impl LinkStats {
+    /// Whether the link is up now.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+    /// Records mirrored (sent or appended) so far.
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+    /// Record bytes mirrored so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// The sender's log end minus the receiver's, as last seen.
+    pub fn lag(&self) -> i64 {
+        self.lag.load(Ordering::Relaxed)
+    }
+    /// Batches refused (misaligned or corrupt) so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+    }
+    pub(crate) fn add(&self, records: u64, bytes: u64) {
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    pub(crate) fn set_lag(&self, lag: i64) {
+        self.lag.store(lag.max(0), Ordering::Relaxed);
+    }
+    pub(crate) fn refuse(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -71,6 +125,38 @@ impl Metrics {
     /// Malformed frames so far.
     pub fn malformed_frames(&self) -> u64 {
         self.malformed_frames.load(Ordering::Relaxed)
+    }
+
+    /// The counters of a mirror link (created on first use): `remote` is
+    /// the remote cluster's id, `role` "receiver" or "sender".
+    pub fn link(
+        &self,
+        remote: &str,
+        topic: &str,
+        partition: u32,
+        role: &'static str,
+    ) -> Arc<LinkStats> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (remote.to_string(), topic.to_string(), partition, role);
+        Arc::clone(links.entry(key).or_default())
+    }
+
+    /// A mirror connection was refused at its handshake.
+    pub fn mirror_refused(&self, reason: &'static str) {
+        let mut refused = self
+            .mirror_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *refused.entry(reason).or_default() += 1;
+    }
+
+    /// Mirror connections refused for `reason` so far.
+    pub fn mirror_refused_count(&self, reason: &str) -> u64 {
+        let refused = self
+            .mirror_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        refused.get(reason).copied().unwrap_or(0)
     }
 
     /// Entries answered with `code` for `topic` so far.
@@ -176,6 +262,7 @@ impl Collector for Exposition {
             "Connections refused at the connection limit.",
             m.connections_refused(),
         )?;
+        encode_links(&mut encoder, m)?;
         let guard = self.guard.snapshot();
         counter(
             &mut encoder,
@@ -196,6 +283,84 @@ impl Collector for Exposition {
             guard.not_leader,
         )
     }
+}
+
+/// The mirror links' families.
+fn encode_links(encoder: &mut DescriptorEncoder, m: &Metrics) -> Result<(), std::fmt::Error> {
+    let links: Vec<(LinkKey, Arc<LinkStats>)> = {
+        let links = m.links.lock().unwrap_or_else(|p| p.into_inner());
+        links
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
+    };
+    type Read = fn(&LinkStats) -> i64;
+    let families: [(&str, &str, MetricType, Read); 5] = [
+        (
+            "mirror_guard_mirror_records",
+            "Records mirrored, sent or appended, per remote and partition.",
+            MetricType::Counter,
+            |l| l.records() as i64,
+        ),
+        (
+            "mirror_guard_mirror_bytes",
+            "Record bytes mirrored, sent or appended, per remote and partition.",
+            MetricType::Counter,
+            |l| l.bytes() as i64,
+        ),
+        (
+            "mirror_guard_mirror_lag_records",
+            "Sender log end minus receiver log end, as last seen.",
+            MetricType::Gauge,
+            |l| l.lag(),
+        ),
+        (
+            "mirror_guard_mirror_connected",
+            "1 while the mirror link is up.",
+            MetricType::Gauge,
+            |l| i64::from(l.connected()),
+        ),
+        (
+            "mirror_guard_mirror_refused_batches",
+            "Mirrored batches refused: misaligned or corrupt.",
+            MetricType::Counter,
+            |l| l.refused() as i64,
+        ),
+    ];
+    for (name, help, kind, read) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+        for ((remote, topic, partition, role), link) in &links {
+            let partition = partition.to_string();
+            let labels = [
+                ("remote", remote.as_str()),
+                ("topic", topic.as_str()),
+                ("partition", partition.as_str()),
+                ("role", *role),
+            ];
+            let value = read(link);
+            match kind {
+                MetricType::Counter => {
+                    ConstCounter::new(value.max(0) as u64).encode(family.encode_family(&labels)?)?
+                }
+                _ => ConstGauge::new(value).encode(family.encode_family(&labels)?)?,
+            }
+        }
+    }
+    let refused = m
+        .mirror_refused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut family = encoder.encode_descriptor(
+        "mirror_guard_mirror_connections_refused",
+        "Mirror connections refused at their handshake, by reason.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in refused {
+        ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
+    }
+    Ok(())
 }
 
 impl mg_transport::server::AcceptObserver for Metrics {

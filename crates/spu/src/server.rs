@@ -24,10 +24,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::changes::{Offsets, Unreported};
 use crate::connection::ConnectionContext;
-use crate::control::{ControlConfig, ControlState};
+use crate::control::{ControlConfig, ControlHandles, ControlState, MirrorControl};
 use crate::disk::Disk;
 use crate::handlers::produce::ProduceHandles;
 use crate::metrics::Metrics;
+use crate::mirroring::{MirrorHandles, Pairing};
 use crate::storage::PartitionStore;
 
 /// Storage lanes unless configured otherwise (see [`SpuConfig::storage_lanes`]).
@@ -165,16 +166,32 @@ impl Spu {
             roles,
             guard,
         } = self;
+        let produce = ProduceHandles {
+            disk: Disk::new(store, config.storage_lanes)?,
+            offsets: Arc::new(Offsets::default()),
+            unreported: Arc::new(Unreported::default()),
+            metrics: Arc::new(Metrics::default()),
+            #[cfg(feature = "bench-hooks")]
+            guard_enabled: config.guard_enabled,
+        };
+        let mirrors = MirrorControl {
+            directory: Arc::new(watch::channel(Arc::default()).0),
+            roles_changed: Arc::new(watch::channel(0).0),
+            pairing: Arc::new(Pairing::default()),
+        };
         let context = ConnectionContext {
             limits: config.frame_limits(),
-            produce: ProduceHandles {
-                disk: Disk::new(store, config.storage_lanes)?,
-                offsets: Arc::new(Offsets::default()),
-                unreported: Arc::new(Unreported::default()),
-                metrics: Arc::new(Metrics::default()),
-                #[cfg(feature = "bench-hooks")]
-                guard_enabled: config.guard_enabled,
+            mirror: MirrorHandles {
+                roles: roles.clone(),
+                disk: produce.disk.clone(),
+                offsets: produce.offsets.clone(),
+                unreported: produce.unreported.clone(),
+                metrics: produce.metrics.clone(),
+                directory: mirrors.directory.subscribe(),
+                roles_changed: mirrors.roles_changed.subscribe(),
+                pairing: mirrors.pairing.clone(),
             },
+            produce,
         };
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -198,17 +215,21 @@ impl Spu {
         info!(parent: &span, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "SPU listening");
         let (control_tx, control) = watch::channel(ControlState::default());
         if let Some(sc) = config.sc {
-            let client = crate::control::run(
-                config.control(sc),
-                roles.clone(),
-                context.produce.disk.clone(),
-                context.produce.offsets.clone(),
-                context.produce.unreported.clone(),
-                control_tx,
-                signal.clone(),
-            );
+            let handles = ControlHandles {
+                roles: roles.clone(),
+                disk: context.produce.disk.clone(),
+                offsets: context.produce.offsets.clone(),
+                unreported: context.produce.unreported.clone(),
+                mirrors: mirrors.clone(),
+            };
+            let client =
+                crate::control::run(config.control(sc), handles, control_tx, signal.clone());
             tasks.push(tokio::spawn(client.instrument(info_span!("control", %sc))));
         }
+        tasks.push(tokio::spawn(
+            crate::mirroring::remote::run(context.mirror.clone(), signal.clone())
+                .instrument(info_span!("mirrors", spu = config.spu_id)),
+        ));
         let serving = {
             let (context, guard) = (context.clone(), guard.clone());
             mg_transport::serve(
@@ -229,6 +250,7 @@ impl Spu {
             roles,
             guard,
             context,
+            mirrors,
             shutdown,
             tasks,
         })
@@ -244,11 +266,32 @@ pub struct RunningSpu {
     roles: Arc<RoleTable>,
     guard: Guard,
     context: ConnectionContext,
+    mirrors: MirrorControl,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningSpu {
+    /// Applies mirror objects as the SC's UpdateMirror would (standalone
+    /// SPUs and tests; under an SC, its pushes do this).
+    pub fn apply_mirrors(&self, request: mg_controlplane::UpdateMirrorRequest) {
+        self.mirrors
+            .directory
+            .send_modify(|directory| *directory = Arc::new(directory.applied(request)));
+    }
+
+    /// Tells the mirror links that the role table changed (after
+    /// [`roles`](Self::roles) was updated directly; the control plane does
+    /// this itself).
+    pub fn roles_changed(&self) {
+        self.mirrors.roles_changed.send_modify(|n| *n += 1);
+    }
+
+    /// Each mirror's pairing as this SPU sees it.
+    pub fn pairing(&self) -> &Arc<Pairing> {
+        &self.mirrors.pairing
+    }
+
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr

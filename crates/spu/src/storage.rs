@@ -11,6 +11,18 @@ use mg_wire::ErrorCode;
 pub trait PartitionStore: Send + Sync + 'static {
     /// Appends a checked record set to a partition's log.
     fn append(&self, topic: &str, partition: u32, records: &[u8]) -> Result<Appended, ErrorCode>;
+    /// Appends mirrored batches at the log end, keeping the sender's
+    /// offsets and bytes ([`AppendError::Misaligned`] if they do not
+    /// continue the log). A store that cannot says so.
+    fn append_mirrored(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[u8],
+    ) -> Result<Appended, AppendError> {
+        let _ = (topic, partition, records);
+        Err(AppendError::Io(io::ErrorKind::Unsupported.into()))
+    }
     /// Makes the partition's appends durable (read-committed produce).
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()>;
     /// Whether every append must be synced before it is answered, whatever
@@ -67,6 +79,9 @@ pub fn error_code(err: &AppendError) -> ErrorCode {
         AppendError::InvalidBatch(batch) => ErrorCode::Other(invalid_batch_text(batch)),
         AppendError::TooLarge { .. } => ErrorCode::MessageTooLarge,
         AppendError::PartitionFull { .. } => ErrorCode::PartitionFull,
+        AppendError::Misaligned { .. } => {
+            ErrorCode::Other("mirrored batch does not continue the log")
+        }
         AppendError::Io(_) => ErrorCode::StorageError,
     }
 }
@@ -97,6 +112,19 @@ impl PartitionStore for Store {
             }
             error_code(&err)
         })
+    }
+
+    fn append_mirrored(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[u8],
+    ) -> Result<Appended, AppendError> {
+        let handle = self
+            .partition(topic, partition)
+            .map_err(|err| AppendError::Io(io::Error::other(err.to_string())))?;
+        let mut log = handle.lock();
+        log.append_mirrored(records)
     }
 
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()> {
@@ -158,6 +186,14 @@ impl std::fmt::Debug for dyn PartitionStore {
 impl<S: PartitionStore + ?Sized> PartitionStore for Arc<S> {
     fn append(&self, topic: &str, partition: u32, records: &[u8]) -> Result<Appended, ErrorCode> {
         (**self).append(topic, partition, records)
+    }
+    fn append_mirrored(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[u8],
+    ) -> Result<Appended, AppendError> {
+        (**self).append_mirrored(topic, partition, records)
     }
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()> {
         (**self).sync(topic, partition)

@@ -70,6 +70,17 @@ pub enum AppendError {
         /// The limit.
         limit: u64,
     },
+    /// A mirrored record set does not continue this log exactly: its
+    /// first batch does not start at the log end, or its batches are not
+    /// contiguous. Mirrored records keep the sender's offsets, so they can
+    /// only be appended where they belong.
+    #[error("misaligned batch: expected base offset {expected}, found {found}")]
+    Misaligned {
+        /// The offset the next batch had to start at.
+        expected: i64,
+        /// The base offset it carried.
+        found: i64,
+    },
     /// The disk refused the write.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
@@ -238,9 +249,34 @@ impl PartitionLog {
     /// [`FsyncPolicy::Always`] asks for: the caller commits before it
     /// acknowledges (a group commit, outside this log's lock).
     pub fn append_unsynced(&mut self, records: &[u8]) -> Result<Appended, AppendError> {
+        self.append_checked(records, false)
+    }
+
+    /// Appends mirrored batches, keeping the sender's offsets: the first
+    /// batch must start at this log's end and each next one where the one
+    /// before it ended ([`AppendError::Misaligned`] otherwise, nothing
+    /// written). The bytes are stored exactly as they came. Not synced,
+    /// like [`append_unsynced`](Self::append_unsynced): a receiver that
+    /// loses an unsynced tail announces its shorter log end, and the sender
+    /// sends it again.
+    pub fn append_mirrored(&mut self, records: &[u8]) -> Result<Appended, AppendError> {
+        self.append_checked(records, true)
+    }
+
+    fn append_checked(&mut self, records: &[u8], aligned: bool) -> Result<Appended, AppendError> {
         let mut batches: Vec<BatchInfo> = Vec::new();
+        let mut expected = self.leo();
         for batch in Batches::new(records) {
             let batch = batch?;
+            if aligned {
+                if batch.base_offset != expected {
+                    return Err(AppendError::Misaligned {
+                        expected,
+                        found: batch.base_offset,
+                    });
+                }
+                expected += batch.records;
+            }
             if batch.len as u64 > self.config.segment_bytes {
                 return Err(AppendError::TooLarge {
                     size: batch.len as u64,

@@ -254,3 +254,60 @@ fn batch_check_reads_counts_from_last_offset_delta() {
     let info = check_batch(&bytes, 0).unwrap();
     assert_eq!((info.records, info.len), (3, bytes.len()));
 }
+
+#[test]
+fn mirrored_appends_keep_the_senders_offsets_and_bytes_or_write_nothing() {
+    let sender_dir = tempfile::tempdir().unwrap();
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let mut sender = open(sender_dir.path(), config());
+    sender
+        .append(&batch_bytes(&[&[b"a", b"b"], &[b"c"]]))
+        .unwrap();
+    sender.append(&batch_bytes(&[&[b"d"]])).unwrap();
+    let mut receiver = open(receiver_dir.path(), config());
+
+    // From the receiver's log end: stored exactly as the sender holds them.
+    let first = sender.read(0, 1).unwrap();
+    assert_eq!(batches(&first), vec![(0, 2)]);
+    let appended = receiver.append_mirrored(&first).unwrap();
+    assert_eq!((appended.base_offset, appended.records), (0, 2));
+    let rest = sender.read(receiver.leo(), u64::MAX).unwrap();
+    receiver.append_mirrored(&rest).unwrap();
+    assert_eq!(
+        receiver.read(0, u64::MAX).unwrap(),
+        sender.read(0, u64::MAX).unwrap()
+    );
+
+    // Again, from an offset the receiver already holds: refused, nothing written.
+    let again = sender.read(2, u64::MAX).unwrap();
+    let err = receiver.append_mirrored(&again).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppendError::Misaligned {
+                expected: 4,
+                found: 2
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(receiver.leo(), 4);
+
+    // A gap inside one record set: refused as a whole.
+    let mut gapped = sender.read(0, 1).unwrap();
+    gapped.extend_from_slice(&sender.read(3, u64::MAX).unwrap());
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let mut fresh = open(fresh_dir.path(), config());
+    let err = fresh.append_mirrored(&gapped).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppendError::Misaligned {
+                expected: 2,
+                found: 3
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(fresh.leo(), 0);
+}

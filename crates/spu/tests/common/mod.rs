@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
 use mg_roles::{ReplicaRole, RoleUpdate};
 use mg_spu::{PartitionStore, ReadResult, RunningSpu, Spu, SpuConfig};
-use mg_storage::{Appended, LogConfig, Store};
+use mg_storage::{AppendError, Appended, LogConfig, Store};
 use mg_wire::ErrorCode;
 
 pub const SPU_ID: i32 = 5001;
@@ -18,6 +18,7 @@ pub const SPU_ID: i32 = 5001;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     Append(String, u32),
+    Mirrored(String, u32),
     Sync(String, u32),
 }
 
@@ -33,6 +34,13 @@ impl Spy {
         calls
             .iter()
             .filter(|c| **c == Call::Append(topic.into(), partition))
+            .count()
+    }
+    pub fn mirrored_to(&self, topic: &str, partition: u32) -> usize {
+        let calls = self.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter(|c| **c == Call::Mirrored(topic.into(), partition))
             .count()
     }
     pub fn syncs_of(&self, topic: &str, partition: u32) -> usize {
@@ -52,6 +60,18 @@ impl PartitionStore for Spy {
             .push(Call::Append(topic.into(), partition));
         self.inner.append(topic, partition, records)
     }
+    fn append_mirrored(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[u8],
+    ) -> Result<Appended, AppendError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Mirrored(topic.into(), partition));
+        self.inner.append_mirrored(topic, partition, records)
+    }
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()> {
         self.calls
             .lock()
@@ -67,6 +87,18 @@ impl PartitionStore for Spy {
     }
 }
 
+/// Polls `condition` every 10 ms until it holds; fails after 20 s.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 pub struct TestSpu {
     pub spu: RunningSpu,
     pub spy: Arc<Spy>,
@@ -79,7 +111,11 @@ impl TestSpu {
     }
 
     pub async fn start_with(tune: impl FnOnce(&mut SpuConfig)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), tune).await
+    }
+
+    /// Starts on the data of `dir` (a restart).
+    pub async fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut SpuConfig)) -> Self {
         let mut config = SpuConfig::new(SPU_ID, dir.path());
         config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         tune(&mut config);
@@ -107,5 +143,20 @@ impl TestSpu {
             })
             .collect();
         self.spu.roles().apply(RoleUpdate::Sync { epoch, all });
+        self.spu.roles_changed();
+    }
+
+    /// Every record byte of a partition, as stored.
+    pub fn stored(&self, topic: &str, partition: u32) -> Vec<u8> {
+        PartitionStore::read(&self.spy.inner, topic, partition, 0, u64::MAX)
+            .map(|read| read.records)
+            .unwrap_or_default()
+    }
+
+    /// A partition's log end.
+    pub fn leo(&self, topic: &str, partition: u32) -> i64 {
+        PartitionStore::read(&self.spy.inner, topic, partition, i64::MAX, 0)
+            .map(|read| read.high_watermark)
+            .unwrap_or(0)
     }
 }

@@ -1,0 +1,164 @@
+//! The home side of a mirror connection: a StartMirror arrived on the
+//! public port. The remote must be registered here, and one of the
+//! partitions this SPU leads must be that remote's partition of a mirror
+//! topic for exactly the replica it names; anything else closes the
+//! connection with a logged reason, counted in `/metrics`. From then on the
+//! connection speaks only the mirror protocol: a Produce frame sent on it
+//! is not a produce.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use fluvio_controlplane_metadata::mirror::MirrorPairStatus;
+use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
+use fluvio_spu_schema::server::mirror::StartMirrorRequest;
+use mg_transport::{FrameReader, RequestHeader, ShutdownSignal, decode_body};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{info, warn};
+
+use super::link::{self, Ended, Link, LinkError};
+use super::protocol::Keys;
+use super::{MirrorHandles, changed};
+
+/// The partition a remote's StartMirror is admitted to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Admitted {
+    topic: String,
+    partition: u32,
+    /// Home-to-remote: this side sends.
+    source: bool,
+}
+
+/// Serves a mirror connection from its StartMirror frame on, until the
+/// remote leaves, misbehaves, or loses its standing here.
+pub(crate) async fn serve<R, W>(
+    frame: &Bytes,
+    frames: &mut FrameReader<R>,
+    writer: &mut W,
+    peer: SocketAddr,
+    handles: &MirrorHandles,
+    shutdown: ShutdownSignal,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let request: Result<StartMirrorRequest, String> = RequestHeader::parse(frame)
+        .map_err(|err| err.to_string())
+        .and_then(|(header, start)| {
+            decode_body(frame, start, header.api_version, "StartMirror")
+                .map_err(|err| err.to_string())
+        });
+    let request = match request {
+        Ok(request) => request,
+        Err(err) => {
+            handles.metrics.malformed();
+            handles.metrics.mirror_refused("malformed");
+            warn!(%peer, reason = %err, "closing connection");
+            return;
+        }
+    };
+    let remote = request.remote_cluster_id;
+    let replica = request.remote_replica;
+    let admitted = match admit(handles, &remote, &replica) {
+        Ok(admitted) => admitted,
+        Err(reason) => {
+            handles.metrics.mirror_refused(reason);
+            warn!(%peer, remote, replica, reason, "refusing mirror connection");
+            return;
+        }
+    };
+    let link = Link {
+        remote: remote.clone(),
+        mirror: remote.clone(),
+        topic: admitted.topic.clone(),
+        partition: admitted.partition,
+        peer: peer.to_string(),
+    };
+    let stop = standing_lost(
+        handles.clone(),
+        remote.clone(),
+        replica,
+        admitted.clone(),
+        shutdown,
+    );
+    let (mine, theirs) = (Keys::FROM_HOME, Keys::FROM_REMOTE);
+    let ended = if admitted.source {
+        link::send(&link, frames, writer, mine, theirs, handles, stop).await
+    } else {
+        link::receive(&link, frames, writer, mine, theirs, handles, stop).await
+    };
+    finish(&link, handles, ended);
+}
+
+/// Logs how a link ended and records it in the pairing status.
+pub(super) fn finish(link: &Link, handles: &MirrorHandles, ended: Result<Ended, LinkError>) {
+    let (topic, partition, peer) = (&link.topic, link.partition, &link.peer);
+    match ended {
+        Ok(Ended::Stopped(reason)) => {
+            info!(%peer, %topic, partition, %reason, "mirror link closed");
+        }
+        Err(LinkError::Closed) => {
+            info!(%peer, %topic, partition, "mirror link closed by the peer");
+            handles.pairing.set(
+                &link.mirror,
+                MirrorPairStatus::DetailFailure("closed connection".into()),
+            );
+        }
+        Err(err) => {
+            warn!(%peer, %topic, partition, reason = %err, "closing mirror link");
+            handles.pairing.set(
+                &link.mirror,
+                MirrorPairStatus::DetailFailure(err.to_string()),
+            );
+        }
+    }
+}
+
+/// The partition `remote` may mirror `replica` with, or why not.
+fn admit(handles: &MirrorHandles, remote: &str, replica: &str) -> Result<Admitted, &'static str> {
+    if !handles.directory.borrow().is_registered(remote) {
+        return Err("unknown remote");
+    }
+    let snapshot = handles.roles.snapshot();
+    for topic in snapshot.topics() {
+        for role in topic.partitions() {
+            if let Some(PartitionMirrorConfig::Home(home)) = role.mirror()
+                && home.remote_cluster == remote
+                && home.remote_replica == replica
+            {
+                return Ok(Admitted {
+                    topic: topic.name().to_string(),
+                    partition: role.partition(),
+                    source: home.source,
+                });
+            }
+        }
+    }
+    Err("no partition here mirrors that remote replica")
+}
+
+/// Resolves when the link loses its standing: the remote is unregistered,
+/// the partition is no longer this remote's (or changed direction, or moved
+/// away), or the SPU shuts down.
+async fn standing_lost(
+    handles: MirrorHandles,
+    remote: String,
+    replica: String,
+    admitted: Admitted,
+    mut shutdown: ShutdownSignal,
+) -> String {
+    let mut directory = handles.directory.clone();
+    let mut roles = handles.roles_changed.clone();
+    loop {
+        match admit(&handles, &remote, &replica) {
+            Ok(now) if now == admitted => {}
+            Ok(_) => return "the partition's mirror role changed".into(),
+            Err(reason) => return reason.into(),
+        }
+        tokio::select! {
+            () = shutdown.wait() => return "shutting down".into(),
+            () = changed(&mut directory) => {}
+            () = changed(&mut roles) => {}
+        }
+    }
+}
