@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::topic::{HomeMirrorConfig, MirrorConfig, TopicSpec};
 use fluvio::{ConsumerConfig, Fluvio, FluvioClusterConfig, Offset, RecordKey};
-use fluvio_controlplane_metadata::mirror::{MirrorSpec, MirrorType, Remote};
+use fluvio_controlplane_metadata::mirror::{Home, MirrorSpec, MirrorStatus, MirrorType, Remote};
+use fluvio_sc_schema::remote_file::RemoteMetadataExport;
 use futures_util::StreamExt;
 
 use crate::error::{CliError, Result};
@@ -81,10 +82,47 @@ pub enum RemoteCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Unregister a remote.
+    /// Unregister a remote: its mirroring stream and links end at once;
+    /// its partitions stay, read-only, with their records.
     Unregister {
         /// The remote's id.
         id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write the file a remote needs to connect to this home (Fluvio's
+    /// `RemoteMetadataExport` JSON), to --file or stdout.
+    Export {
+        /// The registered remote's id.
+        id: String,
+        /// Where to write it (mode 0600); stdout if not given.
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
+        /// The home SC's endpoint as the remote reaches it (default: --sc).
+        #[arg(short = 'e', long)]
+        public_endpoint: Option<String>,
+        /// This home's id, as the remote will know it.
+        #[arg(long, default_value = "home")]
+        home_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `home …`, on a remote cluster
+#[derive(Subcommand, Debug)]
+pub enum HomeCommand {
+    /// Connect this cluster to the home described in a file from
+    /// `remote export` (ours or Fluvio's).
+    Connect {
+        /// The exported file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show the pairing with the home.
+    Status {
         #[command(flatten)]
         target: Target,
     },
@@ -95,6 +133,10 @@ pub enum RemoteCommand {
 pub struct ProduceArgs {
     /// Topic to produce to.
     topic: String,
+    /// Send every record to this partition (default: Fluvio's partitioner,
+    /// round-robin for records without a key).
+    #[arg(short = 'p', long)]
+    partition: Option<u32>,
     #[command(flatten)]
     target: Target,
 }
@@ -125,6 +167,8 @@ pub enum Command {
     Partition(PartitionCommand),
     /// `remote …`
     Remote(RemoteCommand),
+    /// `home …`
+    Home(HomeCommand),
     /// `produce …`
     Produce(ProduceArgs),
     /// `consume …`
@@ -295,11 +339,111 @@ async fn execute(command: Command) -> Result<()> {
                 .await
                 .map_err(failed)?;
             let rows = remotes
-                .iter()
+                .into_iter()
                 .filter(|m| matches!(m.spec.mirror_type, MirrorType::Remote(_)))
-                .map(|m| vec![m.name.clone(), "remote".to_string()])
+                .map(|m| pairing_row(m.name, "remote".into(), m.status))
                 .collect();
-            print_table(&["REMOTE", "TYPE"], rows);
+            print_table(&PAIRING_HEADERS, rows);
+            Ok(())
+        }
+        Command::Remote(RemoteCommand::Export {
+            id,
+            file,
+            public_endpoint,
+            home_id,
+            target,
+        }) => {
+            let fluvio = connect(&target).await?;
+            let mirrors = fluvio
+                .admin()
+                .await
+                .all::<MirrorSpec>()
+                .await
+                .map_err(failed)?;
+            let registered = mirrors
+                .iter()
+                .any(|m| matches!(&m.spec.mirror_type, MirrorType::Remote(r) if r.id == id));
+            if !registered {
+                return Err(CliError::Client(format!(
+                    "remote cluster \"{id}\" is not registered: run `remote register {id}` first"
+                )));
+            }
+            let export = RemoteMetadataExport {
+                topics: Vec::new(),
+                home: Home {
+                    id: home_id,
+                    remote_id: id.clone(),
+                    public_endpoint: public_endpoint.unwrap_or(target.sc),
+                    client_tls: None,
+                },
+            };
+            let json = serde_json::to_string_pretty(&export).map_err(failed)?;
+            match file {
+                Some(path) => {
+                    write_private(&path, json.as_bytes()).map_err(|err| {
+                        CliError::Client(format!("cannot write {}: {err}", path.display()))
+                    })?;
+                    println!("remote \"{id}\" exported to {}", path.display());
+                }
+                None => println!("{json}"),
+            }
+            Ok(())
+        }
+        Command::Home(HomeCommand::Connect { file, target }) => {
+            let text = std::fs::read_to_string(&file).map_err(|err| {
+                CliError::Client(format!("cannot read {}: {err}", file.display()))
+            })?;
+            let export: RemoteMetadataExport = serde_json::from_str(&text).map_err(|err| {
+                CliError::Client(format!(
+                    "{} is not a remote export file: {err}",
+                    file.display()
+                ))
+            })?;
+            let home = export.home;
+            if home.id.is_empty() || home.remote_id.is_empty() || home.public_endpoint.is_empty() {
+                return Err(CliError::Client(format!(
+                    "{}: the home's id, remote id and public endpoint must all be set",
+                    file.display()
+                )));
+            }
+            let fluvio = connect(&target).await?;
+            let name = home.id.clone();
+            let spec = MirrorSpec {
+                mirror_type: MirrorType::Home(home),
+            };
+            fluvio
+                .admin()
+                .await
+                .create(name.clone(), false, spec)
+                .await
+                .map_err(failed)?;
+            println!("connecting with \"{name}\" cluster");
+            Ok(())
+        }
+        Command::Home(HomeCommand::Status { target }) => {
+            let fluvio = connect(&target).await?;
+            let mirrors = fluvio
+                .admin()
+                .await
+                .all::<MirrorSpec>()
+                .await
+                .map_err(failed)?;
+            let rows: Vec<Vec<String>> = mirrors
+                .into_iter()
+                .filter_map(|m| match &m.spec.mirror_type {
+                    MirrorType::Home(home) => {
+                        let route = format!("{} -> {}", home.remote_id, home.public_endpoint);
+                        Some(pairing_row(m.name, route, m.status))
+                    }
+                    MirrorType::Remote(_) => None,
+                })
+                .collect();
+            if rows.is_empty() {
+                return Err(CliError::Client(
+                    "this cluster is connected to no home: run `home connect --file F`".into(),
+                ));
+            }
+            print_table(&PAIRING_HEADERS, rows);
             Ok(())
         }
         Command::Remote(RemoteCommand::Unregister { id, target }) => {
@@ -313,9 +457,25 @@ async fn execute(command: Command) -> Result<()> {
             println!("remote cluster \"{id}\" was unregistered");
             Ok(())
         }
-        Command::Produce(ProduceArgs { topic, target }) => {
+        Command::Produce(ProduceArgs {
+            topic,
+            partition,
+            target,
+        }) => {
             let fluvio = connect(&target).await?;
-            let producer = fluvio.topic_producer(topic).await.map_err(failed)?;
+            let producer = match partition {
+                None => fluvio.topic_producer(topic).await.map_err(failed)?,
+                Some(partition) => {
+                    let config = fluvio::TopicProducerConfigBuilder::default()
+                        .set_specific_partitioner(partition)
+                        .build()
+                        .map_err(failed)?;
+                    fluvio
+                        .topic_producer_with_config(topic, config)
+                        .await
+                        .map_err(failed)?
+                }
+            };
             let mut outputs = Vec::new();
             for line in std::io::stdin().lock().lines() {
                 let line = line.map_err(failed)?;
@@ -390,6 +550,55 @@ fn with_code(err: &fluvio::FluvioError) -> CliError {
         }
         None => failed(err),
     }
+}
+
+const PAIRING_HEADERS: [&str; 7] = [
+    "NAME",
+    "ROUTE",
+    "SC",
+    "SPU",
+    "CONNECTION",
+    "LAST SEEN",
+    "ERRORS",
+];
+
+/// A mirror's pairing as Fluvio's `remote list` and `home status` show it.
+fn pairing_row(name: String, route: String, status: MirrorStatus) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let seen = status.connection_stat.last_seen;
+    let last_seen = if seen == 0 {
+        "-".to_string()
+    } else {
+        format!("{}s ago", now.saturating_sub(seen) / 1000)
+    };
+    vec![
+        name,
+        route,
+        status.pairing_sc.to_string(),
+        status.pairing_spu.to_string(),
+        status.connection_status.to_string(),
+        last_seen,
+        status.pair_errors(),
+    ]
+}
+
+/// Writes `bytes` to a new file readable by its owner only: the export
+/// will carry credentials.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode on open: narrow it too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {

@@ -56,9 +56,12 @@ enum Command {
     /// Partitions: list.
     #[command(subcommand)]
     Partition(client::PartitionCommand),
-    /// Remote clusters, on the home: register, list, unregister.
+    /// Remote clusters, on the home: register, list, export, unregister.
     #[command(subcommand)]
     Remote(client::RemoteCommand),
+    /// The home cluster, on a remote: connect, status.
+    #[command(subcommand)]
+    Home(client::HomeCommand),
     /// Produce lines from stdin, one record each.
     Produce(client::ProduceArgs),
     /// Consume records and print their values.
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
         Command::Topic(command) => client::run(client::Command::Topic(command)),
         Command::Partition(command) => client::run(client::Command::Partition(command)),
         Command::Remote(command) => client::run(client::Command::Remote(command)),
+        Command::Home(command) => client::run(client::Command::Home(command)),
         Command::Produce(args) => client::run(client::Command::Produce(args)),
         Command::Consume(args) => client::run(client::Command::Consume(args)),
     }

@@ -67,7 +67,10 @@ pub fn run(args: ScArgs) -> ExitCode {
     };
     let result: std::io::Result<()> = runtime.block_on(async move {
         let private = serve_private(args.private, cluster.clone()).await?;
-        let public = serve_public(args.public, cluster).await?;
+        let public = serve_public(args.public, cluster.clone()).await?;
+        // On a remote cluster: the MirrorConnect stream to its home.
+        let (stop_mirroring, stop) = mg_transport::Shutdown::new();
+        let mirroring = tokio::spawn(mg_sc::mirroring::remote::run(cluster, stop));
         println!(
             "sc listening on {} (private {})",
             public.addr(),
@@ -78,6 +81,8 @@ pub fn run(args: ScArgs) -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        stop_mirroring.trigger();
+        let _ = mirroring.await;
         public.shutdown().await;
         private.shutdown().await;
         Ok(())

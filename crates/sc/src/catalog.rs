@@ -128,19 +128,15 @@ impl Catalog {
         })
     }
 
-    /// Refuses to unregister an unknown remote, or one a topic uses.
+    /// Refuses to unregister an unknown remote. One that mirror topics
+    /// use may go: its partitions stay, read-only, their records kept, and
+    /// nothing can mirror into them until the remote is registered again.
     pub fn check_unregister(&self, id: &str) -> Result<(), ApiError> {
         if !self.is_remote(id) {
             return Err(ApiError::NotFound {
                 kind: ObjectKind::Remote,
                 name: id.to_string(),
             });
-        }
-        let used = self.topics.values().any(|t| {
-            matches!(&t.replicas, TopicReplicas::MirrorHome { remotes, .. } if remotes.iter().any(|r| r == id))
-        });
-        if used {
-            return Err(ApiError::RemoteInUse(id.to_string()));
         }
         Ok(())
     }
@@ -157,13 +153,19 @@ impl Catalog {
 
     /// Plans the deletion of a topic: the topic and its partitions marked
     /// as being deleted. A topic being deleted already plans nothing new.
-    pub fn plan_deletion(&self, topic: &str) -> Result<TopicPlan, ApiError> {
+    /// A topic a remote mirrors from its home is deleted only by the home
+    /// (`mirrored`: the deletion comes from the home's mirroring stream):
+    /// a client asking the remote is refused.
+    pub fn plan_deletion(&self, topic: &str, mirrored: bool) -> Result<TopicPlan, ApiError> {
         let Some(object) = self.topics.get(topic).filter(|t| !t.deleting) else {
             return Err(ApiError::NotFound {
                 kind: ObjectKind::Topic,
                 name: topic.to_string(),
             });
         };
+        if !mirrored && matches!(object.replicas, TopicReplicas::MirrorRemote { .. }) {
+            return Err(ApiError::MirrorDeleteFromRemote);
+        }
         Ok(TopicPlan {
             topic: TopicObject {
                 deleting: true,

@@ -31,6 +31,29 @@ use crate::model::{
     TopicReplicas,
 };
 use crate::store::{LoadError, MetadataStore, remove_stale_temps};
+use fluvio_controlplane_metadata::mirror::MirrorStatus;
+
+/// The home a remote cluster mirrors with (its Home mirror object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HomeLink {
+    /// The home's id.
+    pub id: String,
+    /// This cluster's id at the home.
+    pub remote_id: String,
+    /// The home SC's public endpoint.
+    pub public_endpoint: String,
+}
+
+/// A topic as a home's MirrorConnect stream describes it to a remote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteCopy {
+    /// The topic's name.
+    pub name: String,
+    /// The home SPU leading this remote's partition.
+    pub home_spu: HomeSpu,
+    /// Home-to-remote: the copy is the target.
+    pub target: bool,
+}
 
 /// What the SPUs are told follows what the catalog holds: both change under
 /// one lock.
@@ -340,6 +363,7 @@ impl Cluster {
             |state, ()| {
                 state.catalog.mirrors.remove(id);
                 state.distribution.mirror_epoch += 1;
+                relock(&self.liveness).forget_mirror(id);
             },
         )
     }
@@ -444,8 +468,12 @@ impl Cluster {
     /// name can never meet the old one's records, even on an SPU that was
     /// away when it was deleted.
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        self.delete(name, false)
+    }
+
+    fn delete(&self, name: &str, mirrored: bool) -> Result<(), ApiError> {
         self.change(
-            |catalog| catalog.plan_deletion(name),
+            |catalog| catalog.plan_deletion(name, mirrored),
             |store, deletion: &TopicPlan| {
                 // The topic first: a crash after it leaves a topic being
                 // deleted, whose partitions the next start marks too.
@@ -487,6 +515,162 @@ impl Cluster {
                     .log_change(ReplicaChange::Delete(removal.topic, removal.partition));
             },
         )
+    }
+
+    /// Whether `id` is a registered remote (on a home).
+    pub fn is_registered_remote(&self, id: &str) -> bool {
+        self.lock().catalog.is_remote(id)
+    }
+
+    /// The home this (remote) cluster mirrors with, if any: the first Home
+    /// object (one home per remote cluster, as in Fluvio).
+    pub fn home(&self) -> Option<HomeLink> {
+        let state = self.lock();
+        state.catalog.mirrors.values().find_map(|m| match &m.kind {
+            MirrorKind::Home {
+                id,
+                remote_id,
+                public_endpoint,
+            } => Some(HomeLink {
+                id: id.clone(),
+                remote_id: remote_id.clone(),
+                public_endpoint: public_endpoint.clone(),
+            }),
+            MirrorKind::Remote { .. } => None,
+        })
+    }
+
+    /// The home mirror topics that list `remote`, each with the SPU that
+    /// leads that remote's partition: what a remote's MirrorConnect stream
+    /// carries. Topics being deleted are left out (the remote deletes its
+    /// copy), and so is a partition whose leader is unknown.
+    pub fn topics_for_remote(&self, remote: &str) -> Vec<(TopicObject, SpuObject)> {
+        let state = self.lock();
+        let catalog = &state.catalog;
+        catalog
+            .topics
+            .values()
+            .filter(|topic| !topic.deleting)
+            .filter_map(|topic| {
+                let TopicReplicas::MirrorHome { remotes, .. } = &topic.replicas else {
+                    return None;
+                };
+                let index = remotes.iter().position(|r| r == remote)? as u32;
+                let partition = catalog.partitions.get(&(topic.name.clone(), index))?;
+                let spu = catalog.spus.get(&partition.leader)?;
+                Some((topic.clone(), spu.clone()))
+            })
+            .collect()
+    }
+
+    /// Makes this (remote) cluster's copies of `home`'s topics match what
+    /// the home sent: creates the missing, updates the changed, deletes
+    /// those the home no longer lists. Only that home's copies are touched;
+    /// a local topic of the same name is left alone (and logged).
+    pub fn sync_from_home(&self, home: &str, wanted: &[RemoteCopy]) -> Result<(), ApiError> {
+        let existing: Vec<TopicObject> = self.lock().catalog.topics.values().cloned().collect();
+        for copy in wanted {
+            let desired = TopicReplicas::MirrorRemote {
+                home_cluster: home.to_string(),
+                home_spu: copy.home_spu.clone(),
+                target: copy.target,
+            };
+            match existing.iter().find(|t| t.name == copy.name) {
+                None => self.create_remote_mirror_topic(
+                    &copy.name,
+                    home,
+                    copy.home_spu.clone(),
+                    copy.target,
+                )?,
+                Some(topic) if topic.deleting => {}
+                Some(topic) if topic.replicas == desired => {}
+                Some(topic) if matches!(&topic.replicas, TopicReplicas::MirrorRemote { home_cluster, .. } if home_cluster == home) =>
+                {
+                    self.update_remote_copy(topic, desired)?;
+                }
+                Some(_) => {
+                    tracing::warn!(topic = %copy.name, home, "a local topic has the name of a mirrored one: not touched");
+                }
+            }
+        }
+        for topic in existing {
+            let ours = matches!(&topic.replicas, TopicReplicas::MirrorRemote { home_cluster, .. } if home_cluster == home);
+            if ours && !topic.deleting && !wanted.iter().any(|c| c.name == topic.name) {
+                info!(topic = %topic.name, home, "the home no longer mirrors this topic: deleting the copy");
+                self.delete(&topic.name, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Points a remote copy at another home SPU, or flips its direction.
+    fn update_remote_copy(
+        &self,
+        topic: &TopicObject,
+        replicas: TopicReplicas,
+    ) -> Result<(), ApiError> {
+        let TopicReplicas::MirrorRemote {
+            home_cluster,
+            home_spu,
+            target,
+        } = &replicas
+        else {
+            return Err(ApiError::Invalid("not a remote mirror topic".into()));
+        };
+        let role = PartitionMirror::Remote {
+            home_cluster: home_cluster.clone(),
+            home_spu_key: home_spu.key.clone(),
+            home_spu_id: home_spu.id,
+            home_spu_endpoint: home_spu.endpoint.clone(),
+            target: *target,
+        };
+        let name = topic.name.clone();
+        self.change(
+            |catalog| {
+                let partitions = catalog
+                    .partitions
+                    .values()
+                    .filter(|p| p.topic == name)
+                    .map(|p| PartitionObject {
+                        mirror: Some(role.clone()),
+                        ..p.clone()
+                    })
+                    .collect();
+                Ok(TopicPlan {
+                    topic: TopicObject {
+                        replicas,
+                        ..topic.clone()
+                    },
+                    partitions,
+                })
+            },
+            |store, plan: &TopicPlan| {
+                for partition in &plan.partitions {
+                    store.put(partition)?;
+                }
+                store.put(&plan.topic)
+            },
+            State::put_topic,
+        )
+    }
+
+    /// Merges the SC's side of a mirror's pairing (its MirrorConnect stream).
+    pub fn mirror_status_from_sc(&self, mirror: &str, status: MirrorStatus) {
+        if relock(&self.liveness).mirror_from_sc(mirror, status) {
+            self.status.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Merges an SPU's side of a mirror's pairing (UpdateMirrorStat).
+    pub fn mirror_status_from_spu(&self, mirror: &str, status: MirrorStatus) {
+        if relock(&self.liveness).mirror_from_spu(mirror, status) {
+            self.status.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// A mirror object's pairing, as last heard.
+    pub fn mirror_status(&self, mirror: &str) -> MirrorStatus {
+        relock(&self.liveness).mirror(mirror)
     }
 
     /// Whether a topic of that name exists, being deleted or not.

@@ -69,9 +69,9 @@ pub enum ApiError {
     /// A mirror topic names remotes that are not registered.
     #[error("remote not found: {0:?}")]
     UnknownRemotes(Vec<String>),
-    /// A remote still used by a mirror topic cannot be unregistered.
-    #[error("invalid: remote {0:?} is used by a mirror topic")]
-    RemoteInUse(String),
+    /// A topic mirrored from the home is deleted at the home, never here.
+    #[error("cannot delete mirrored topic from remote")]
+    MirrorDeleteFromRemote,
     /// The request makes no sense.
     #[error("invalid: {0}")]
     Invalid(String),
@@ -116,6 +116,9 @@ impl ApiError {
                 ErrorCode::MirrorNotFound,
                 format!("remote cluster {name:?} not found"),
             ),
+            (ApiError::MirrorDeleteFromRemote, _) => {
+                (ErrorCode::MirrorDeleteFromRemote, self.to_string())
+            }
             (ApiError::UnknownRemotes(_), _) => (ErrorCode::MirrorNotFound, self.to_string()),
             (ApiError::Invalid(reason), false) => (ErrorCode::TopicError, reason.clone()),
             (ApiError::Io(err), false) => (ErrorCode::TopicNotProvisioned, err.to_string()),

@@ -17,6 +17,9 @@
 //!   codes in one place.
 //! - [`private`]: the control-plane server SPUs register with; it pushes a
 //!   full sync, then the changes, and takes the SPUs' status reports.
+//! - [`mirroring`]: the SC-to-SC `MirrorConnect` stream: served to remotes
+//!   on the public port (home side), dialed to the home (remote side),
+//!   which keeps the local copies of the home's topics.
 //! - [`upgrade`]: check, migrate into a new generation, finalize, roll
 //!   back, and the checks that gate a resume.
 //! - [`public`]: the Fluvio SC public API the official client uses
@@ -30,6 +33,7 @@ pub mod cluster;
 pub mod distribution;
 pub mod error;
 pub mod liveness;
+pub mod mirroring;
 pub mod model;
 pub mod private;
 pub mod public;

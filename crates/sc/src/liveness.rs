@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use fluvio_controlplane_metadata::mirror::MirrorStatus;
+
 /// Sessions and reports, as the SPUs send them.
 #[derive(Debug, Default)]
 pub struct Liveness {
@@ -10,6 +12,9 @@ pub struct Liveness {
     online: BTreeMap<i32, usize>,
     /// Offsets the leaders last reported: (hw, leo, size).
     offsets: BTreeMap<(String, u32), (i64, i64, i64)>,
+    /// Each mirror object's pairing: the SC's side (its MirrorConnect
+    /// stream) and the SPUs' (their links), as Fluvio's MirrorStatus.
+    mirrors: BTreeMap<String, MirrorStatus>,
 }
 
 impl Liveness {
@@ -43,6 +48,34 @@ impl Liveness {
     /// The last report of a partition.
     pub fn offsets(&self, topic: &str, partition: u32) -> Option<(i64, i64, i64)> {
         self.offsets.get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// Merges the SC's view of a mirror's pairing; returns whether the
+    /// pairing changed (not only its last-seen time).
+    pub fn mirror_from_sc(&mut self, mirror: &str, status: MirrorStatus) -> bool {
+        let entry = self.mirrors.entry(mirror.to_string()).or_default();
+        let before = (entry.pairing_sc.clone(), entry.connection_status.clone());
+        entry.merge_from_sc(status);
+        before != (entry.pairing_sc.clone(), entry.connection_status.clone())
+    }
+
+    /// Merges an SPU's view of a mirror's pairing; returns whether the
+    /// pairing changed.
+    pub fn mirror_from_spu(&mut self, mirror: &str, status: MirrorStatus) -> bool {
+        let entry = self.mirrors.entry(mirror.to_string()).or_default();
+        let before = entry.pairing_spu.clone();
+        entry.merge_from_spu(status);
+        before != entry.pairing_spu
+    }
+
+    /// A mirror's pairing, as last heard.
+    pub fn mirror(&self, mirror: &str) -> MirrorStatus {
+        self.mirrors.get(mirror).cloned().unwrap_or_default()
+    }
+
+    /// Forgets a mirror object's pairing (it was removed).
+    pub fn forget_mirror(&mut self, mirror: &str) {
+        self.mirrors.remove(mirror);
     }
 
     /// Forgets a deleted partition's report, so a partition created again

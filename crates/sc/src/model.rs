@@ -6,6 +6,9 @@ use fluvio_controlplane_metadata::partition::{
     HomePartitionConfig, PartitionMirrorConfig, RemotePartitionConfig,
 };
 use fluvio_controlplane_metadata::spu::{Endpoint, IngressAddr, IngressPort, SpuSpec};
+use fluvio_controlplane_metadata::topic::{
+    HomeMirrorConfig, MirrorConfig, RemoteMirrorConfig, SpuMirrorConfig, TopicSpec,
+};
 use fluvio_protocol::record::ReplicaKey;
 use mg_controlplane::{Mirror, Replica};
 use serde::{Deserialize, Serialize};
@@ -113,8 +116,38 @@ pub enum TopicReplicas {
     },
 }
 
+impl TopicObject {
+    /// The topic as Fluvio's clients (and a remote's SC) see its spec.
+    pub fn to_spec(&self) -> TopicSpec {
+        match &self.replicas {
+            TopicReplicas::Computed { partitions } => TopicSpec::new_computed(*partitions, 1, None),
+            TopicReplicas::MirrorHome {
+                remotes,
+                home_to_remote,
+            } => {
+                let mut home = HomeMirrorConfig::from_simple(&self.name, remotes.clone());
+                home.set_home_to_remote(*home_to_remote);
+                TopicSpec::new_mirror(MirrorConfig::Home(home))
+            }
+            TopicReplicas::MirrorRemote {
+                home_cluster,
+                home_spu,
+                target,
+            } => TopicSpec::new_mirror(MirrorConfig::Remote(RemoteMirrorConfig {
+                home_cluster: home_cluster.clone(),
+                home_spus: vec![SpuMirrorConfig {
+                    id: home_spu.id,
+                    key: home_spu.key.clone(),
+                    endpoint: home_spu.endpoint.clone(),
+                }],
+                target: *target,
+            })),
+        }
+    }
+}
+
 /// The home SPU a remote partition mirrors with.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HomeSpu {
     /// Its id.
     pub id: i32,

@@ -25,7 +25,7 @@ use mg_controlplane::keys::{
 };
 use mg_controlplane::{
     RegisterSpuRequest, RegisterSpuResponse, ReplicaRemovedRequest, ScKey, SpuKey,
-    UpdateLrsRequest, UpdateMirrorRequest, UpdateSpuRequest,
+    UpdateLrsRequest, UpdateMirrorRequest, UpdateMirrorStatRequest, UpdateSpuRequest,
 };
 use mg_controlplane::{Replica, UpdateReplicaRequest};
 use mg_transport::{
@@ -322,7 +322,15 @@ async fn status(frame: &Bytes, spu: i32, cluster: &Arc<Cluster>) -> Result<(), S
             }
             Ok(())
         }
-        Some(ScKey::UpdatePartitionStat | ScKey::UpdateMirrorStat) => Ok(()),
+        Some(ScKey::UpdateMirrorStat) => {
+            let stats: UpdateMirrorStatRequest =
+                decode_body(frame, body, header.api_version, "UpdateMirrorStat")?;
+            for stat in stats.stats {
+                cluster.mirror_status_from_spu(&stat.mirror_id, stat.status);
+            }
+            Ok(())
+        }
+        Some(ScKey::UpdatePartitionStat) => Ok(()),
         Some(ScKey::RegisterSpu) => Err(SessionError::Protocol("registered twice".into())),
         None => Err(SessionError::Protocol(format!(
             "unknown key {}",

@@ -125,11 +125,43 @@ async fn edge_records_reach_the_home_with_their_offsets_and_bytes_through_the_mi
     assert_eq!(home.stored(TOPIC, 0), edge.stored(TOPIC, 0));
     let metrics = home.spu.metrics();
     let link = metrics.link("edge1", TOPIC, 0, "receiver");
-    assert_eq!(link.records(), 8);
+    // Counted once the append returns; the log may show it a moment sooner.
+    eventually("the link counts the eight records", || link.records() == 8).await;
     assert_eq!(link.bytes() as usize, home.stored(TOPIC, 0).len());
     let sent = edge.spu.metrics().link("edge1", TOPIC, 0, "sender");
     eventually("the edge sees no lag", || sent.lag() == 0).await;
     assert_eq!(sent.bytes(), link.bytes(), "byte counts match at both ends");
+
+    // The same, as Prometheus scrapes it.
+    let text = scrape(&home).await;
+    let labels = "remote=\"edge1\",topic=\"metrics\",partition=\"0\",role=\"receiver\"";
+    for line in [
+        format!("mirror_guard_mirror_records_total{{{labels}}} 8"),
+        format!(
+            "mirror_guard_mirror_bytes_total{{{labels}}} {}",
+            link.bytes()
+        ),
+        format!("mirror_guard_mirror_lag_records{{{labels}}} 0"),
+        format!("mirror_guard_mirror_connected{{{labels}}} 1"),
+        format!("mirror_guard_mirror_refused_batches_total{{{labels}}} 0"),
+    ] {
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+}
+
+async fn scrape(spu: &TestSpu) -> String {
+    let mut http = TcpStream::connect(spu.spu.metrics_addr().unwrap())
+        .await
+        .unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), http.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,8 +149,9 @@ pub(super) async fn handle(
             );
             Ok(())
         }
-        AdminPublicDecodedRequest::MirroringRequest(_) => Err(PublicError::Unsupported(
-            "mirroring connections are not served yet",
+        // Taken over by the connection loop before dispatch.
+        AdminPublicDecodedRequest::MirroringRequest(_) => Err(PublicError::Internal(
+            "a mirroring request reached dispatch".into(),
         )),
         AdminPublicDecodedRequest::UpdateRequest(message) => {
             let status = Status::new(

@@ -115,12 +115,17 @@ pub async fn serve_public(
         listen,
         ServerLimits::default(),
         (),
-        move |socket, _peer, stop| serve_client(socket, cluster.clone(), stop),
+        move |socket, peer, stop| serve_client(socket, peer, cluster.clone(), stop),
     )
     .await
 }
 
-async fn serve_client(socket: TcpStream, cluster: Arc<Cluster>, mut stop: ShutdownSignal) {
+async fn serve_client(
+    socket: TcpStream,
+    peer: SocketAddr,
+    cluster: Arc<Cluster>,
+    mut stop: ShutdownSignal,
+) {
     let (read, write) = socket.into_split();
     let writer: Writer = Arc::new(Mutex::new(write));
     let mut frames = FrameReader::new(read, FRAME_LIMITS);
@@ -140,6 +145,26 @@ async fn serve_client(socket: TcpStream, cluster: Arc<Cluster>, mut stop: Shutdo
                 break;
             }
         };
+        if mg_transport::RequestHeader::parse(&frame)
+            .is_ok_and(|(header, _)| header.api_key == crate::mirroring::MIRRORING_KEY)
+        {
+            // A remote's MirrorConnect: the connection carries its stream
+            // from now on, and ends with it.
+            let mut writer = writer.lock().await;
+            let served = crate::mirroring::home::serve(
+                &frame,
+                &mut frames,
+                &mut *writer,
+                &cluster,
+                peer,
+                stop.clone(),
+            )
+            .await;
+            if let Err(reason) = served {
+                warn!(%peer, %reason, "closing connection");
+            }
+            break;
+        }
         if let Err(reason) =
             dispatch::handle(&frame, &cluster, &writer, &closed, &mut watches).await
         {

@@ -1,22 +1,19 @@
 //! Projection: the cluster's objects as Fluvio's metadata types, the way
 //! the official client lists and watches them.
 
-use fluvio_controlplane_metadata::mirror::{MirrorSpec, MirrorStatus};
+use fluvio_controlplane_metadata::mirror::MirrorSpec;
 use fluvio_controlplane_metadata::partition::{
     PartitionResolution, PartitionSpec, PartitionStatus, ReplicaStatus,
 };
 use fluvio_controlplane_metadata::spu::{SpuSpec, SpuStatus};
-use fluvio_controlplane_metadata::topic::{
-    HomeMirrorConfig, MirrorConfig, RemoteMirrorConfig, SpuMirrorConfig, TopicResolution,
-    TopicSpec, TopicStatus,
-};
+use fluvio_controlplane_metadata::topic::{TopicResolution, TopicSpec, TopicStatus};
 use fluvio_protocol::{Decoder, Encoder};
 use fluvio_sc_schema::objects::{ListResponse, Metadata, ObjectApiListResponse};
 use fluvio_sc_schema::{AdminSpec, TryEncodableFrom};
 
 use super::PublicError;
 use crate::cluster::Cluster;
-use crate::model::{PartitionMirror, PartitionObject, TopicReplicas};
+use crate::model::{PartitionMirror, PartitionObject};
 
 pub(super) fn filter<S>(
     items: Vec<Metadata<S>>,
@@ -56,32 +53,7 @@ pub(super) fn topics(cluster: &Cluster) -> Vec<Metadata<TopicSpec>> {
                 .iter()
                 .filter(|p| p.topic == topic.name)
                 .collect();
-            let spec = match &topic.replicas {
-                TopicReplicas::Computed { partitions } => {
-                    TopicSpec::new_computed(*partitions, 1, None)
-                }
-                TopicReplicas::MirrorHome {
-                    remotes,
-                    home_to_remote,
-                } => {
-                    let mut home = HomeMirrorConfig::from_simple(&topic.name, remotes.clone());
-                    home.set_home_to_remote(*home_to_remote);
-                    TopicSpec::new_mirror(MirrorConfig::Home(home))
-                }
-                TopicReplicas::MirrorRemote {
-                    home_cluster,
-                    home_spu,
-                    target,
-                } => TopicSpec::new_mirror(MirrorConfig::Remote(RemoteMirrorConfig {
-                    home_cluster: home_cluster.clone(),
-                    home_spus: vec![SpuMirrorConfig {
-                        id: home_spu.id,
-                        key: home_spu.key.clone(),
-                        endpoint: home_spu.endpoint.clone(),
-                    }],
-                    target: *target,
-                })),
-            };
+            let spec = topic.to_spec();
             let mut status = TopicStatus::new(
                 TopicResolution::Provisioned,
                 mine.iter().map(|p| vec![p.leader]).collect(),
@@ -158,7 +130,7 @@ pub(super) fn mirrors(cluster: &Cluster) -> Vec<Metadata<MirrorSpec>> {
         .map(|m| Metadata {
             name: m.name.clone(),
             spec: m.to_wire().spec,
-            status: MirrorStatus::default(),
+            status: cluster.mirror_status(&m.name),
         })
         .collect()
 }

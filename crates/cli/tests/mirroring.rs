@@ -1,0 +1,361 @@
+//! Mirroring between real clusters of real processes on loopback, set up
+//! and driven through the `mirror-guard` command: a home and two edges,
+//! both directions, the guard at both ends, unregistering, and every
+//! process killed with SIGKILL in the middle of a stream.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{BIN, LocalCluster, eventually, text};
+use fluvio_controlplane_metadata::mirror::Home;
+use fluvio_sc_schema::remote_file::RemoteMetadataExport;
+
+/// Every record byte a cluster stores for a partition, in log order,
+/// whichever of its SPUs holds it.
+fn stored(cluster: &LocalCluster, topic: &str, partition: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for spu in std::fs::read_dir(cluster.dir.path()).unwrap() {
+        let dir = spu.unwrap().path().join(format!("{topic}-{partition}"));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            bytes.extend(std::fs::read(log).unwrap());
+        }
+    }
+    bytes
+}
+
+/// (LEO, records) as `partition list` reports them for `topic`.
+fn leo(cluster: &LocalCluster, topic: &str, partition: u32) -> Option<i64> {
+    let out = cluster.cli(&["partition", "list"], None);
+    let list = text(&out.stdout);
+    list.lines().find_map(|line| {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        (cells.first() == Some(&topic) && cells.get(1) == Some(&partition.to_string().as_str()))
+            .then(|| cells.last()?.parse().ok())
+            .flatten()
+    })
+}
+
+fn consume(cluster: &LocalCluster, topic: &str, partition: u32) -> String {
+    let p = partition.to_string();
+    text(
+        &cluster
+            .cli(&["consume", topic, "-B", "-d", "-p", &p], None)
+            .stdout,
+    )
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Pairs `edge` with `home` as remote `id`: register, export, connect.
+fn pair(home: &LocalCluster, edge: &LocalCluster, id: &str) -> PathBuf {
+    ok(home.cli(&["remote", "register", id], None));
+    let file = home.dir.path().join(format!("{id}.json"));
+    let out = ok(home.cli(
+        &["remote", "export", id, "--file", file.to_str().unwrap()],
+        None,
+    ));
+    assert!(out.contains("exported"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the export file is private");
+    let out = ok(edge.cli(&["home", "connect", "--file", file.to_str().unwrap()], None));
+    assert_eq!(out, "connecting with \"home\" cluster\n");
+    file
+}
+
+fn mirror_topic(home: &LocalCluster, name: &str, remotes: &[&str], home_to_remote: bool) {
+    let list = home.dir.path().join(format!("{name}-remotes.json"));
+    std::fs::write(&list, serde_json::to_string(remotes).unwrap()).unwrap();
+    let mut args = vec![
+        "topic",
+        "create",
+        name,
+        "--mirror-apply",
+        list.to_str().unwrap(),
+    ];
+    if home_to_remote {
+        args.push("--home-to-remote");
+    }
+    ok(home.cli(&args, None));
+}
+
+fn has_topic(cluster: &LocalCluster, name: &str, kind: &str) -> bool {
+    let list = text(&cluster.cli(&["topic", "list"], None).stdout);
+    list.lines().any(|l| l.contains(name) && l.contains(kind))
+}
+
+fn log_lines(cluster: &LocalCluster, needle: &str) -> usize {
+    let logs = cluster.dir.path().join("logs");
+    std::fs::read_dir(logs)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .map(|log| log.lines().filter(|l| l.contains(needle)).count())
+        .sum()
+}
+
+#[test]
+fn a_home_and_two_edges_mirror_both_ways() {
+    let home = LocalCluster::start(2);
+    let edge1 = LocalCluster::start(1);
+    let edge2 = LocalCluster::start(1);
+
+    // Exporting an unregistered remote is refused.
+    let out = home.cli(&["remote", "export", "edge9"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("\"edge9\" is not registered"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // edge1 connects with our export; edge2 with a file exactly as
+    // `fluvio remote export` writes it (Fluvio's own serde type).
+    let exported = pair(&home, &edge1, "edge1");
+    let file: RemoteMetadataExport =
+        serde_json::from_str(&std::fs::read_to_string(&exported).unwrap()).unwrap();
+    assert_eq!(
+        (file.home.id.as_str(), file.home.remote_id.as_str()),
+        ("home", "edge1")
+    );
+    assert_eq!(file.home.public_endpoint, home.sc);
+    ok(home.cli(&["remote", "register", "edge2"], None));
+    let fluvio_file = edge2.dir.path().join("from-fluvio.json");
+    let fluvios = RemoteMetadataExport {
+        topics: Vec::new(),
+        home: Home {
+            id: "home".into(),
+            remote_id: "edge2".into(),
+            public_endpoint: home.sc.clone(),
+            client_tls: None,
+        },
+    };
+    std::fs::write(
+        &fluvio_file,
+        serde_json::to_string_pretty(&fluvios).unwrap(),
+    )
+    .unwrap();
+    ok(edge2.cli(
+        &["home", "connect", "--file", fluvio_file.to_str().unwrap()],
+        None,
+    ));
+    mirror_topic(&home, "metrics", &["edge1", "edge2"], false);
+    mirror_topic(&home, "config", &["edge1", "edge2"], true);
+    for edge in [&edge1, &edge2] {
+        eventually("the edge's copies of the home's topics", || {
+            has_topic(edge, "metrics", "to-home") && has_topic(edge, "config", "from-home")
+        });
+    }
+    // Deleting a mirrored topic at the remote is refused.
+    let out = edge1.cli(&["topic", "delete", "metrics"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot delete mirrored topic from remote"));
+
+    // To home: each edge into its own partition, same offsets and bytes.
+    ok(edge1.cli(&["produce", "metrics"], Some("a1\na2\na3\n")));
+    ok(edge2.cli(&["produce", "metrics"], Some("b1\n")));
+    eventually("edge1's records at the home", || {
+        leo(&home, "metrics", 0) == Some(3)
+    });
+    eventually("edge2's records at the home", || {
+        leo(&home, "metrics", 1) == Some(1)
+    });
+    assert_eq!(consume(&home, "metrics", 0), "a1\na2\na3\n");
+    assert_eq!(consume(&home, "metrics", 1), "b1\n");
+    assert_eq!(stored(&home, "metrics", 0), stored(&edge1, "metrics", 0));
+    assert_eq!(stored(&home, "metrics", 1), stored(&edge2, "metrics", 0));
+
+    // A home producer is refused with 11003, and nothing is stored.
+    let out = home.cli(&["produce", "metrics", "-p", "0"], Some("from home\n"));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("11003"), "{}", text(&out.stderr));
+    assert_eq!(leo(&home, "metrics", 0), Some(3));
+
+    // Home to remote: partition i flows to remote i; the targets refuse produce.
+    ok(home.cli(&["produce", "config", "-p", "0"], Some("c1\nc2\n")));
+    ok(home.cli(&["produce", "config", "-p", "1"], Some("d1\n")));
+    eventually("config at edge1", || leo(&edge1, "config", 0) == Some(2));
+    eventually("config at edge2", || leo(&edge2, "config", 0) == Some(1));
+    assert_eq!(consume(&edge1, "config", 0), "c1\nc2\n");
+    assert_eq!(consume(&edge2, "config", 0), "d1\n");
+    assert_eq!(stored(&edge1, "config", 0), stored(&home, "config", 0));
+    let out = edge1.cli(&["produce", "config"], Some("from edge\n"));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("11006"), "{}", text(&out.stderr));
+    // Nothing echoes back: the home's to-home partitions did not grow.
+    assert_eq!(leo(&home, "metrics", 0), Some(3));
+    assert_eq!(leo(&home, "config", 0), Some(2));
+
+    // Pairing, as `remote list` and `home status` show it.
+    eventually("the home sees both remotes paired", || {
+        let list = text(&home.cli(&["remote", "list"], None).stdout);
+        ["edge1", "edge2"].iter().all(|id| {
+            list.lines().any(|l| {
+                l.starts_with(&format!("  {id} ")) && l.contains("Connected  Connected  online")
+            })
+        })
+    });
+    let status = ok(edge1.cli(&["home", "status"], None));
+    assert!(
+        status.contains("edge1 ->") && status.contains("online"),
+        "{status}"
+    );
+
+    // Unregister edge2: its stream and links end, and its partition takes
+    // no more of its records; edge1 goes on.
+    ok(home.cli(&["remote", "unregister", "edge2"], None));
+    eventually("edge2 hears it is no longer registered", || {
+        text(&edge2.cli(&["home", "status"], None).stdout).contains("not registered")
+    });
+    let refused = log_lines(&home, "refusing mirror connection");
+    ok(edge2.cli(&["produce", "metrics"], Some("b2\n")));
+    eventually("edge2's SPU to be refused again after its produce", || {
+        log_lines(&home, "refusing mirror connection") > refused + 1
+    });
+    assert_eq!(
+        leo(&home, "metrics", 1),
+        Some(1),
+        "edge2's partition took nothing more"
+    );
+    assert_eq!(consume(&home, "metrics", 1), "b1\n", "its records are kept");
+    ok(edge1.cli(&["produce", "metrics"], Some("a4\n")));
+    eventually("edge1 still mirrors", || {
+        leo(&home, "metrics", 0) == Some(4)
+    });
+}
+
+/// Processes this test started again by hand, by (cluster, index); killed
+/// when the test ends.
+#[derive(Default)]
+struct Restarted(Vec<((String, usize), Child)>);
+
+impl Restarted {
+    /// The live pid of a cluster's process `index` (0: the SC, then the
+    /// SPUs): its last restart, or the one `cluster start` recorded.
+    fn pid(&self, cluster: &LocalCluster, index: usize) -> i32 {
+        let key = (cluster.sc.clone(), index);
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, child)| child.id() as i32)
+            .unwrap_or(cluster.pids()[index])
+    }
+}
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn kill9(pid: i32) {
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    eventually("the process to die", || {
+        !Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    });
+}
+
+/// Kills a cluster's SC (`index` 0) or SPU (`index` 1..) with SIGKILL and
+/// starts it again on the same data and ports.
+fn kill_and_restart(cluster: &LocalCluster, index: usize, restarted: &mut Restarted) {
+    kill9(restarted.pid(cluster, index));
+    let file = cluster.file();
+    let dir: &Path = cluster.dir.path();
+    let private = file["sc_private"].as_str().unwrap();
+    let mut command = Command::new(BIN);
+    if index == 0 {
+        command
+            .args(["sc", "--data-dir"])
+            .arg(dir.join("sc"))
+            .args(["--public", file["sc_public"].as_str().unwrap()])
+            .args(["--private", private]);
+    } else {
+        let spu = &file["spus"][index - 1];
+        let id = spu["id"].as_i64().unwrap().to_string();
+        command
+            .args(["spu", "--id", &id])
+            .args(["--listen", spu["public"].as_str().unwrap()])
+            .arg("--data-dir")
+            .arg(dir.join(format!("spu-{id}")))
+            .args(["--sc", private]);
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    restarted.0.push(((cluster.sc.clone(), index), child));
+}
+
+#[test]
+fn every_process_killed_mid_stream_loses_and_doubles_nothing() {
+    const CHUNKS: usize = 5;
+    const PER_CHUNK: usize = 20_000;
+    let home = LocalCluster::start(1);
+    let edge = LocalCluster::start(1);
+    let mut restarted = Restarted::default();
+    pair(&home, &edge, "edge1");
+    mirror_topic(&home, "stream", &["edge1"], false);
+    eventually("the edge's copy", || has_topic(&edge, "stream", "to-home"));
+
+    // The home SPU, the edge SPU, the home SC, the edge SC: each killed
+    // right after a chunk is acknowledged at the edge, while it mirrors.
+    let victims: [(&LocalCluster, usize); CHUNKS - 1] =
+        [(&home, 1), (&edge, 1), (&home, 0), (&edge, 0)];
+    let mut produced = 0usize;
+    for chunk in 0..CHUNKS {
+        let lines: String = (produced..produced + PER_CHUNK)
+            .map(|n| format!("record-{n:06}\n"))
+            .collect();
+        ok(edge.cli(&["produce", "stream"], Some(&lines)));
+        produced += PER_CHUNK;
+        if let Some((cluster, index)) = victims.get(chunk) {
+            kill_and_restart(cluster, *index, &mut restarted);
+        }
+    }
+    let total = produced as i64;
+    eventually("every record at the home", || {
+        stored(&home, "stream", 0).len() == stored(&edge, "stream", 0).len()
+            && leo(&home, "stream", 0) == Some(total)
+    });
+    // Byte for byte: the same batches at the same offsets, none lost, none
+    // doubled, contiguous.
+    assert_eq!(stored(&home, "stream", 0), stored(&edge, "stream", 0));
+    let values = consume(&home, "stream", 0);
+    let expected: String = (0..produced).map(|n| format!("record-{n:06}\n")).collect();
+    assert_eq!(values.len(), expected.len());
+    assert!(
+        values == expected,
+        "the home's records differ from what the edge took"
+    );
+}

@@ -1,0 +1,145 @@
+//! The home side: a remote's `MirrorConnect` arrived on the public port.
+//! The remote must be registered; then the connection carries only its
+//! stream: the mirror topics that list it, each with the SPU leading its
+//! partition (id, key, public endpoint), sent again whenever they change
+//! and every [`HEARTBEAT`] as a sign of life. Unregistering the remote
+//! ends the stream and closes the connection.
+
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fluvio_controlplane_metadata::mirror::MirrorPairStatus;
+use fluvio_controlplane_metadata::mirroring::{
+    MirrorConnect, MirroringRemoteClusterRequest, MirroringSpecWrapper, MirroringStatusResponse,
+};
+use fluvio_controlplane_metadata::topic::TopicSpec;
+use fluvio_protocol::api::ApiMessage;
+use fluvio_protocol::link::ErrorCode;
+use fluvio_sc_schema::{AdminPublicDecodedRequest, TryEncodableFrom};
+use mg_transport::{FrameReader, ShutdownSignal, encode_response};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tracing::{info, warn};
+
+use super::sc_status;
+use crate::cluster::Cluster;
+
+/// How often an unchanged topic list is sent again.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Why a mirroring stream ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The request did not decode as a MirrorConnect.
+    #[error("malformed mirroring request: {0}")]
+    Malformed(String),
+    /// Writing failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Encoding our own answer failed: a bug.
+    #[error("cannot encode: {0}")]
+    Encode(#[from] mg_transport::EncodeError),
+}
+
+/// Serves a MirrorConnect stream until the remote leaves, is unregistered,
+/// or the SC shuts down.
+pub async fn serve<R, W>(
+    frame: &Bytes,
+    frames: &mut FrameReader<R>,
+    writer: &mut W,
+    cluster: &Arc<Cluster>,
+    peer: SocketAddr,
+    mut stop: ShutdownSignal,
+) -> Result<(), StreamError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let request = AdminPublicDecodedRequest::decode_from(&mut Cursor::new(frame.as_ref()))
+        .map_err(|err| StreamError::Malformed(err.to_string()))?;
+    let AdminPublicDecodedRequest::MirroringRequest(message) = request else {
+        return Err(StreamError::Malformed("not a mirroring request".into()));
+    };
+    let (correlation, version) = (
+        message.header.correlation_id(),
+        message.header.api_version(),
+    );
+    let connect: MirroringRemoteClusterRequest<MirrorConnect> = message
+        .request
+        .downcast()
+        .map_err(|err| StreamError::Malformed(err.to_string()))?
+        .ok_or_else(|| StreamError::Malformed("not a MirrorConnect".into()))?;
+    let remote = connect.request.remote_id;
+    if !cluster.is_registered_remote(&remote) {
+        warn!(%peer, remote, "refusing mirroring connection: the remote is not registered");
+        let refusal = MirroringStatusResponse {
+            name: remote.clone(),
+            error_code: ErrorCode::MirrorNotFound,
+            error_message: Some(format!("remote cluster {remote:?} is not registered")),
+            topics: Vec::new(),
+        };
+        writer
+            .write_all(&encode_response(correlation, version, &refusal)?)
+            .await?;
+        return Ok(());
+    }
+    info!(%peer, remote, "remote connected for mirroring");
+    cluster.mirror_status_from_sc(&remote, sc_status(MirrorPairStatus::Successful, true));
+    let mut changes = cluster.subscribe();
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    let mut last: Option<Vec<MirroringSpecWrapper<TopicSpec>>> = None;
+    let mut due = true;
+    let ended = loop {
+        if !cluster.is_registered_remote(&remote) {
+            break "the remote was unregistered";
+        }
+        let topics = topics_for(cluster, &remote);
+        if due || last.as_ref() != Some(&topics) {
+            let response = MirroringStatusResponse::new_ok(&remote, topics.clone());
+            writer
+                .write_all(&encode_response(correlation, version, &response)?)
+                .await?;
+            cluster.mirror_status_from_sc(&remote, sc_status(MirrorPairStatus::Successful, true));
+            last = Some(topics);
+            due = false;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break "the SC is stopping" },
+            _ = heartbeat.tick() => due = true,
+            frame = frames.next() => match frame {
+                Ok(Some(_)) => break "the remote sent a request on its mirroring stream",
+                Ok(None) => break "the remote closed the connection",
+                Err(_) => break "the connection failed",
+            },
+            () = stop.wait() => break "the SC is stopping",
+        }
+    };
+    info!(%peer, remote, reason = ended, "mirroring stream ended");
+    if cluster.is_registered_remote(&remote) {
+        cluster.mirror_status_from_sc(
+            &remote,
+            sc_status(MirrorPairStatus::DetailFailure(ended.into()), false),
+        );
+    }
+    Ok(())
+}
+
+/// The stream's content for `remote`.
+fn topics_for(cluster: &Cluster, remote: &str) -> Vec<MirroringSpecWrapper<TopicSpec>> {
+    cluster
+        .topics_for_remote(remote)
+        .into_iter()
+        .map(|(topic, spu)| {
+            MirroringSpecWrapper::new(
+                topic.name.clone(),
+                topic.to_spec(),
+                spu.id,
+                spu.public_endpoint.clone(),
+                spu.id.to_string(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,42 @@
+//! Mirroring between clusters, on the SC: Fluvio 0.50's `MirrorConnect`
+//! stream (admin key 1005) on the public port.
+//!
+//! ```text
+//! remote SC: remote::run   dial -> ApiVersions -> ObjectMirroringRequest(MirrorConnect{remote_id})
+//!                          <- MirroringStatusResponse (the topics for this remote), again on change
+//!                          -> create / update / delete the local copies of that home's topics
+//! home SC:   home::serve   registered? -> stream the mirror topics that list the remote, each with
+//!                          the SPU leading its partition; end when the remote is unregistered
+//! ```
+//!
+//! Both sides record the SC's side of the pairing ([`Cluster::mirror_status_from_sc`]);
+//! the SPUs report theirs over the control plane.
+//!
+//! [`Cluster::mirror_status_from_sc`]: crate::Cluster::mirror_status_from_sc
+
+pub mod home;
+pub mod remote;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fluvio_controlplane_metadata::mirror::{ConnectionStatus, MirrorPairStatus, MirrorStatus};
+
+/// The admin key of `ObjectMirroringRequest`.
+pub const MIRRORING_KEY: u16 = 1005;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The SC's side of a pairing, now.
+fn sc_status(pairing: MirrorPairStatus, online: bool) -> MirrorStatus {
+    let connection = if online {
+        ConnectionStatus::Online
+    } else {
+        ConnectionStatus::Offline
+    };
+    MirrorStatus::new(pairing, connection, now_ms())
+}

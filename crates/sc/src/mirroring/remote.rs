@@ -1,0 +1,203 @@
+//! The remote side: while this cluster has a Home mirror object, keep a
+//! `MirrorConnect` stream open to the home SC, redialed with backoff, and
+//! make the local copies of that home's topics match every response: one
+//! partition each, `ReplicaSpec::Mirror(Remote{home_cluster, home_spus,
+//! target})`. Only that home's copies are created, updated or deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluvio_controlplane_metadata::mirror::MirrorPairStatus;
+use fluvio_controlplane_metadata::mirroring::{
+    MirrorConnect, MirroringRemoteClusterRequest, MirroringStatusResponse,
+};
+use fluvio_controlplane_metadata::topic::{MirrorConfig, ReplicaSpec};
+use fluvio_protocol::link::versions::{ApiVersionsRequest, ApiVersionsResponse};
+use fluvio_sc_schema::TryEncodableFrom;
+use fluvio_sc_schema::mirroring::ObjectMirroringRequest;
+use mg_transport::{
+    Backoff, BodyError, EncodeError, FrameError, FrameLimits, FrameReader, ShutdownSignal,
+    decode_body, dial, encode_request,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{MIRRORING_KEY, sc_status};
+use crate::cluster::{Cluster, HomeLink, RemoteCopy};
+use crate::error::ApiError;
+use crate::model::HomeSpu;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A stream that lasted this long was working: the next failure starts the
+/// backoff again from its shortest delay.
+const STEADY: Duration = Duration::from_secs(5);
+const API_VERSIONS: u16 = 18;
+/// ApiVersions as Fluvio's clients send it.
+const API_VERSIONS_VERSION: i16 = 2;
+/// The newest mirroring version this SC speaks.
+const MIRRORING_VERSION: i16 = 19;
+const CLIENT_ID: &str = "mirror-guard sc";
+
+/// Why a stream to the home ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// Connecting or talking failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The endpoint does not resolve.
+    #[error("the home endpoint {0:?} resolves to no address")]
+    Unresolved(String),
+    /// A frame could not be read.
+    #[error("frame: {0}")]
+    Frame(#[from] FrameError),
+    /// An answer did not decode.
+    #[error("{0}")]
+    Body(#[from] BodyError),
+    /// Our own request could not be encoded: a bug.
+    #[error("cannot encode: {0}")]
+    Encode(#[from] EncodeError),
+    /// The home does not serve mirroring at a version we speak.
+    #[error("the home does not serve mirroring (admin key 1005)")]
+    Unsupported,
+    /// The home refused this remote.
+    #[error("the home refused: {0}")]
+    Refused(String),
+    /// The home closed the stream.
+    #[error("the home closed the connection")]
+    Closed,
+    /// Applying the home's topics failed.
+    #[error("applying the home's topics: {0}")]
+    Apply(#[from] ApiError),
+}
+
+/// Runs until shutdown.
+pub async fn run(cluster: Arc<Cluster>, mut stop: ShutdownSignal) {
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+    let mut changes = cluster.subscribe();
+    loop {
+        let Some(home) = cluster.home() else {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = stop.wait() => return,
+            }
+            continue;
+        };
+        let began = tokio::time::Instant::now();
+        let ended = tokio::select! {
+            ended = stream(&cluster, &home, &mut changes) => ended,
+            () = stop.wait() => return,
+        };
+        match ended {
+            Ok(()) => continue,
+            Err(err) => {
+                warn!(home = %home.id, endpoint = %home.public_endpoint, %err, "mirroring stream to the home ended");
+                cluster.mirror_status_from_sc(
+                    &home.id,
+                    sc_status(MirrorPairStatus::DetailFailure(err.to_string()), false),
+                );
+            }
+        }
+        if began.elapsed() >= STEADY {
+            backoff.reset();
+        }
+        if !backoff.wait(&mut stop).await {
+            return;
+        }
+    }
+}
+
+/// One stream to the home; `Ok` when the Home object changed (the caller
+/// starts again with the new one).
+async fn stream(
+    cluster: &Arc<Cluster>,
+    home: &HomeLink,
+    changes: &mut watch::Receiver<u64>,
+) -> Result<(), RemoteError> {
+    let addr = tokio::net::lookup_host(&home.public_endpoint)
+        .await?
+        .next()
+        .ok_or_else(|| RemoteError::Unresolved(home.public_endpoint.clone()))?;
+    let socket = dial(addr).await?;
+    let (read, mut write) = socket.into_split();
+    let mut frames = FrameReader::new(read, FrameLimits::default());
+    let hello = ApiVersionsRequest {
+        client_version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    };
+    write
+        .write_all(&encode_request(
+            API_VERSIONS,
+            API_VERSIONS_VERSION,
+            0,
+            CLIENT_ID,
+            &hello,
+        )?)
+        .await?;
+    let answer = frames.next().await?.ok_or(RemoteError::Closed)?;
+    let versions: ApiVersionsResponse =
+        decode_body(&answer, 4, API_VERSIONS_VERSION, "ApiVersions response")?;
+    let version = versions
+        .api_keys
+        .iter()
+        .find(|key| key.api_key == MIRRORING_KEY as i16)
+        .filter(|key| key.min_version <= MIRRORING_VERSION)
+        .map(|key| key.max_version.min(MIRRORING_VERSION))
+        .ok_or(RemoteError::Unsupported)?;
+    let connect = MirroringRemoteClusterRequest {
+        request: MirrorConnect {
+            remote_id: home.remote_id.clone(),
+        },
+    };
+    let request = ObjectMirroringRequest::try_encode_from(connect, version)
+        .map_err(|err| EncodeError::Encoder(std::io::Error::other(err.to_string())))?;
+    write
+        .write_all(&encode_request(
+            MIRRORING_KEY,
+            version,
+            1,
+            CLIENT_ID,
+            &request,
+        )?)
+        .await?;
+    info!(home = %home.id, endpoint = %home.public_endpoint, remote_id = %home.remote_id, "connecting to the home for mirroring");
+    loop {
+        let frame = tokio::select! {
+            frame = frames.next() => frame?.ok_or(RemoteError::Closed)?,
+            changed = changes.changed() => {
+                if changed.is_err() || cluster.home().as_ref() != Some(home) {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let response: MirroringStatusResponse =
+            decode_body(&frame, 4, version, "MirroringStatusResponse")?;
+        if !response.error_code.is_ok() {
+            let reason = response
+                .error_message
+                .unwrap_or_else(|| response.error_code.to_string());
+            return Err(RemoteError::Refused(reason));
+        }
+        let wanted: Vec<RemoteCopy> = response
+            .topics
+            .into_iter()
+            .map(|topic| RemoteCopy {
+                target: matches!(topic.spec.replicas(), ReplicaSpec::Mirror(MirrorConfig::Home(h)) if h.source),
+                name: topic.key,
+                home_spu: HomeSpu {
+                    id: topic.spu_id,
+                    key: topic.spu_key,
+                    endpoint: topic.spu_endpoint,
+                },
+            })
+            .collect();
+        let (sync_cluster, home_id) = (Arc::clone(cluster), home.id.clone());
+        // Creating and deleting topics syncs files: off the async workers.
+        tokio::task::spawn_blocking(move || sync_cluster.sync_from_home(&home_id, &wanted))
+            .await
+            .map_err(|err| RemoteError::Apply(ApiError::Invalid(err.to_string())))??;
+        cluster.mirror_status_from_sc(&home.id, sc_status(MirrorPairStatus::Successful, true));
+    }
+}

@@ -1,0 +1,202 @@
+//! The SC-to-SC mirroring stream on loopback, against the oracle: requests
+//! encoded by Fluvio 0.50.1's own types, answers decoded by them. And two
+//! real SCs: a remote keeps its copies of the home's topics in step, and a
+//! client cannot delete them there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluvio_controlplane_metadata::mirroring::{
+    MirrorConnect, MirroringRemoteClusterRequest, MirroringStatusResponse,
+};
+use fluvio_controlplane_metadata::topic::{MirrorConfig, ReplicaSpec};
+use fluvio_protocol::link::ErrorCode;
+use fluvio_sc_schema::TryEncodableFrom;
+use fluvio_sc_schema::mirroring::ObjectMirroringRequest;
+use mg_sc::{ApiError, Cluster, serve_public};
+use mg_transport::{FrameLimits, FrameReader, Shutdown, decode_body, encode_request};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+
+const VERSION: i16 = 19;
+
+fn home_cluster(dir: &std::path::Path) -> Arc<Cluster> {
+    let cluster = Cluster::open(dir).unwrap();
+    cluster
+        .register_spu(5001, "127.0.0.1:31005", "127.0.0.1:31004")
+        .unwrap();
+    cluster.register_remote("edge1").unwrap();
+    cluster.register_remote("edge2").unwrap();
+    let remotes = ["edge1".to_string(), "edge2".to_string()];
+    cluster
+        .create_mirror_topic("metrics", &remotes, false)
+        .unwrap();
+    cluster
+        .create_mirror_topic("config", &remotes[1..], true)
+        .unwrap();
+    Arc::new(cluster)
+}
+
+/// Opens a MirrorConnect stream as `remote_id`, encoded by the oracle.
+async fn connect(addr: std::net::SocketAddr, remote_id: &str) -> FrameReader<OwnedReadHalf> {
+    let socket = TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = socket.into_split();
+    let request = ObjectMirroringRequest::try_encode_from(
+        MirroringRemoteClusterRequest {
+            request: MirrorConnect {
+                remote_id: remote_id.into(),
+            },
+        },
+        VERSION,
+    )
+    .unwrap();
+    let frame = encode_request(1005, VERSION, 7, "fluvio remote", &request).unwrap();
+    write.write_all(&frame).await.unwrap();
+    // The write half stays open: a remote keeps its stream.
+    std::mem::forget(write);
+    FrameReader::new(read, FrameLimits::default())
+}
+
+/// The next streamed answer, decoded by the oracle; `None` once closed.
+async fn next(frames: &mut FrameReader<OwnedReadHalf>) -> Option<MirroringStatusResponse> {
+    let frame = tokio::time::timeout(Duration::from_secs(20), frames.next())
+        .await
+        .expect("an answer or the end of the stream")
+        .ok()??;
+    assert_eq!(i32::from_be_bytes(frame[..4].try_into().unwrap()), 7);
+    Some(decode_body(&frame, 4, VERSION, "MirroringStatusResponse").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregistered() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = home_cluster(dir.path());
+    let public = serve_public("127.0.0.1:0".parse().unwrap(), cluster.clone())
+        .await
+        .unwrap();
+
+    // An unknown remote is refused, with Fluvio's code.
+    let mut unknown = connect(public.addr(), "edge9").await;
+    let refusal = next(&mut unknown).await.unwrap();
+    assert_eq!(refusal.error_code, ErrorCode::MirrorNotFound);
+    assert!(refusal.error_message.unwrap().contains("not registered"));
+    assert!(
+        next(&mut unknown).await.is_none(),
+        "and the connection closed"
+    );
+
+    let mut edge1 = connect(public.addr(), "edge1").await;
+    let first = next(&mut edge1).await.unwrap();
+    assert_eq!(first.error_code, ErrorCode::None);
+    let names: Vec<&str> = first.topics.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(names, ["metrics"], "only the topics that list edge1");
+    let topic = &first.topics[0];
+    assert_eq!(
+        (
+            topic.spu_id,
+            topic.spu_endpoint.as_str(),
+            topic.spu_key.as_str()
+        ),
+        (5001, "127.0.0.1:31005", "5001")
+    );
+    assert!(
+        matches!(topic.spec.replicas(), ReplicaSpec::Mirror(MirrorConfig::Home(h)) if !h.source)
+    );
+
+    let mut edge2 = connect(public.addr(), "edge2").await;
+    let names: Vec<String> = next(&mut edge2)
+        .await
+        .unwrap()
+        .topics
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    assert_eq!(names, ["config", "metrics"]);
+
+    // A change is sent again; a deleted topic drops out.
+    cluster.delete_topic("metrics").unwrap();
+    // (A heartbeat may repeat the old list first.)
+    while !next(&mut edge1).await.unwrap().topics.is_empty() {}
+
+    // Unregistering edge1 ends its stream; edge2's goes on.
+    cluster.unregister_remote("edge1").unwrap();
+    while next(&mut edge1).await.is_some() {}
+    cluster
+        .create_mirror_topic("more", &["edge2".to_string()], false)
+        .unwrap();
+    loop {
+        let update = next(&mut edge2).await.expect("edge2's stream goes on");
+        if update.topics.iter().any(|t| t.key == "more") {
+            break;
+        }
+    }
+    public.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_sc_keeps_its_copies_in_step_with_the_home() {
+    let home_dir = tempfile::tempdir().unwrap();
+    let home = home_cluster(home_dir.path());
+    let public = serve_public("127.0.0.1:0".parse().unwrap(), home.clone())
+        .await
+        .unwrap();
+    let edge_dir = tempfile::tempdir().unwrap();
+    let edge = Arc::new(Cluster::open(edge_dir.path()).unwrap());
+    edge.register_spu(6001, "127.0.0.1:32005", "127.0.0.1:32004")
+        .unwrap();
+    // A local topic that happens to share a home topic's name stays local.
+    edge.create_topic("config", 1).unwrap();
+    edge.connect_home("home", "edge2", &public.addr().to_string())
+        .unwrap();
+    let (stop, signal) = Shutdown::new();
+    let remote = tokio::spawn(mg_sc::mirroring::remote::run(edge.clone(), signal));
+
+    let mut changes = edge.subscribe();
+    let copies = |edge: &Cluster| -> Vec<(String, bool)> {
+        edge.topics()
+            .into_iter()
+            .filter_map(|t| match t.replicas {
+                mg_sc::model::TopicReplicas::MirrorRemote { target, .. } => Some((t.name, target)),
+                _ => None,
+            })
+            .collect()
+    };
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while copies(&edge) != [("metrics".to_string(), false)] {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the edge copies metrics, and leaves its own config alone");
+    let partition = edge
+        .partitions()
+        .into_iter()
+        .find(|p| p.topic == "metrics")
+        .unwrap();
+    assert!(matches!(
+        partition.mirror,
+        Some(mg_sc::model::PartitionMirror::Remote { ref home_cluster, home_spu_id: 5001, ref home_spu_endpoint, target: false, .. })
+            if home_cluster == "home" && home_spu_endpoint == "127.0.0.1:31005"
+    ));
+    assert!(matches!(
+        edge.delete_topic("metrics"),
+        Err(ApiError::MirrorDeleteFromRemote)
+    ));
+
+    // The home deletes the topic: so does the edge (its copy is marked as
+    // being deleted, hidden from lists).
+    home.delete_topic("metrics").unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !copies(&edge).is_empty() {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the edge deletes its copy");
+    assert!(edge.has_topic("config"), "the local topic is untouched");
+
+    stop.trigger();
+    remote.await.unwrap();
+    public.shutdown().await;
+}
