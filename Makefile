@@ -9,26 +9,10 @@ DEMO_DIR ?= target/demo
 DEMO_PORT ?= 19003
 MG := target/release/mirror-guard
 
-## run: the main job: a local cluster demo of the guard (see README)
+## run: the main job: a home and an edge cluster mirroring both ways, the guard refusing (see README)
 run:
 	$(CARGO) build --release -p mirror-guard
-	@rm -rf $(DEMO_DIR); mkdir -p $(DEMO_DIR)
-	@export MIRROR_GUARD_SC=127.0.0.1:$(DEMO_PORT); set -e; \
-	trap '$(MG) cluster shutdown --data-dir $(DEMO_DIR) >/dev/null 2>&1 || true' EXIT; \
-	step() { printf '\n$$ mirror-guard %s\n' "$$*"; }; \
-	step cluster start --spus 2; $(MG) cluster start --spus 2 --base-port $(DEMO_PORT) --data-dir $(DEMO_DIR); \
-	step remote register edge1; $(MG) remote register edge1; \
-	echo '["edge1"]' > $(DEMO_DIR)/remotes.json; \
-	step topic create edge-metrics --mirror-apply remotes.json; $(MG) topic create edge-metrics --mirror-apply $(DEMO_DIR)/remotes.json; \
-	step topic create orders; $(MG) topic create orders; \
-	step topic list; $(MG) topic list; \
-	step partition list; $(MG) partition list; \
-	step "produce edge-metrics   <<< 'written at home?'"; \
-	if echo 'written at home?' | $(MG) produce edge-metrics; then echo 'UNEXPECTED: accepted'; exit 1; \
-	else echo '-> refused by the SPU before storage, as it must be'; fi; \
-	step "produce orders   <<< 'order-1', 'order-2'"; printf 'order-1\norder-2\n' | $(MG) produce orders; \
-	step consume orders -B -d; $(MG) consume orders -B -d; \
-	step cluster shutdown; $(MG) cluster shutdown --data-dir $(DEMO_DIR)
+	@scripts/demo.sh $(MG) $(DEMO_DIR) $(DEMO_PORT)
 
 ## example: judge sample frames in-process (no cluster), printing each verdict
 example:
@@ -64,7 +48,7 @@ bench:
 	cp target/release/mirror-guard target/release/mirror-guard-unguarded
 	$(CARGO) build --release -p mirror-guard
 	$(ALIGNED_BENCH) $(CARGO) bench --bench verdict
-	$(CARGO) bench --bench roles --bench spu_produce --bench spu_load --bench upgrade
+	$(CARGO) bench --bench roles --bench spu_produce --bench spu_load --bench mirroring --bench upgrade
 	python3 benches/report.py
 
 # The last commit before the server reshape, for `spu_load` to measure

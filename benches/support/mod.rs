@@ -57,28 +57,45 @@ impl Server {
 
     /// CPU time (user + system) the server has used so far.
     pub fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are 14 and 15.
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-            .sum();
-        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+        cpu_time_of(self.child.id())
     }
 
     /// Peak resident set size of the server, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        peak_rss_kib_of(self.child.id())
     }
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Peak resident set size of process `pid`, in KiB.
+pub fn peak_rss_kib_of(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Resident set size of process `pid` now, in KiB.
+pub fn rss_kib_of(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
 }
 
 impl Drop for Server {
@@ -144,6 +161,11 @@ pub fn request(
 
 /// Reads one response frame; returns the error code of its first entry.
 pub async fn response(stream: &mut BufReader<TcpStream>) -> i16 {
+    response_of(stream).await
+}
+
+/// [`response`] from any reader.
+pub async fn response_of<R: tokio::io::AsyncRead + Unpin>(stream: &mut BufReader<R>) -> i16 {
     let size = stream.read_i32().await.expect("response size") as usize;
     let mut body = vec![0u8; size];
     stream.read_exact(&mut body).await.expect("response body");

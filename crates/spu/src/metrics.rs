@@ -39,6 +39,7 @@ type LinkKey = (String, String, u32, &'static str);
 #[derive(Debug, Default)]
 pub struct LinkStats {
     connected: AtomicBool,
+    sessions: AtomicU64,
     records: AtomicU64,
     bytes: AtomicU64,
     lag: AtomicI64,
@@ -49,6 +50,10 @@ impl LinkStats {
     /// Whether the link is up now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+    /// Times the link came up (a reconnect counts again).
+    pub fn sessions(&self) -> u64 {
+        self.sessions.load(Ordering::Relaxed)
     }
     /// Records mirrored (sent or appended) so far.
     pub fn records(&self) -> u64 {
@@ -67,6 +72,9 @@ impl LinkStats {
         self.refused.load(Ordering::Relaxed)
     }
     pub(crate) fn set_connected(&self, up: bool) {
+        if up {
+            self.sessions.fetch_add(1, Ordering::Relaxed);
+        }
         self.connected.store(up, Ordering::Relaxed);
     }
     pub(crate) fn add(&self, records: u64, bytes: u64) {
@@ -295,7 +303,13 @@ fn encode_links(encoder: &mut DescriptorEncoder, m: &Metrics) -> Result<(), std:
             .collect()
     };
     type Read = fn(&LinkStats) -> i64;
-    let families: [(&str, &str, MetricType, Read); 5] = [
+    let families: [(&str, &str, MetricType, Read); 6] = [
+        (
+            "mirror_guard_mirror_sessions",
+            "Times the mirror link came up; more than one means it reconnected.",
+            MetricType::Counter,
+            |l| l.sessions() as i64,
+        ),
         (
             "mirror_guard_mirror_records",
             "Records mirrored, sent or appended, per remote and partition.",

@@ -164,6 +164,38 @@ async fn scrape(spu: &TestSpu) -> String {
     text
 }
 
+/// A record is readable a moment before its append is announced to the
+/// sender's watch; a sender that judged the receiver by the watch alone
+/// took a receiver that had caught up for one that was ahead, and
+/// reconnected. Under a burst of pipelined produce, the link stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_produce_is_mirrored_over_one_session() {
+    const REQUESTS: usize = 10_000;
+    let (home, edge) = pair(false).await;
+    let socket = TcpStream::connect(edge.spu.addr()).await.unwrap();
+    let (read, mut write) = socket.into_split();
+    let frames: Vec<u8> =
+        std::iter::repeat_n(mg_testkit::one_record_request(TOPIC, 0, 1), REQUESTS)
+            .flatten()
+            .collect();
+    let send = async { write.write_all(&frames).await.unwrap() };
+    let answers = async {
+        let mut frames = FrameReader::new(read, FrameLimits::default());
+        for _ in 0..REQUESTS {
+            let answer = frames.next().await.unwrap().expect("an answer per request");
+            assert_eq!(mg_testkit::first_entry(&answer).1, 0);
+        }
+    };
+    tokio::join!(send, answers);
+    eventually("the home holds every record", || {
+        home.leo(TOPIC, 0) == REQUESTS as i64
+    })
+    .await;
+    assert_eq!(home.stored(TOPIC, 0), edge.stored(TOPIC, 0));
+    let sender = edge.spu.metrics().link("edge1", TOPIC, 0, "sender");
+    assert_eq!(sender.sessions(), 1, "the link never reconnected");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_to_remote_records_flow_out_and_the_target_refuses_produce() {
     let (home, edge) = pair(true).await;

@@ -246,8 +246,11 @@ where
     let mut sent_upto = peer_leo;
     let mut in_flight: VecDeque<i64> = VecDeque::new();
     let mut correlation = 0i32;
+    // This log's end as far as known: the watch, or a read that found more
+    // (an append is announced on the watch a moment after it is readable).
+    let mut local_leo = current;
     loop {
-        let local_leo = *local.borrow_and_update();
+        local_leo = local_leo.max(*local.borrow_and_update());
         if peer_leo > local_leo {
             return Err(LinkError::ReceiverAhead {
                 receiver: peer_leo,
@@ -259,6 +262,7 @@ where
                 .disk
                 .read(&link.topic, link.partition, sent_upto, MAX_SYNC_BYTES)
                 .await?;
+            local_leo = local_leo.max(read.high_watermark);
             let Some((first, end, records)) = span(&read.records) else {
                 break;
             };
