@@ -206,6 +206,13 @@ async fn connect(target: &Target) -> Result<Fluvio> {
         })
 }
 
+/// Every mirror object of the cluster at `target`, with its status.
+async fn mirrors(target: &Target) -> Result<Vec<fluvio_sc_schema::objects::Metadata<MirrorSpec>>> {
+    let fluvio = connect(target).await?;
+    let admin = fluvio.admin().await;
+    admin.all::<MirrorSpec>().await.map_err(failed)
+}
+
 async fn execute(command: Command) -> Result<()> {
     match command {
         Command::Topic(TopicCommand::Create {
@@ -331,14 +338,8 @@ async fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Remote(RemoteCommand::List { target }) => {
-            let fluvio = connect(&target).await?;
-            let remotes = fluvio
-                .admin()
-                .await
-                .all::<MirrorSpec>()
-                .await
-                .map_err(failed)?;
-            let rows = remotes
+            let rows = mirrors(&target)
+                .await?
                 .into_iter()
                 .filter(|m| matches!(m.spec.mirror_type, MirrorType::Remote(_)))
                 .map(|m| pairing_row(m.name, "remote".into(), m.status))
@@ -353,13 +354,7 @@ async fn execute(command: Command) -> Result<()> {
             home_id,
             target,
         }) => {
-            let fluvio = connect(&target).await?;
-            let mirrors = fluvio
-                .admin()
-                .await
-                .all::<MirrorSpec>()
-                .await
-                .map_err(failed)?;
+            let mirrors = mirrors(&target).await?;
             let registered = mirrors
                 .iter()
                 .any(|m| matches!(&m.spec.mirror_type, MirrorType::Remote(r) if r.id == id));
@@ -421,13 +416,7 @@ async fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Home(HomeCommand::Status { target }) => {
-            let fluvio = connect(&target).await?;
-            let mirrors = fluvio
-                .admin()
-                .await
-                .all::<MirrorSpec>()
-                .await
-                .map_err(failed)?;
+            let mirrors = mirrors(&target).await?;
             let rows: Vec<Vec<String>> = mirrors
                 .into_iter()
                 .filter_map(|m| match &m.spec.mirror_type {

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{BIN, LocalCluster, eventually, produce_to_spu, run, text};
+use common::{BIN, LocalCluster, eventually, kill9, produce_to_spu, run, text};
 
 #[test]
 fn an_operator_session_with_a_local_cluster() {
@@ -67,18 +67,7 @@ fn an_operator_session_with_a_local_cluster() {
     // SIGKILL the SC. The SPU keeps serving its last roles, failing closed.
     let pids = cluster.pids();
     let (sc_pid, spu_addr) = (pids[0], cluster.spu_addr());
-    Command::new("kill")
-        .args(["-KILL", &sc_pid.to_string()])
-        .status()
-        .unwrap();
-    eventually("the SC to die", || {
-        !Command::new("kill")
-            .args(["-0", &sc_pid.to_string()])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    });
+    kill9(sc_pid);
     assert_eq!(produce_to_spu(&spu_addr, "orders"), 0);
     assert_eq!(produce_to_spu(&spu_addr, "edge-metrics"), 11003);
     assert_eq!(produce_to_spu(&spu_addr, "nowhere"), 6);

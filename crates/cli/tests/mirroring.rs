@@ -5,10 +5,11 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{BIN, LocalCluster, eventually, text};
+use common::{BIN, LocalCluster, eventually, kill9, text};
 use fluvio_controlplane_metadata::mirror::Home;
 use fluvio_sc_schema::remote_file::RemoteMetadataExport;
 
@@ -204,6 +205,31 @@ fn a_home_and_two_edges_mirror_both_ways() {
     assert_eq!(leo(&home, "metrics", 0), Some(3));
     assert_eq!(leo(&home, "config", 0), Some(2));
 
+    // StartMirror as an unknown remote, or for a replica no home partition
+    // mirrors for that remote: the home SPU process closes that connection
+    // and goes on mirroring.
+    let home_spu = home.file()["spus"][0]["public"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (remote, replica) in [("edge9", "metrics-0"), ("edge1", "other-0")] {
+        let mut socket = std::net::TcpStream::connect(&home_spu).unwrap();
+        socket.write_all(&start_mirror(remote, replica)).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = socket.read_to_end(&mut rest);
+        assert!(
+            matches!(read, Ok(0)),
+            "the home SPU closes the connection: {read:?}"
+        );
+    }
+    ok(edge1.cli(&["produce", "metrics"], Some("a3b\n")));
+    eventually("the home SPU still mirrors", || {
+        leo(&home, "metrics", 0) == Some(4)
+    });
+
     // Pairing, as `remote list` and `home status` show it.
     eventually("the home sees both remotes paired", || {
         let list = text(&home.cli(&["remote", "list"], None).stdout);
@@ -238,7 +264,7 @@ fn a_home_and_two_edges_mirror_both_ways() {
     assert_eq!(consume(&home, "metrics", 1), "b1\n", "its records are kept");
     ok(edge1.cli(&["produce", "metrics"], Some("a4\n")));
     eventually("edge1 still mirrors", || {
-        leo(&home, "metrics", 0) == Some(4)
+        leo(&home, "metrics", 0) == Some(5)
     });
 }
 
@@ -268,21 +294,6 @@ impl Drop for Restarted {
             let _ = child.wait();
         }
     }
-}
-
-fn kill9(pid: i32) {
-    Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    eventually("the process to die", || {
-        !Command::new("kill")
-            .args(["-0", &pid.to_string()])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    });
 }
 
 /// Kills a cluster's SC (`index` 0) or SPU (`index` 1..) with SIGKILL and
@@ -358,4 +369,23 @@ fn every_process_killed_mid_stream_loses_and_doubles_nothing() {
         values == expected,
         "the home's records differ from what the edge took"
     );
+}
+
+/// A StartMirror frame (api key 2000, version 25), encoded by hand as the
+/// wire reference lays it out: header, then two strings.
+fn start_mirror(remote: &str, replica: &str) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut body = Vec::new();
+    body.extend_from_slice(&2000u16.to_be_bytes());
+    body.extend_from_slice(&25i16.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    string(&mut body, "test");
+    string(&mut body, replica);
+    string(&mut body, remote);
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend(body);
+    frame
 }

@@ -38,8 +38,17 @@ fn home_cluster(dir: &std::path::Path) -> Arc<Cluster> {
     Arc::new(cluster)
 }
 
-/// Opens a MirrorConnect stream as `remote_id`, encoded by the oracle.
+/// Opens a MirrorConnect stream as `remote_id`, encoded by the oracle, as
+/// our remote SC does (its client id).
 async fn connect(addr: std::net::SocketAddr, remote_id: &str) -> FrameReader<OwnedReadHalf> {
+    connect_as(addr, remote_id, mg_sc::mirroring::CLIENT_ID).await
+}
+
+async fn connect_as(
+    addr: std::net::SocketAddr,
+    remote_id: &str,
+    client_id: &str,
+) -> FrameReader<OwnedReadHalf> {
     let socket = TcpStream::connect(addr).await.unwrap();
     let (read, mut write) = socket.into_split();
     let request = ObjectMirroringRequest::try_encode_from(
@@ -51,7 +60,7 @@ async fn connect(addr: std::net::SocketAddr, remote_id: &str) -> FrameReader<Own
         VERSION,
     )
     .unwrap();
-    let frame = encode_request(1005, VERSION, 7, "fluvio remote", &request).unwrap();
+    let frame = encode_request(1005, VERSION, 7, client_id, &request).unwrap();
     write.write_all(&frame).await.unwrap();
     // The write half stays open: a remote keeps its stream.
     std::mem::forget(write);

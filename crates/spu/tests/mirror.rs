@@ -133,7 +133,7 @@ async fn edge_records_reach_the_home_with_their_offsets_and_bytes_through_the_mi
     assert_eq!(sent.bytes(), link.bytes(), "byte counts match at both ends");
 
     // The same, as Prometheus scrapes it.
-    let text = scrape(&home).await;
+    let text = home.scrape().await;
     let labels = "remote=\"edge1\",topic=\"metrics\",partition=\"0\",role=\"receiver\"";
     for line in [
         format!("mirror_guard_mirror_records_total{{{labels}}} 8"),
@@ -147,21 +147,6 @@ async fn edge_records_reach_the_home_with_their_offsets_and_bytes_through_the_mi
     ] {
         assert!(text.contains(&line), "{line} in {text}");
     }
-}
-
-async fn scrape(spu: &TestSpu) -> String {
-    let mut http = TcpStream::connect(spu.spu.metrics_addr().unwrap())
-        .await
-        .unwrap();
-    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(10), http.read_to_string(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
-    text
 }
 
 /// A record is readable a moment before its append is announced to the

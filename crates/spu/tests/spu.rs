@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{SPU_ID, TestSpu};
 use fluvio_protocol::api::RequestMessage;
 use fluvio_protocol::link::ErrorCode as FluvioCode;
@@ -339,7 +337,6 @@ async fn corrupt_batches_are_refused_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_serves_prometheus_text() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let spu = TestSpu::start().await;
     spu.lead(
         1,
@@ -356,17 +353,7 @@ async fn metrics_endpoint_serves_prometheus_text() {
         ))
         .await
         .unwrap();
-    let mut http = tokio::net::TcpStream::connect(spu.spu.metrics_addr().unwrap())
-        .await
-        .unwrap();
-    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(10), http.read_to_string(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
+    let text = spu.scrape().await;
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert!(
         text.contains("mirror_guard_produce_accepted_total{topic=\"t\"} 1"),

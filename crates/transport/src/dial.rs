@@ -26,6 +26,23 @@ pub async fn dial(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// Connects to `endpoint` (`host:port`, a name or an address): each address
+/// it resolves to is tried in turn, since a peer may listen on one family
+/// only (Fluvio's SPUs advertise `localhost` and bind IPv4).
+pub async fn dial_endpoint(endpoint: &str) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{endpoint} resolves to no address"),
+    );
+    for addr in tokio::net::lookup_host(endpoint).await? {
+        match dial(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
 /// Exponential backoff: `min`, doubling up to `max`, back to `min` on
 /// [`reset`](Backoff::reset).
 #[derive(Clone, Debug)]
@@ -78,6 +95,16 @@ mod tests {
         assert_eq!(seen, [50, 100, 200, 300, 300]);
         b.reset();
         assert_eq!(b.next_delay().as_millis(), 50);
+    }
+
+    #[tokio::test]
+    async fn dial_endpoint_tries_every_address_of_a_name() {
+        // `localhost` may resolve to ::1 first; the listener is IPv4 only.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = dial_endpoint(&format!("localhost:{port}")).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap().port(), port);
+        assert!(dial_endpoint("127.0.0.1:1").await.is_err());
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ pub mod frame;
 pub mod server;
 pub mod shutdown;
 
-pub use dial::{Backoff, dial};
+pub use dial::{Backoff, dial, dial_endpoint};
 pub use envelope::{
     BodyError, EncodeError, RequestHeader, decode_body, encode_request, encode_response,
     write_response,

@@ -74,15 +74,21 @@ where
     let remote = connect.request.remote_id;
     if !cluster.is_registered_remote(&remote) {
         warn!(%peer, remote, "refusing mirroring connection: the remote is not registered");
-        let refusal = MirroringStatusResponse {
-            name: remote.clone(),
-            error_code: ErrorCode::MirrorNotFound,
-            error_message: Some(format!("remote cluster {remote:?} is not registered")),
-            topics: Vec::new(),
-        };
-        writer
-            .write_all(&encode_response(correlation, version, &refusal)?)
-            .await?;
+        // Only our own remote SC is told why: a Fluvio 0.50 remote applies
+        // every response as the full topic list, error or not, and would
+        // delete its copies (with the records it holds). To it, as Fluvio's
+        // own home does, the refusal is a connection that ends unanswered.
+        if message.header.client_id() == super::CLIENT_ID {
+            let refusal = MirroringStatusResponse {
+                name: remote.clone(),
+                error_code: ErrorCode::MirrorNotFound,
+                error_message: Some(format!("remote cluster {remote:?} is not registered")),
+                topics: Vec::new(),
+            };
+            writer
+                .write_all(&encode_response(correlation, version, &refusal)?)
+                .await?;
+        }
         return Ok(());
     }
     info!(%peer, remote, "remote connected for mirroring");

@@ -23,6 +23,8 @@ use fluvio_controlplane_metadata::mirror::{ConnectionStatus, MirrorPairStatus, M
 
 /// The admin key of `ObjectMirroringRequest`.
 pub const MIRRORING_KEY: u16 = 1005;
+/// The client id our remote SC sends its MirrorConnect with.
+pub const CLIENT_ID: &str = "mirror-guard sc";
 
 fn now_ms() -> u64 {
     SystemTime::now()

@@ -17,13 +17,13 @@ use fluvio_sc_schema::TryEncodableFrom;
 use fluvio_sc_schema::mirroring::ObjectMirroringRequest;
 use mg_transport::{
     Backoff, BodyError, EncodeError, FrameError, FrameLimits, FrameReader, ShutdownSignal,
-    decode_body, dial, encode_request,
+    decode_body, dial_endpoint, encode_request,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{MIRRORING_KEY, sc_status};
+use super::{CLIENT_ID, MIRRORING_KEY, sc_status};
 use crate::cluster::{Cluster, HomeLink, RemoteCopy};
 use crate::error::ApiError;
 use crate::model::HomeSpu;
@@ -38,7 +38,6 @@ const API_VERSIONS: u16 = 18;
 const API_VERSIONS_VERSION: i16 = 2;
 /// The newest mirroring version this SC speaks.
 const MIRRORING_VERSION: i16 = 19;
-const CLIENT_ID: &str = "mirror-guard sc";
 
 /// Why a stream to the home ended.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +45,6 @@ pub enum RemoteError {
     /// Connecting or talking failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    /// The endpoint does not resolve.
-    #[error("the home endpoint {0:?} resolves to no address")]
-    Unresolved(String),
     /// A frame could not be read.
     #[error("frame: {0}")]
     Frame(#[from] FrameError),
@@ -115,11 +111,7 @@ async fn stream(
     home: &HomeLink,
     changes: &mut watch::Receiver<u64>,
 ) -> Result<(), RemoteError> {
-    let addr = tokio::net::lookup_host(&home.public_endpoint)
-        .await?
-        .next()
-        .ok_or_else(|| RemoteError::Unresolved(home.public_endpoint.clone()))?;
-    let socket = dial(addr).await?;
+    let socket = dial_endpoint(&home.public_endpoint).await?;
     let (read, mut write) = socket.into_split();
     let mut frames = FrameReader::new(read, FrameLimits::default());
     let hello = ApiVersionsRequest {

@@ -8,6 +8,8 @@
 //! List   (1003)  Topic, Partition, SPU, Mirror
 //! Watch  (1004)  Topic, Partition, SPU: a full sync now, another whenever
 //!                the kind changes, all on the watch's correlation id
+//! Mirroring (1005) a remote SC's MirrorConnect: the connection becomes its
+//!                stream (`crate::mirroring::home`)
 //! ```
 //!
 //! Anything else closes the connection with a logged reason.

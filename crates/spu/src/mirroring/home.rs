@@ -16,7 +16,7 @@ use mg_transport::{FrameReader, RequestHeader, ShutdownSignal, decode_body};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
-use super::link::{self, Ended, Link, LinkError};
+use super::link::{self, Link, finish};
 use super::protocol::Keys;
 use super::{MirrorHandles, changed};
 
@@ -74,6 +74,10 @@ pub(crate) async fn serve<R, W>(
         partition: admitted.partition,
         peer: peer.to_string(),
     };
+    info!(%peer, remote, topic = %link.topic, partition = link.partition, source = admitted.source, "mirror link admitted");
+    handles
+        .pairing
+        .set(&link.mirror, MirrorPairStatus::Successful);
     let stop = standing_lost(
         handles.clone(),
         remote.clone(),
@@ -82,36 +86,19 @@ pub(crate) async fn serve<R, W>(
         shutdown,
     );
     let (mine, theirs) = (Keys::FROM_HOME, Keys::FROM_REMOTE);
-    let ended = if admitted.source {
-        link::send(&link, frames, writer, mine, theirs, handles, stop).await
-    } else {
-        link::receive(&link, frames, writer, mine, theirs, handles, stop).await
-    };
+    // Home-to-remote (source): this side sends; to home, it receives.
+    let ended = link::run(
+        admitted.source,
+        &link,
+        frames,
+        writer,
+        mine,
+        theirs,
+        handles,
+        stop,
+    )
+    .await;
     finish(&link, handles, ended);
-}
-
-/// Logs how a link ended and records it in the pairing status.
-pub(super) fn finish(link: &Link, handles: &MirrorHandles, ended: Result<Ended, LinkError>) {
-    let (topic, partition, peer) = (&link.topic, link.partition, &link.peer);
-    match ended {
-        Ok(Ended::Stopped(reason)) => {
-            info!(%peer, %topic, partition, %reason, "mirror link closed");
-        }
-        Err(LinkError::Closed) => {
-            info!(%peer, %topic, partition, "mirror link closed by the peer");
-            handles.pairing.set(
-                &link.mirror,
-                MirrorPairStatus::DetailFailure("closed connection".into()),
-            );
-        }
-        Err(err) => {
-            warn!(%peer, %topic, partition, reason = %err, "closing mirror link");
-            handles.pairing.set(
-                &link.mirror,
-                MirrorPairStatus::DetailFailure(err.to_string()),
-            );
-        }
-    }
 }
 
 /// The partition `remote` may mirror `replica` with, or why not.

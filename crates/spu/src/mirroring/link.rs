@@ -92,6 +92,30 @@ pub(crate) enum Ended {
     Stopped(String),
 }
 
+/// Logs how a link ended and records it in the pairing status.
+pub(super) fn finish(link: &Link, handles: &MirrorHandles, ended: Result<Ended, LinkError>) {
+    let (topic, partition, peer) = (&link.topic, link.partition, &link.peer);
+    match ended {
+        Ok(Ended::Stopped(reason)) => {
+            info!(%peer, %topic, partition, %reason, "mirror link closed");
+        }
+        Err(LinkError::Closed) => {
+            info!(%peer, %topic, partition, "mirror link closed by the peer");
+            handles.pairing.set(
+                &link.mirror,
+                MirrorPairStatus::DetailFailure("closed connection".into()),
+            );
+        }
+        Err(err) => {
+            warn!(%peer, %topic, partition, reason = %err, "closing mirror link");
+            handles.pairing.set(
+                &link.mirror,
+                MirrorPairStatus::DetailFailure(err.to_string()),
+            );
+        }
+    }
+}
+
 async fn log_end(handles: &MirrorHandles, link: &Link) -> Result<i64, LinkError> {
     let read = handles
         .disk
@@ -113,6 +137,29 @@ async fn announce<W: AsyncWrite + Unpin>(
     };
     writer.write_all(&encode_offsets(key, 0, &offsets)?).await?;
     Ok(())
+}
+
+/// Runs the link's loop: [`send`] if this side `sends`, else [`receive`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<R, W>(
+    sends: bool,
+    link: &Link,
+    frames: &mut FrameReader<R>,
+    writer: &mut W,
+    mine: Keys,
+    theirs: Keys,
+    handles: &MirrorHandles,
+    stop: impl Future<Output = String>,
+) -> Result<Ended, LinkError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if sends {
+        send(link, frames, writer, mine, theirs, handles, stop).await
+    } else {
+        receive(link, frames, writer, mine, theirs, handles, stop).await
+    }
 }
 
 /// The receiving end: announces this partition's log end, then appends
@@ -137,10 +184,9 @@ where
     let _up = Up::new(&stats);
     let mut leo = log_end(handles, link).await?;
     announce(writer, link, mine.offsets, leo).await?;
-    handles
-        .pairing
-        .set(&link.mirror, MirrorPairStatus::Successful);
-    info!(peer = %link.peer, topic = %link.topic, partition = link.partition, leo, "mirror link up: receiving");
+    // Paired once the sender's records come (the home side is paired as
+    // soon as it admits the remote: see `home::serve`).
+    debug!(peer = %link.peer, topic = %link.topic, partition = link.partition, leo, "receiving");
     let mut stop = std::pin::pin!(stop);
     let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
     tick.tick().await;

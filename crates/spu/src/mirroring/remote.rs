@@ -4,7 +4,6 @@
 //! gives. Links start and stop as roles and mirror objects change.
 
 use std::collections::HashMap;
-use std::io;
 use std::time::Duration;
 
 use fluvio_controlplane_metadata::mirror::MirrorPairStatus;
@@ -16,8 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span};
 
-use super::home::finish;
-use super::link::{self, Ended, Link, LinkError};
+use super::link::{self, Ended, Link, LinkError, finish};
 use super::protocol::{Keys, START_MIRROR};
 use super::{MirrorHandles, changed};
 
@@ -152,16 +150,7 @@ async fn connect_and_run(
     handles: &MirrorHandles,
     stopping: impl Future<Output = String>,
 ) -> Result<Ended, LinkError> {
-    let addr = tokio::net::lookup_host(&plan.endpoint)
-        .await?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "the home SPU's endpoint resolves to no address",
-            )
-        })?;
-    let socket = mg_transport::dial(addr).await?;
+    let socket = mg_transport::dial_endpoint(&plan.endpoint).await?;
     let (read, mut write) = socket.into_split();
     let mut frames = FrameReader::new(read, FrameLimits::default());
     // As Fluvio's clients do: ApiVersions first; the answer is not needed.
@@ -191,27 +180,17 @@ async fn connect_and_run(
     handles.pairing.set(&plan.home, MirrorPairStatus::Waiting);
     info!(remote_id = %plan.remote_id, target = plan.target, "mirror handshake sent");
     let (mine, theirs) = (Keys::FROM_REMOTE, Keys::FROM_HOME);
-    if plan.target {
-        link::receive(
-            link,
-            &mut frames,
-            &mut write,
-            mine,
-            theirs,
-            handles,
-            stopping,
-        )
-        .await
-    } else {
-        link::send(
-            link,
-            &mut frames,
-            &mut write,
-            mine,
-            theirs,
-            handles,
-            stopping,
-        )
-        .await
-    }
+    // To home, this side sends; home to remote (target), it receives.
+    let sends = !plan.target;
+    link::run(
+        sends,
+        link,
+        &mut frames,
+        &mut write,
+        mine,
+        theirs,
+        handles,
+        stopping,
+    )
+    .await
 }

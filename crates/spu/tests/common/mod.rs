@@ -153,6 +153,26 @@ impl TestSpu {
             .unwrap_or_default()
     }
 
+    /// `/metrics`, as Prometheus scrapes it (the whole HTTP answer).
+    pub async fn scrape(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut http = tokio::net::TcpStream::connect(self.spu.metrics_addr().unwrap())
+            .await
+            .unwrap();
+        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            http.read_to_string(&mut text),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        text
+    }
+
     /// A partition's log end.
     pub fn leo(&self, topic: &str, partition: u32) -> i64 {
         PartitionStore::read(&self.spy.inner, topic, partition, i64::MAX, 0)
