@@ -20,15 +20,17 @@
 //!   for reconnecting.
 //! - [`shutdown`]: [`Shutdown`] and [`ShutdownSignal`], one trigger seen by
 //!   every task.
-//!
-//! TLS will slot in at exactly two places: where [`serve`] accepts and where
-//! [`dial()`] connects.
+//! - [`tls`]: TLS for the mirror channels: [`tls::accept`] tells a TLS
+//!   connection from a plaintext one by its first byte on the same port and
+//!   proves the client's [`tls::Identity`]; [`tls::TlsClient`] dials with a
+//!   client certificate.
 
 pub mod dial;
 pub mod envelope;
 pub mod frame;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 
 pub use dial::{Backoff, dial, dial_endpoint};
 pub use envelope::{
