@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use mg_guard::Guard;
+use mg_transport::tls::{Accepted, TlsServer};
 use mg_transport::{FrameLimits, FrameReader, RequestHeader, ShutdownSignal};
 use mg_wire::ProduceRequest;
 use tokio::io::AsyncWriteExt;
@@ -36,6 +37,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) limits: FrameLimits,
     pub(crate) produce: ProduceHandles,
     pub(crate) mirror: MirrorHandles,
+    /// The TLS side of the public port (mirror traffic), if configured.
+    pub(crate) tls: Option<TlsServer>,
 }
 
 /// Produce requests a connection keeps in flight (judged, waiting on
@@ -57,6 +60,24 @@ pub(crate) async fn serve(
     mut guard: Guard,
     mut shutdown: ShutdownSignal,
 ) {
+    let socket = match mg_transport::tls::accept(socket, context.tls.as_ref()).await {
+        Ok(Accepted::Plain(socket)) => socket,
+        Ok(Accepted::Tls(stream, proven)) => {
+            let (handles, stop) = (&context.mirror, shutdown.clone());
+            crate::mirroring::home::serve_tls(*stream, proven, peer, context.limits, handles, stop)
+                .instrument(debug_span!("mirror", %peer))
+                .await;
+            return;
+        }
+        Err(err) => {
+            context
+                .mirror
+                .metrics
+                .mirror_refused("TLS handshake failed");
+            warn!(%peer, %err, "closing connection: TLS handshake failed");
+            return;
+        }
+    };
     let metrics = Arc::clone(&context.produce.metrics);
     metrics.connections(1);
     let (read, write) = socket.into_split();
@@ -128,9 +149,17 @@ pub(crate) async fn serve(
             std::mem::take(&mut streams).close().await;
             let mut writer = writer.lock().await;
             let (handles, stop) = (&context.mirror, shutdown.clone());
-            crate::mirroring::home::serve(&frame, &mut frames, &mut *writer, peer, handles, stop)
-                .instrument(debug_span!("mirror", %peer))
-                .await;
+            crate::mirroring::home::serve(
+                &frame,
+                &mut frames,
+                &mut *writer,
+                peer,
+                None,
+                handles,
+                stop,
+            )
+            .instrument(debug_span!("mirror", %peer))
+            .await;
             break;
         }
         out.clear();

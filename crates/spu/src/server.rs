@@ -16,6 +16,7 @@ use std::time::Duration;
 use mg_guard::Guard;
 use mg_roles::RoleTable;
 use mg_storage::{LogConfig, Store};
+use mg_transport::tls::TlsServer;
 use mg_transport::{FrameLimits, ServerLimits, Shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -62,6 +63,13 @@ pub struct SpuConfig {
     pub log: LogConfig,
     /// The SC's private endpoint, where roles come from (none: standalone).
     pub sc: Option<SocketAddr>,
+    /// The home's TLS directory (`ca.pem`, `server.pem`, `server.key`):
+    /// mirror traffic over TLS is accepted on the public port, each remote
+    /// proving its id with a certificate of that CA.
+    pub tls_dir: Option<PathBuf>,
+    /// Let mirror traffic in without TLS, the remote's id taken as claimed
+    /// (a lab with a Fluvio edge without TLS). Logged as a warning.
+    pub insecure_mirroring: bool,
     /// The RegisterSpu version sent to the SC: 1 declares that this SPU
     /// reads mirror direction flags; 0 registers as Fluvio's SPUs (and older
     /// ones) do. Tests set it to play an SPU of the old protocol.
@@ -91,6 +99,8 @@ impl SpuConfig {
             storage_lanes: DEFAULT_STORAGE_LANES,
             log: LogConfig::default(),
             sc: None,
+            tls_dir: None,
+            insecure_mirroring: false,
             #[cfg(feature = "test-hooks")]
             register_version: mg_controlplane::keys::REGISTER_WITH_FLAGS_VERSION,
             #[cfg(feature = "bench-hooks")]
@@ -190,9 +200,19 @@ impl Spu {
                 directory: mirrors.directory.subscribe(),
                 roles_changed: mirrors.roles_changed.subscribe(),
                 pairing: mirrors.pairing.clone(),
+                insecure: config.insecure_mirroring,
+            },
+            tls: match &config.tls_dir {
+                Some(dir) => Some(TlsServer::from_dir(dir)?),
+                None => None,
             },
             produce,
         };
+        if config.insecure_mirroring {
+            warn!(
+                "--insecure-mirroring: mirror traffic without TLS is accepted, remote ids taken as claimed"
+            );
+        }
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, signal) = Shutdown::new();

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestSpu, eventually};
-use fluvio_controlplane_metadata::mirror::{Home, MirrorSpec, MirrorType, Remote};
+use fluvio_controlplane_metadata::mirror::{ClientTls, Home, MirrorSpec, MirrorType, Remote};
 use fluvio_controlplane_metadata::partition::{
     HomePartitionConfig, PartitionMirrorConfig, RemotePartitionConfig,
 };
@@ -68,12 +68,41 @@ fn registered(remotes: &[&str]) -> UpdateMirrorRequest {
     )
 }
 
+/// The home's TLS domain: its SPUs are dialed as `<key>.home.test`.
+const DOMAIN: &str = "home.test";
+
+/// A home SPU with a CA of its own: mirror traffic only over TLS.
+async fn start_home() -> TestSpu {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    mg_pki::init_home(&tls, DOMAIN, &["localhost"]).unwrap();
+    TestSpu::start_in(dir, |config| config.tls_dir = Some(tls)).await
+}
+
+fn home_ca(home: &TestSpu) -> mg_pki::Ca {
+    mg_pki::Ca::load(&home.dir.path().join("tls")).unwrap()
+}
+
+/// What `remote export` gives remote `remote_id` of this home.
+fn client_tls(home: &TestSpu, remote_id: &str) -> ClientTls {
+    let ca = home_ca(home);
+    let issued = ca
+        .issue_client(remote_id, mg_pki::DEFAULT_VALIDITY)
+        .unwrap();
+    ClientTls {
+        domain: DOMAIN.into(),
+        ca_cert: ca.cert_pem(),
+        client_cert: issued.cert_pem,
+        client_key: issued.key_pem,
+    }
+}
+
 fn home_object(home: &TestSpu, remote_id: &str) -> UpdateMirrorRequest {
     mirrors(vec![MirrorType::Home(Home {
         id: "home".into(),
         remote_id: remote_id.into(),
         public_endpoint: home.addr(),
-        client_tls: None,
+        client_tls: Some(client_tls(home, remote_id)),
     })])
 }
 
@@ -87,7 +116,7 @@ async fn produce(spu: &TestSpu, topic: &str) -> i16 {
 
 /// A home leading edge1's partition of `metrics`, and edge1 leading its own.
 async fn pair(home_to_remote: bool) -> (TestSpu, TestSpu) {
-    let home = TestSpu::start().await;
+    let home = start_home().await;
     home.spu.apply_mirrors(registered(&["edge1"]));
     home.lead(1, &[(TOPIC, 0, home_role("edge1", home_to_remote))]);
     let edge = TestSpu::start().await;
@@ -211,7 +240,12 @@ async fn a_home_restart_resumes_from_its_log_end_with_no_gap_and_no_duplicate() 
         assert_eq!(produce(&edge, TOPIC).await, 0);
     }
     // The home comes back on the same port and data.
-    let home = TestSpu::start_in(home_dir, |config| config.listen = home_addr).await;
+    let tls = home_dir.path().join("tls");
+    let home = TestSpu::start_in(home_dir, |config| {
+        config.listen = home_addr;
+        config.tls_dir = Some(tls);
+    })
+    .await;
     home.spu.apply_mirrors(registered(&["edge1"]));
     home.lead(2, &[(TOPIC, 0, home_role("edge1", false))]);
     eventually("the edge catches the home up", || home.leo(TOPIC, 0) == 7).await;
@@ -274,9 +308,11 @@ fn sync_frame(records: Vec<u8>, leo: i64) -> Vec<u8> {
     frame
 }
 
+/// Frame handling, so over plaintext: a home started with
+/// `--insecure-mirroring` (the binding is tested apart, below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_mirror_traffic_closes_only_its_connection_and_stores_nothing() {
-    let home = TestSpu::start().await;
+    let home = TestSpu::start_with(|config| config.insecure_mirroring = true).await;
     home.spu.apply_mirrors(registered(&["edge1", "edge2"]));
     home.lead(
         1,
@@ -353,4 +389,172 @@ fn sync_records_decode_with_fluvios_own_record_set() {
     let bases: Vec<i64> = set.batches.iter().map(|b| b.base_offset).collect();
     assert_eq!(bases, [0, 2]);
     assert_eq!(body.position() as usize, frame.len() - 4 - start);
+}
+
+/// StartMirror over TLS with `issued`'s certificate (of `ca`), claiming
+/// `remote` for `replica`.
+async fn tls_start(
+    home: &TestSpu,
+    ca: &mg_pki::Ca,
+    issued: &mg_pki::Issued,
+    remote: &str,
+    replica: &str,
+) -> std::io::Result<(
+    FrameReader<tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>>,
+    tokio::io::WriteHalf<tokio_rustls::client::TlsStream<TcpStream>>,
+)> {
+    let client = mg_transport::tls::TlsClient::from_pem(
+        ca.cert_pem().as_bytes(),
+        issued.cert_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+    )?;
+    let stream = client
+        .connect(&home.addr(), &format!("5001.{DOMAIN}"))
+        .await?;
+    let (read, mut write) = tokio::io::split(stream);
+    let start = StartMirrorRequest {
+        remote_replica: replica.into(),
+        remote_cluster_id: remote.into(),
+    };
+    let frame = encode_request(START_MIRROR, 25, 1, "test", &start).unwrap();
+    write.write_all(&frame).await?;
+    Ok((FrameReader::new(read, FrameLimits::default()), write))
+}
+
+/// Whether the home ends the connection within `within`.
+async fn ends<R: tokio::io::AsyncRead + Unpin>(
+    frames: &mut FrameReader<R>,
+    within: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, frames.next()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => continue, // an announcement before the end
+            Ok(Ok(None) | Err(_)) => return true,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_is_who_its_certificate_says_and_only_while_registered() {
+    let home = start_home().await;
+    home.spu.apply_mirrors(registered(&["edge1", "edge2"]));
+    home.lead(
+        1,
+        &[
+            (TOPIC, 0, home_role("edge1", false)),
+            (TOPIC, 1, home_role("edge2", false)),
+        ],
+    );
+    let metrics = home.spu.metrics().clone();
+    let ca = home_ca(&home);
+    let edge1 = ca.issue_client("edge1", mg_pki::DEFAULT_VALIDITY).unwrap();
+    let long = Duration::from_secs(20);
+
+    // Plaintext StartMirror: refused, whatever it claims.
+    let mut plain = handshake(&home, "edge2", "metrics-0").await;
+    closed_by_server(&mut plain).await;
+    let plaintext = "plaintext mirroring is refused: TLS with a client certificate is required";
+    assert_eq!(metrics.mirror_refused_count(plaintext), 1);
+
+    // Edge1's certificate claiming edge2: refused, and a sync sent anyway
+    // stores nothing in edge2's partition.
+    let (mut frames, mut write) = tls_start(&home, &ca, &edge1, "edge2", "metrics-0")
+        .await
+        .unwrap();
+    let _ = write
+        .write_all(&sync_frame(mg_testkit::batch_bytes(&[&[b"forged"]]), 1))
+        .await;
+    assert!(ends(&mut frames, long).await);
+    assert_eq!(
+        metrics.mirror_refused_count("the certificate names another remote"),
+        1
+    );
+    assert_eq!(home.leo(TOPIC, 1), 0);
+    assert!(
+        home.stored(TOPIC, 1).is_empty(),
+        "not a byte of edge2's partition"
+    );
+
+    // Its own id, but a replica no partition mirrors for it: refused.
+    let (mut frames, _write) = tls_start(&home, &ca, &edge1, "edge1", "other-0")
+        .await
+        .unwrap();
+    assert!(ends(&mut frames, long).await);
+    assert_eq!(
+        metrics.mirror_refused_count("no partition here mirrors that remote replica"),
+        1
+    );
+
+    // Another CA's certificate, an expired one: the handshake fails.
+    let other = mg_pki::Ca::generate("other").unwrap();
+    let foreign = other
+        .issue_client("edge1", mg_pki::DEFAULT_VALIDITY)
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(24 * 3600);
+    let expired = ca
+        .issue_client_between("edge1", now - 3 * day, now - day)
+        .unwrap();
+    for issued in [&foreign, &expired] {
+        let started = tls_start(&home, &ca, issued, "edge1", "metrics-0").await;
+        if let Ok((mut frames, _write)) = started {
+            // TLS 1.3: the client may finish before the server refuses.
+            assert!(ends(&mut frames, long).await);
+        }
+    }
+    eventually("both handshakes counted as refused", || {
+        metrics.mirror_refused_count("TLS handshake failed") == 2
+    })
+    .await;
+
+    // A TLS connection is for mirror traffic only.
+    let client = mg_transport::tls::TlsClient::from_pem(
+        ca.cert_pem().as_bytes(),
+        edge1.cert_pem.as_bytes(),
+        edge1.key_pem.as_bytes(),
+    )
+    .unwrap();
+    let stream = client
+        .connect(&home.addr(), &format!("5001.{DOMAIN}"))
+        .await
+        .unwrap();
+    let (read, mut write) = tokio::io::split(stream);
+    write
+        .write_all(&mg_testkit::one_record_request(TOPIC, 0, 3))
+        .await
+        .unwrap();
+    assert!(ends(&mut FrameReader::new(read, FrameLimits::default()), long).await);
+    assert_eq!(metrics.mirror_refused_count("not mirror traffic"), 1);
+
+    // Edge1 as itself: in, and its record lands in its own partition only.
+    let (mut frames, mut write) = tls_start(&home, &ca, &edge1, "edge1", "metrics-0")
+        .await
+        .unwrap();
+    let first = frames.next().await.unwrap().unwrap();
+    let (header, _) = RequestHeader::parse(&first).unwrap();
+    assert_eq!(header.api_key, HOME_UPDATE_OFFSET);
+    write
+        .write_all(&sync_frame(mg_testkit::batch_bytes(&[&[b"mine"]]), 1))
+        .await
+        .unwrap();
+    eventually("edge1's record at home", || home.leo(TOPIC, 0) == 1).await;
+    assert_eq!(home.leo(TOPIC, 1), 0);
+
+    // Unregistering edge1 ends its live link within a second; its
+    // certificate, still chaining to the CA, is refused from then on.
+    home.spu.apply_mirrors(registered(&["edge2"]));
+    assert!(
+        ends(&mut frames, Duration::from_secs(1)).await,
+        "the link ends within a second"
+    );
+    let (mut frames, _write) = tls_start(&home, &ca, &edge1, "edge1", "metrics-0")
+        .await
+        .unwrap();
+    assert!(ends(&mut frames, long).await);
+    assert_eq!(metrics.mirror_refused_count("unknown remote"), 1);
+
+    // Our own produce to the mirror partition is still refused with 11003.
+    assert_eq!(produce(&home, TOPIC).await, 11003);
 }

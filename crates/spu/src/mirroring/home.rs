@@ -9,16 +9,19 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use fluvio_controlplane_metadata::mirror::MirrorPairStatus;
 use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
 use fluvio_spu_schema::server::mirror::StartMirrorRequest;
-use mg_transport::{FrameReader, RequestHeader, ShutdownSignal, decode_body};
-use tokio::io::{AsyncRead, AsyncWrite};
+use mg_transport::tls::Identity;
+use mg_transport::{FrameLimits, FrameReader, RequestHeader, ShutdownSignal, decode_body};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
 use super::link::{self, Link, finish};
-use super::protocol::Keys;
+use super::protocol::{Keys, START_MIRROR};
 use super::{MirrorHandles, changed};
+use crate::handlers::{self, api::API_VERSIONS};
 
 /// The partition a remote's StartMirror is admitted to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,7 @@ pub(crate) async fn serve<R, W>(
     frames: &mut FrameReader<R>,
     writer: &mut W,
     peer: SocketAddr,
+    proven: Option<&Identity>,
     handles: &MirrorHandles,
     shutdown: ShutdownSignal,
 ) where
@@ -59,6 +63,20 @@ pub(crate) async fn serve<R, W>(
     };
     let remote = request.remote_cluster_id;
     let replica = request.remote_replica;
+    // The binding: the remote is who its certificate says, or (only with
+    // --insecure-mirroring) whoever it claims to be.
+    let bound = match proven {
+        Some(identity) if identity.common_name == remote => Ok(()),
+        Some(_) => Err("the certificate names another remote"),
+        None if handles.insecure => Ok(()),
+        None => Err("plaintext mirroring is refused: TLS with a client certificate is required"),
+    };
+    if let Err(reason) = bound {
+        handles.metrics.mirror_refused(reason);
+        let proven = proven.map(|id| id.common_name.as_str()).unwrap_or("-");
+        warn!(%peer, claimed = remote, proven, replica, reason, "refusing mirror connection");
+        return;
+    }
     let admitted = match admit(handles, &remote, &replica) {
         Ok(admitted) => admitted,
         Err(reason) => {
@@ -99,6 +117,64 @@ pub(crate) async fn serve<R, W>(
     )
     .await;
     finish(&link, handles, ended);
+}
+
+/// Serves a TLS connection on the public port: only mirror traffic is
+/// served over TLS (ApiVersions, then StartMirror, as Fluvio's remotes
+/// send them); the peer's certificate has already been verified, and its
+/// common name is what StartMirror must claim.
+pub(crate) async fn serve_tls<S>(
+    stream: S,
+    proven: Identity,
+    peer: SocketAddr,
+    limits: FrameLimits,
+    handles: &MirrorHandles,
+    shutdown: ShutdownSignal,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, mut write) = tokio::io::split(stream);
+    let mut frames = FrameReader::new(read, limits);
+    let mut out = BytesMut::new();
+    loop {
+        let Ok(Some(frame)) = frames.next().await else {
+            return;
+        };
+        let Ok((header, start)) = RequestHeader::parse(&frame) else {
+            handles.metrics.malformed();
+            warn!(%peer, proven = %proven.common_name, "closing TLS connection: malformed header");
+            return;
+        };
+        match header.api_key {
+            API_VERSIONS => {
+                out.clear();
+                if handlers::api_versions(&frame, &header, start, &mut out).is_err()
+                    || write.write_all(&out).await.is_err()
+                {
+                    return;
+                }
+            }
+            START_MIRROR => {
+                let stop = shutdown.clone();
+                serve(
+                    &frame,
+                    &mut frames,
+                    &mut write,
+                    peer,
+                    Some(&proven),
+                    handles,
+                    stop,
+                )
+                .await;
+                return;
+            }
+            other => {
+                handles.metrics.mirror_refused("not mirror traffic");
+                warn!(%peer, proven = %proven.common_name, api_key = other, "closing TLS connection: only mirror traffic is served over TLS");
+                return;
+            }
+        }
+    }
 }
 
 /// The partition `remote` may mirror `replica` with, or why not.

@@ -50,6 +50,9 @@ pub(crate) struct MirrorHandles {
     /// Bumped whenever the role table changes.
     pub(crate) roles_changed: watch::Receiver<u64>,
     pub(crate) pairing: Arc<Pairing>,
+    /// `--insecure-mirroring`: mirror traffic without TLS is let in, the
+    /// remote's id taken as claimed (a lab with a Fluvio edge without TLS).
+    pub(crate) insecure: bool,
 }
 
 /// Waits for the next change; never, if the sender is gone (nothing will

@@ -6,12 +6,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use fluvio_controlplane_metadata::mirror::ClientTls;
 use fluvio_controlplane_metadata::mirror::MirrorPairStatus;
 use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
 use fluvio_protocol::link::versions::ApiVersionsRequest;
 use fluvio_spu_schema::server::mirror::StartMirrorRequest;
+use mg_transport::tls::TlsClient;
 use mg_transport::{Backoff, FrameLimits, FrameReader, Shutdown, ShutdownSignal, encode_request};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span};
 
@@ -42,6 +44,10 @@ struct Plan {
     endpoint: String,
     /// Home-to-remote: this side receives.
     target: bool,
+    /// The home SPU's key: the SNI prefix.
+    home_spu_key: String,
+    /// TLS material from the Home object (pushed by the SC, never logged).
+    tls: Option<ClientTls>,
 }
 
 struct Running {
@@ -107,6 +113,8 @@ fn plans(handles: &MirrorHandles) -> HashMap<(String, u32), Plan> {
                 remote_id: home.remote_id.clone(),
                 endpoint: remote.home_spu_endpoint.clone(),
                 target: remote.target,
+                home_spu_key: remote.home_spu_key.clone(),
+                tls: home.client_tls.clone(),
             };
             plans.insert((plan.topic.clone(), plan.partition), plan);
         }
@@ -150,8 +158,39 @@ async fn connect_and_run(
     handles: &MirrorHandles,
     stopping: impl Future<Output = String>,
 ) -> Result<Ended, LinkError> {
-    let socket = mg_transport::dial_endpoint(&plan.endpoint).await?;
-    let (read, mut write) = socket.into_split();
+    match &plan.tls {
+        None => {
+            let socket = mg_transport::dial_endpoint(&plan.endpoint).await?;
+            let (read, write) = tokio::io::split(socket);
+            handshake_and_run(plan, link, handles, read, write, stopping).await
+        }
+        Some(tls) => {
+            let client = TlsClient::from_pem(
+                tls.ca_cert.as_bytes(),
+                tls.client_cert.as_bytes(),
+                tls.client_key.as_bytes(),
+            )?;
+            // As Fluvio's remotes do: SNI `<home SPU key>.<domain>`.
+            let server_name = format!("{}.{}", plan.home_spu_key, tls.domain);
+            let stream = client.connect(&plan.endpoint, &server_name).await?;
+            let (read, write) = tokio::io::split(stream);
+            handshake_and_run(plan, link, handles, read, write, stopping).await
+        }
+    }
+}
+
+async fn handshake_and_run<R, W>(
+    plan: &Plan,
+    link: &Link,
+    handles: &MirrorHandles,
+    read: R,
+    mut write: W,
+    stopping: impl Future<Output = String>,
+) -> Result<Ended, LinkError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut frames = FrameReader::new(read, FrameLimits::default());
     // As Fluvio's clients do: ApiVersions first; the answer is not needed.
     let versions = encode_request(
@@ -178,7 +217,7 @@ async fn connect_and_run(
         )?)
         .await?;
     handles.pairing.set(&plan.home, MirrorPairStatus::Waiting);
-    info!(remote_id = %plan.remote_id, target = plan.target, "mirror handshake sent");
+    info!(remote_id = %plan.remote_id, target = plan.target, tls = plan.tls.is_some(), "mirror handshake sent");
     let (mine, theirs) = (Keys::FROM_REMOTE, Keys::FROM_HOME);
     // To home, this side sends; home to remote (target), it receives.
     let sends = !plan.target;
