@@ -323,7 +323,16 @@ fn lag(
 fn pair(home: &Cluster, edge: &Cluster, id: &str) {
     home.cli(&["remote", "register", id]);
     let file = home.dir.path().join(format!("{id}.json"));
-    home.cli(&["remote", "export", id, "--file", file.to_str().unwrap()]);
+    let tls = home.dir.path().join("tls");
+    home.cli(&[
+        "remote",
+        "export",
+        id,
+        "--file",
+        file.to_str().unwrap(),
+        "--tls-dir",
+        tls.to_str().unwrap(),
+    ]);
     edge.cli(&["home", "connect", "--file", file.to_str().unwrap()]);
 }
 

@@ -30,8 +30,9 @@ home remote register edge1
 echo '["edge1"]' > "$DIR/remotes.json"
 home topic create edge-metrics --mirror-apply "$DIR/remotes.json"
 home topic create announcements --mirror-apply "$DIR/remotes.json" --home-to-remote
-home remote export edge1 --file "$DIR/edge1.json"
-cat "$DIR/edge1.json"; echo
+home remote export edge1 --file "$DIR/edge1.json" --tls-dir "$DIR/home/tls"
+# The file carries the remote's key: shown here without the PEM bodies.
+sed -E 's/"(caCert|clientCert|clientKey)": "[^"]*"/"\1": "<PEM, elided>"/' "$DIR/edge1.json"; echo
 edge home connect --file "$DIR/edge1.json"
 until_prints announcements env MIRROR_GUARD_SC=$EDGE_SC "$MG" topic list
 edge topic list

@@ -104,6 +104,10 @@ pub enum RemoteCommand {
         /// This home's id, as the remote will know it.
         #[arg(long, default_value = "home")]
         home_id: String,
+        /// The home's TLS directory, whose CA issues the remote's
+        /// certificate (default: `tls` in the default cluster data dir).
+        #[arg(long, env = "MIRROR_GUARD_TLS_DIR")]
+        tls_dir: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
     },
@@ -204,6 +208,25 @@ async fn connect(target: &Target) -> Result<Fluvio> {
             sc: target.sc.clone(),
             reason: err.to_string(),
         })
+}
+
+/// A client certificate for remote `id` from the home CA in `tls_dir`
+/// (CN = the remote's id), in the export's form.
+fn issue(
+    tls_dir: &std::path::Path,
+    id: &str,
+) -> Result<fluvio_controlplane_metadata::mirror::ClientTls> {
+    let pki = |err: mg_pki::PkiError| {
+        CliError::Client(format!("home CA in {}: {err}", tls_dir.display()))
+    };
+    let ca = mg_pki::Ca::load(tls_dir).map_err(pki)?;
+    let issued = ca.issue_client(id, mg_pki::DEFAULT_VALIDITY).map_err(pki)?;
+    Ok(fluvio_controlplane_metadata::mirror::ClientTls {
+        domain: mg_pki::domain(tls_dir).map_err(pki)?,
+        ca_cert: ca.cert_pem(),
+        client_cert: issued.cert_pem,
+        client_key: issued.key_pem,
+    })
 }
 
 /// Every mirror object of the cluster at `target`, with its status.
@@ -352,6 +375,7 @@ async fn execute(command: Command) -> Result<()> {
             file,
             public_endpoint,
             home_id,
+            tls_dir,
             target,
         }) => {
             let mirrors = mirrors(&target).await?;
@@ -363,19 +387,35 @@ async fn execute(command: Command) -> Result<()> {
                     "remote cluster \"{id}\" is not registered: run `remote register {id}` first"
                 )));
             }
+            let tls_dir = tls_dir
+                .unwrap_or_else(|| crate::cluster::tls_dir(&crate::cluster::default_data_dir()));
+            let client_tls = if tls_dir.join(mg_pki::CA_KEY).exists() {
+                if file.is_none() {
+                    return Err(CliError::Client(
+                        "the export carries the remote's private key: give --file (written with mode 0600)".into(),
+                    ));
+                }
+                Some(issue(&tls_dir, &id)?)
+            } else {
+                eprintln!(
+                    "warning: no home CA in {}: the export carries no certificate, and the remote can mirror only with a home run with --insecure-mirroring",
+                    tls_dir.display()
+                );
+                None
+            };
             let export = RemoteMetadataExport {
                 topics: Vec::new(),
                 home: Home {
                     id: home_id,
                     remote_id: id.clone(),
                     public_endpoint: public_endpoint.unwrap_or(target.sc),
-                    client_tls: None,
+                    client_tls,
                 },
             };
             let json = serde_json::to_string_pretty(&export).map_err(failed)?;
             match file {
                 Some(path) => {
-                    write_private(&path, json.as_bytes()).map_err(|err| {
+                    mg_pki::write_private(&path, json.as_bytes()).map_err(|err| {
                         CliError::Client(format!("cannot write {}: {err}", path.display()))
                     })?;
                     println!("remote \"{id}\" exported to {}", path.display());
@@ -572,22 +612,6 @@ fn pairing_row(name: String, route: String, status: MirrorStatus) -> Vec<String>
         last_seen,
         status.pair_errors(),
     ]
-}
-
-/// Writes `bytes` to a new file readable by its owner only: the export
-/// will carry credentials.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // An existing file keeps its mode on open: narrow it too.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {

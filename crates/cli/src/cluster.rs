@@ -39,6 +39,10 @@ pub enum ClusterCommand {
         /// SC public port; the SC private port and the SPUs' ports follow it.
         #[arg(long, default_value_t = 9003)]
         base_port: u16,
+        /// Let mirror traffic in without TLS, remote ids taken as claimed
+        /// (a lab with a Fluvio edge without TLS); logged as a warning.
+        #[arg(long)]
+        insecure_mirroring: bool,
     },
     /// Stop the cluster's processes, keeping its data.
     Shutdown {
@@ -91,6 +95,9 @@ struct ClusterFile {
     spus: Vec<SpuEntry>,
     #[serde(default)]
     pids: Vec<u32>,
+    /// Plaintext mirror traffic let in (`--insecure-mirroring`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    insecure_mirroring: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,7 +106,14 @@ struct SpuEntry {
     public: SocketAddr,
 }
 
-fn default_data_dir() -> PathBuf {
+/// A cluster's TLS directory: its CA, and the server certificate of its SC
+/// and SPUs.
+pub fn tls_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls")
+}
+
+/// The default data directory of `cluster` commands.
+pub fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME") {
         Some(home) => PathBuf::from(home).join(".mirror-guard").join("data"),
         None => PathBuf::from("mirror-guard-data"),
@@ -112,7 +126,13 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             data_dir,
             spus,
             base_port,
-        } => start(&data_dir.unwrap_or_else(default_data_dir), spus, base_port),
+            insecure_mirroring,
+        } => start(
+            &data_dir.unwrap_or_else(default_data_dir),
+            spus,
+            base_port,
+            insecure_mirroring,
+        ),
         ClusterCommand::Shutdown { data_dir } => {
             shutdown(&data_dir.unwrap_or_else(default_data_dir))
         }
@@ -174,7 +194,7 @@ fn write(data_dir: &Path, file: &ClusterFile) -> Result<()> {
     )?)
 }
 
-fn start(data_dir: &Path, spus: u16, base_port: u16) -> Result<()> {
+fn start(data_dir: &Path, spus: u16, base_port: u16, insecure_mirroring: bool) -> Result<()> {
     if file_path(data_dir).exists() {
         return Err(CliError::ClusterExists(data_dir.to_path_buf()));
     }
@@ -203,7 +223,19 @@ fn start(data_dir: &Path, spus: u16, base_port: u16) -> Result<()> {
             })
             .collect::<Result<_>>()?,
         pids: Vec::new(),
+        insecure_mirroring,
     };
+    // The cluster's CA, for mirroring over mutual TLS: it signs the SC's
+    // and SPUs' server certificate here, and each remote's at `remote export`.
+    mg_pki::init_home(
+        &tls_dir(data_dir),
+        mg_pki::DEFAULT_DOMAIN,
+        &["localhost", "127.0.0.1"],
+    )
+    .map_err(|err| CliError::File {
+        path: tls_dir(data_dir),
+        reason: err.to_string(),
+    })?;
     write(data_dir, &file)?;
     launch(data_dir, &mut file)?;
     println!(
@@ -296,6 +328,15 @@ fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<()> {
         sc_args.push("--spu".into());
         sc_args.push(format!("{}={}", spu.id, spu.public));
     }
+    let mut mirroring = Vec::new();
+    if tls_dir(data_dir).join(mg_pki::CA_CERT).exists() {
+        mirroring.push("--tls-dir".to_string());
+        mirroring.push(tls_dir(data_dir).display().to_string());
+    }
+    if file.insecure_mirroring {
+        mirroring.push("--insecure-mirroring".to_string());
+    }
+    sc_args.extend(mirroring.iter().cloned());
     file.pids = vec![spawn("sc", sc_args)?];
     for spu in &file.spus {
         let args = vec![
@@ -312,6 +353,7 @@ fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<()> {
             "--sc".into(),
             file.sc_private.to_string(),
         ];
+        let args = args.into_iter().chain(mirroring.iter().cloned()).collect();
         file.pids.push(spawn(&format!("spu-{}", spu.id), args)?);
     }
     write(data_dir, file)?;

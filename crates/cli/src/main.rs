@@ -98,6 +98,14 @@ struct SpuArgs {
     /// Seconds connections get to finish their request at shutdown.
     #[arg(long, default_value_t = 5)]
     drain_timeout: u64,
+    /// The home's TLS directory (`ca.pem`, `server.pem`, `server.key`):
+    /// remotes mirror over TLS with a certificate of that CA.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// Let plaintext mirror traffic in, remote ids taken as claimed (a lab
+    /// with a Fluvio edge without TLS); logged as a warning.
+    #[arg(long)]
+    insecure_mirroring: bool,
     /// Writer threads appending to the partition logs (default 8).
     #[arg(long)]
     storage_lanes: Option<usize>,
@@ -183,6 +191,8 @@ fn run_spu(args: SpuArgs) -> ExitCode {
         config.storage_lanes = lanes;
     }
     config.sc = args.sc;
+    config.tls_dir = args.tls_dir;
+    config.insecure_mirroring = args.insecure_mirroring;
     #[cfg(feature = "bench-hooks")]
     {
         config.guard_enabled = !args.bench_disable_guard;

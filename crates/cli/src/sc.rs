@@ -26,6 +26,14 @@ pub struct ScArgs {
     /// Log level or filter (RUST_LOG syntax); RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// The home's TLS directory (`ca.pem`, `server.pem`, `server.key`):
+    /// remotes connect over TLS with a certificate of that CA.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// Let plaintext MirrorConnect in, remote ids taken as claimed (a lab
+    /// with a Fluvio edge without TLS); logged as a warning.
+    #[arg(long)]
+    insecure_mirroring: bool,
 }
 
 pub fn run(args: ScArgs) -> ExitCode {
@@ -58,6 +66,21 @@ pub fn run(args: ScArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let access = mg_sc::mirroring::MirroringAccess {
+        tls: match args
+            .tls_dir
+            .as_deref()
+            .map(mg_transport::tls::TlsServer::from_dir)
+        {
+            None => None,
+            Some(Ok(tls)) => Some(tls),
+            Some(Err(err)) => {
+                eprintln!("error: --tls-dir: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        insecure: args.insecure_mirroring,
+    };
     let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -67,7 +90,7 @@ pub fn run(args: ScArgs) -> ExitCode {
     };
     let result: std::io::Result<()> = runtime.block_on(async move {
         let private = serve_private(args.private, cluster.clone()).await?;
-        let public = serve_public(args.public, cluster.clone()).await?;
+        let public = serve_public(args.public, cluster.clone(), access).await?;
         // On a remote cluster: the MirrorConnect stream to its home.
         let (stop_mirroring, stop) = mg_transport::Shutdown::new();
         let mirroring = tokio::spawn(mg_sc::mirroring::remote::run(cluster, stop));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::{BIN, LocalCluster, eventually, kill9, text};
-use fluvio_controlplane_metadata::mirror::Home;
+use fluvio_controlplane_metadata::mirror::{ClientTls, Home};
 use fluvio_sc_schema::remote_file::RemoteMetadataExport;
 
 /// Every record byte a cluster stores for a partition, in log order,
@@ -140,13 +140,20 @@ fn a_home_and_two_edges_mirror_both_ways() {
     assert_eq!(file.home.public_endpoint, home.sc);
     ok(home.cli(&["remote", "register", "edge2"], None));
     let fluvio_file = edge2.dir.path().join("from-fluvio.json");
+    let ca = mg_pki::Ca::load(&home.dir.path().join("tls")).unwrap();
+    let issued = ca.issue_client("edge2", mg_pki::DEFAULT_VALIDITY).unwrap();
     let fluvios = RemoteMetadataExport {
         topics: Vec::new(),
         home: Home {
             id: "home".into(),
             remote_id: "edge2".into(),
             public_endpoint: home.sc.clone(),
-            client_tls: None,
+            client_tls: Some(ClientTls {
+                domain: mg_pki::DEFAULT_DOMAIN.into(),
+                ca_cert: ca.cert_pem(),
+                client_cert: issued.cert_pem,
+                client_key: issued.key_pem,
+            }),
         },
     };
     std::fs::write(
@@ -304,9 +311,11 @@ fn kill_and_restart(cluster: &LocalCluster, index: usize, restarted: &mut Restar
     let dir: &Path = cluster.dir.path();
     let private = file["sc_private"].as_str().unwrap();
     let mut command = Command::new(BIN);
+    command.arg(if index == 0 { "sc" } else { "spu" });
+    command.arg("--tls-dir").arg(dir.join("tls"));
     if index == 0 {
         command
-            .args(["sc", "--data-dir"])
+            .arg("--data-dir")
             .arg(dir.join("sc"))
             .args(["--public", file["sc_public"].as_str().unwrap()])
             .args(["--private", private]);
@@ -314,7 +323,7 @@ fn kill_and_restart(cluster: &LocalCluster, index: usize, restarted: &mut Restar
         let spu = &file["spus"][index - 1];
         let id = spu["id"].as_i64().unwrap().to_string();
         command
-            .args(["spu", "--id", &id])
+            .args(["--id", &id])
             .args(["--listen", spu["public"].as_str().unwrap()])
             .arg("--data-dir")
             .arg(dir.join(format!("spu-{id}")))
@@ -388,4 +397,95 @@ fn start_mirror(remote: &str, replica: &str) -> Vec<u8> {
     let mut frame = (body.len() as i32).to_be_bytes().to_vec();
     frame.extend(body);
     frame
+}
+
+/// Every line of every log of `cluster`, and what its list commands print.
+fn everything_shown(cluster: &LocalCluster) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(cluster.dir.path().join("logs")).unwrap() {
+        all.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default());
+    }
+    for args in [
+        &["remote", "list"][..],
+        &["topic", "list"],
+        &["partition", "list"],
+    ] {
+        all.push_str(&text(&cluster.cli(args, None).stdout));
+    }
+    all
+}
+
+#[test]
+fn a_remote_is_who_its_certificate_says_at_the_sc_and_no_key_is_shown() {
+    let home = LocalCluster::start(1);
+    let edge1 = LocalCluster::start(1);
+    let impostor = LocalCluster::start(1);
+    pair(&home, &edge1, "edge1");
+    ok(home.cli(&["remote", "register", "edge2"], None));
+    mirror_topic(&home, "metrics", &["edge1", "edge2"], false);
+    mirror_topic(&home, "secret-of-edge2", &["edge2"], false);
+    eventually("edge1's copy", || has_topic(&edge1, "metrics", "to-home"));
+
+    // Edge1's certificate, with the file edited to claim edge2.
+    let stolen = home.dir.path().join("edge1.json");
+    let claim: String = std::fs::read_to_string(&stolen)
+        .unwrap()
+        .replace("\"remoteId\": \"edge1\"", "\"remoteId\": \"edge2\"");
+    assert!(claim.contains("\"remoteId\": \"edge2\""));
+    let forged = impostor.dir.path().join("forged.json");
+    std::fs::write(&forged, claim).unwrap();
+    ok(impostor.cli(
+        &["home", "connect", "--file", forged.to_str().unwrap()],
+        None,
+    ));
+    eventually("the home SC refuses the claim", || {
+        log_lines(&home, "refusing mirroring connection") > 0
+    });
+    let refusals = std::fs::read_to_string(home.dir.path().join("logs/sc.log")).unwrap();
+    let refusal = refusals
+        .lines()
+        .find(|l| l.contains("refusing mirroring connection"))
+        .unwrap();
+    assert!(
+        refusal.contains("edge2") && refusal.contains("edge1") && refusal.contains("127.0.0.1"),
+        "logged with the peer and the claimed and proven ids: {refusal}"
+    );
+    // It got nothing of edge2's topics.
+    let list = text(&impostor.cli(&["topic", "list"], None).stdout);
+    assert!(
+        !list.contains("secret-of-edge2") && !list.contains("metrics"),
+        "{list}"
+    );
+
+    // No key material anywhere an operator looks.
+    for cluster in [&home, &edge1, &impostor] {
+        let shown = everything_shown(cluster);
+        assert!(!shown.contains("-----BEGIN"), "PEM material shown");
+        assert!(!shown.contains("PRIVATE KEY"), "key material shown");
+    }
+    // And the remote keeps it in files of mode 0600, not in its metadata.
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = edge1.dir.path().join("sc/secrets/homes/home");
+    for file in ["ca.pem", "client.pem", "client.key", "domain"] {
+        let mode = std::fs::metadata(secrets.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let metadata = std::fs::read_dir(edge1.dir.path().join("sc"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "secrets"))
+        .flat_map(|dir| walk(&dir))
+        .map(|file| std::fs::read_to_string(file).unwrap_or_default())
+        .collect::<String>();
+    assert!(!metadata.contains("PRIVATE KEY"));
+}
+
+fn walk(path: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries.flat_map(|e| walk(&e.unwrap().path())).collect(),
+        Err(_) => vec![path.to_path_buf()],
+    }
 }

@@ -31,6 +31,11 @@ pub const CA_KEY: &str = "ca.key";
 pub const SERVER_CERT: &str = "server.pem";
 /// The server key's file (mode 0600).
 pub const SERVER_KEY: &str = "server.key";
+/// The file naming the home's TLS domain.
+pub const DOMAIN: &str = "domain";
+/// The TLS domain of a home unless said otherwise: its SC is dialed as
+/// this name and each SPU as `<spu key>.` this name.
+pub const DEFAULT_DOMAIN: &str = "mirror-guard.local";
 
 /// How long issued certificates are valid unless said otherwise.
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -255,7 +260,13 @@ pub fn init_home(dir: &Path, domain: &str, names: &[&str]) -> Result<(), PkiErro
     ca.save(dir)?;
     let server = ca.issue_server(domain, names)?;
     write_private(&dir.join(SERVER_CERT), server.cert_pem.as_bytes())?;
-    write_private(&dir.join(SERVER_KEY), server.key_pem.as_bytes())
+    write_private(&dir.join(SERVER_KEY), server.key_pem.as_bytes())?;
+    write_private(&dir.join(DOMAIN), domain.as_bytes())
+}
+
+/// The TLS domain of the home whose TLS directory is `dir`.
+pub fn domain(dir: &Path) -> Result<String, PkiError> {
+    Ok(read(&dir.join(DOMAIN))?.trim().to_string())
 }
 
 #[cfg(test)]
@@ -289,7 +300,8 @@ mod tests {
         let tls = dir.path().join("tls");
         init_home(&tls, "home.test", &["localhost"]).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        for file in [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY] {
+        assert_eq!(domain(&tls).unwrap(), "home.test");
+        for file in [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, DOMAIN] {
             let mode = std::fs::metadata(tls.join(file))
                 .unwrap()
                 .permissions()

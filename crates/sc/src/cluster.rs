@@ -30,8 +30,9 @@ use crate::model::{
     HomeSpu, MirrorKind, MirrorObject, PartitionMirror, PartitionObject, SpuObject, TopicObject,
     TopicReplicas,
 };
+use crate::secrets::Secrets;
 use crate::store::{LoadError, MetadataStore, remove_stale_temps};
-use fluvio_controlplane_metadata::mirror::MirrorStatus;
+use fluvio_controlplane_metadata::mirror::{ClientTls, MirrorStatus, MirrorType};
 
 /// The home a remote cluster mirrors with (its Home mirror object).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct HomeLink {
     pub remote_id: String,
     /// The home SC's public endpoint.
     pub public_endpoint: String,
+    /// Whether it is dialed over TLS ([`Cluster::home_tls`] has the material).
+    pub tls: bool,
 }
 
 /// A topic as a home's MirrorConnect stream describes it to a remote.
@@ -88,6 +91,7 @@ impl State {
 #[derive(Debug)]
 pub struct Cluster {
     store: MetadataStore,
+    secrets: Secrets,
     /// Held for the whole of a change, persistence included.
     writer: Mutex<()>,
     /// Held only to read or apply.
@@ -153,6 +157,7 @@ impl Cluster {
         );
         Ok(Self {
             store,
+            secrets: Secrets::new(data_dir),
             writer: Mutex::new(()),
             state: Mutex::new(State {
                 catalog,
@@ -329,19 +334,50 @@ impl Cluster {
         )
     }
 
-    /// Records the home this (remote) cluster mirrors with.
+    /// Records the home this (remote) cluster mirrors with; its TLS
+    /// material, if any, goes to the secrets (files of mode 0600), never
+    /// into the metadata.
     pub fn connect_home(
         &self,
         id: &str,
         remote_id: &str,
         public_endpoint: &str,
+        tls: Option<&ClientTls>,
     ) -> Result<(), ApiError> {
+        if let Some(tls) = tls {
+            self.secrets.put_home(id, tls)?;
+        }
         let home = MirrorKind::Home {
             id: id.to_string(),
             remote_id: remote_id.to_string(),
             public_endpoint: public_endpoint.to_string(),
+            tls: tls.is_some(),
         };
         self.add_mirror(ObjectKind::Home, id, home)
+    }
+
+    /// Every mirror object as the SC pushes it to its own SPUs: the home's
+    /// TLS material included (from the secrets), which no list shows.
+    pub fn mirror_pushes(&self) -> (i64, Vec<mg_controlplane::Mirror>) {
+        let (epoch, mirrors) = self.mirrors();
+        let pushes = mirrors
+            .iter()
+            .map(|mirror| {
+                let mut wire = mirror.to_wire();
+                if let (MirrorKind::Home { id, tls: true, .. }, MirrorType::Home(home)) =
+                    (&mirror.kind, &mut wire.spec.mirror_type)
+                {
+                    match self.secrets.home(id) {
+                        Ok(material) => home.client_tls = material,
+                        Err(err) => {
+                            tracing::error!(home = %id, %err, "cannot read the home's TLS material")
+                        }
+                    }
+                }
+                wire
+            })
+            .collect();
+        (epoch, pushes)
     }
 
     fn add_mirror(&self, kind: ObjectKind, name: &str, mirror: MirrorKind) -> Result<(), ApiError> {
@@ -531,13 +567,20 @@ impl Cluster {
                 id,
                 remote_id,
                 public_endpoint,
+                tls,
             } => Some(HomeLink {
                 id: id.clone(),
                 remote_id: remote_id.clone(),
                 public_endpoint: public_endpoint.clone(),
+                tls: *tls,
             }),
             MirrorKind::Remote { .. } => None,
         })
+    }
+
+    /// What dialing `home` over TLS takes, from the secrets.
+    pub fn home_tls(&self, home: &str) -> std::io::Result<Option<ClientTls>> {
+        self.secrets.home(home)
     }
 
     /// The home mirror topics that list `remote`, each with the SPU that

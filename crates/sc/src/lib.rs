@@ -20,6 +20,8 @@
 //! - [`mirroring`]: the SC-to-SC `MirrorConnect` stream: served to remotes
 //!   on the public port (home side), dialed to the home (remote side),
 //!   which keeps the local copies of the home's topics.
+//! - [`secrets`]: a remote's TLS material for its home, in files of mode
+//!   0600, out of the metadata.
 //! - [`upgrade`]: check, migrate into a new generation, finalize, roll
 //!   back, and the checks that gate a resume.
 //! - [`public`]: the Fluvio SC public API the official client uses
@@ -37,6 +39,7 @@ pub mod mirroring;
 pub mod model;
 pub mod private;
 pub mod public;
+pub mod secrets;
 pub mod store;
 pub mod upgrade;
 

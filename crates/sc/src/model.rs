@@ -314,6 +314,10 @@ pub enum MirrorKind {
         remote_id: String,
         /// The home SC's public endpoint.
         public_endpoint: String,
+        /// Whether TLS material for the home is kept (in the SC's secrets,
+        /// never in this object).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tls: bool,
     },
 }
 
@@ -334,6 +338,7 @@ impl MirrorObject {
                 id,
                 remote_id,
                 public_endpoint,
+                ..
             } => MirrorType::Home(Home {
                 id,
                 remote_id,

@@ -215,10 +215,9 @@ async fn push_loop(
             }
             replica_epoch = Some(epoch);
         }
-        let (epoch, mirrors) = cluster.mirrors();
+        let (epoch, mirrors) = cluster.mirror_pushes();
         if mirror_epoch != Some(epoch) {
-            let request =
-                UpdateMirrorRequest::sync(epoch, mirrors.iter().map(|m| m.to_wire()).collect());
+            let request = UpdateMirrorRequest::sync(epoch, mirrors);
             send(write, SpuKey::UpdateMirror, &request).await?;
             mirror_epoch = Some(epoch);
         }

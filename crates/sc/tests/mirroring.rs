@@ -21,6 +21,15 @@ use tokio::net::tcp::OwnedReadHalf;
 
 const VERSION: i16 = 19;
 
+/// Plaintext MirrorConnect let in (the protocol is tested here; the
+/// binding to a certificate is tested in `crates/cli/tests/mirroring.rs`).
+fn insecure() -> mg_sc::mirroring::MirroringAccess {
+    mg_sc::mirroring::MirroringAccess {
+        tls: None,
+        insecure: true,
+    }
+}
+
 fn home_cluster(dir: &std::path::Path) -> Arc<Cluster> {
     let cluster = Cluster::open(dir).unwrap();
     cluster
@@ -81,7 +90,7 @@ async fn next(frames: &mut FrameReader<OwnedReadHalf>) -> Option<MirroringStatus
 async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregistered() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = home_cluster(dir.path());
-    let public = serve_public("127.0.0.1:0".parse().unwrap(), cluster.clone())
+    let public = serve_public("127.0.0.1:0".parse().unwrap(), cluster.clone(), insecure())
         .await
         .unwrap();
 
@@ -147,7 +156,7 @@ async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregis
 async fn a_remote_sc_keeps_its_copies_in_step_with_the_home() {
     let home_dir = tempfile::tempdir().unwrap();
     let home = home_cluster(home_dir.path());
-    let public = serve_public("127.0.0.1:0".parse().unwrap(), home.clone())
+    let public = serve_public("127.0.0.1:0".parse().unwrap(), home.clone(), insecure())
         .await
         .unwrap();
     let edge_dir = tempfile::tempdir().unwrap();
@@ -156,7 +165,7 @@ async fn a_remote_sc_keeps_its_copies_in_step_with_the_home() {
         .unwrap();
     // A local topic that happens to share a home topic's name stays local.
     edge.create_topic("config", 1).unwrap();
-    edge.connect_home("home", "edge2", &public.addr().to_string())
+    edge.connect_home("home", "edge2", &public.addr().to_string(), None)
         .unwrap();
     let (stop, signal) = Shutdown::new();
     let remote = tokio::spawn(mg_sc::mirroring::remote::run(edge.clone(), signal));

@@ -26,9 +26,13 @@ async fn the_official_client_works_against_our_cluster() {
     let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
         .await
         .unwrap();
-    let public = serve_public("127.0.0.1:0".parse().unwrap(), cluster.clone())
-        .await
-        .unwrap();
+    let public = serve_public(
+        "127.0.0.1:0".parse().unwrap(),
+        cluster.clone(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
 
     let mut config = SpuConfig::new(SPU, dir.path().join("spu"));
     config.sc = Some(private.addr());

@@ -41,7 +41,10 @@ impl LocalCluster {
 
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut command = Command::new(BIN);
-        command.args(args).env("MIRROR_GUARD_SC", &self.sc);
+        command
+            .args(args)
+            .env("MIRROR_GUARD_SC", &self.sc)
+            .env("MIRROR_GUARD_TLS_DIR", self.dir.path().join("tls"));
         finish(command, stdin)
     }
 

@@ -23,7 +23,14 @@ use mg_transport::{FrameReader, ShutdownSignal, encode_response};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
-use super::sc_status;
+use super::{MIRRORING_KEY, MirroringAccess, sc_status};
+use crate::public::{PLATFORM_VERSION, SERVED_VERSIONS};
+use bytes::BytesMut;
+use mg_transport::tls::Identity;
+use mg_transport::{FrameLimits, RequestHeader};
+use mg_wire::{ErrorCode as WireCode, write_api_versions};
+
+const API_VERSIONS: u16 = 18;
 use crate::cluster::Cluster;
 
 /// How often an unchanged topic list is sent again.
@@ -45,12 +52,15 @@ pub enum StreamError {
 
 /// Serves a MirrorConnect stream until the remote leaves, is unregistered,
 /// or the SC shuts down.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<R, W>(
     frame: &Bytes,
     frames: &mut FrameReader<R>,
     writer: &mut W,
     cluster: &Arc<Cluster>,
     peer: SocketAddr,
+    proven: Option<&Identity>,
+    access: &MirroringAccess,
     mut stop: ShutdownSignal,
 ) -> Result<(), StreamError>
 where
@@ -72,6 +82,19 @@ where
         .map_err(|err| StreamError::Malformed(err.to_string()))?
         .ok_or_else(|| StreamError::Malformed("not a MirrorConnect".into()))?;
     let remote = connect.request.remote_id;
+    // The binding: the remote is who its certificate says, or (only with
+    // --insecure-mirroring) whoever it claims to be.
+    let bound = match proven {
+        Some(identity) if identity.common_name == remote => Ok(()),
+        Some(_) => Err("the certificate names another remote"),
+        None if access.insecure => Ok(()),
+        None => Err("plaintext mirroring is refused: TLS with a client certificate is required"),
+    };
+    if let Err(reason) = bound {
+        let proven = proven.map(|id| id.common_name.as_str()).unwrap_or("-");
+        warn!(%peer, claimed = remote, proven, reason, "refusing mirroring connection");
+        return Ok(());
+    }
     if !cluster.is_registered_remote(&remote) {
         warn!(%peer, remote, "refusing mirroring connection: the remote is not registered");
         // Only our own remote SC is told why: a Fluvio 0.50 remote applies
@@ -129,6 +152,64 @@ where
             &remote,
             sc_status(MirrorPairStatus::DetailFailure(ended.into()), false),
         );
+    }
+    Ok(())
+}
+
+/// Serves a TLS connection on the public port: only a remote's mirroring
+/// stream is served over TLS (ApiVersions, then MirrorConnect, as Fluvio's
+/// remotes send them), its certificate already verified.
+pub async fn serve_tls<S>(
+    stream: S,
+    proven: Identity,
+    cluster: &Arc<Cluster>,
+    peer: SocketAddr,
+    access: &MirroringAccess,
+    stop: ShutdownSignal,
+) -> Result<(), StreamError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, mut write) = tokio::io::split(stream);
+    let mut frames = FrameReader::new(read, FrameLimits::default());
+    while let Some(frame) = frames
+        .next()
+        .await
+        .map_err(|err| StreamError::Malformed(err.to_string()))?
+    {
+        let (header, _) =
+            RequestHeader::parse(&frame).map_err(|err| StreamError::Malformed(err.to_string()))?;
+        match header.api_key {
+            API_VERSIONS => {
+                let mut out = BytesMut::new();
+                write_api_versions(
+                    &mut out,
+                    header.correlation_id,
+                    WireCode::None,
+                    &SERVED_VERSIONS,
+                    PLATFORM_VERSION,
+                );
+                write.write_all(&out).await?;
+            }
+            MIRRORING_KEY => {
+                let proven = Some(&proven);
+                return serve(
+                    &frame,
+                    &mut frames,
+                    &mut write,
+                    cluster,
+                    peer,
+                    proven,
+                    access,
+                    stop,
+                )
+                .await;
+            }
+            other => {
+                warn!(%peer, proven = %proven.common_name, api_key = other, "closing TLS connection: only mirroring is served over TLS");
+                return Ok(());
+            }
+        }
     }
     Ok(())
 }

@@ -23,6 +23,17 @@ use fluvio_controlplane_metadata::mirror::{ConnectionStatus, MirrorPairStatus, M
 
 /// The admin key of `ObjectMirroringRequest`.
 pub const MIRRORING_KEY: u16 = 1005;
+/// Who may open a MirrorConnect stream on the public port.
+#[derive(Clone, Debug, Default)]
+pub struct MirroringAccess {
+    /// The home's TLS side: remotes connect with a certificate of the home
+    /// CA, and their id is its common name.
+    pub tls: Option<mg_transport::tls::TlsServer>,
+    /// `--insecure-mirroring`: plaintext MirrorConnect is let in, the
+    /// remote's id taken as claimed (a lab with a Fluvio edge without TLS).
+    pub insecure: bool,
+}
+
 /// The client id our remote SC sends its MirrorConnect with.
 pub const CLIENT_ID: &str = "mirror-guard sc";
 

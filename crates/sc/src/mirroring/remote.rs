@@ -15,11 +15,12 @@ use fluvio_controlplane_metadata::topic::{MirrorConfig, ReplicaSpec};
 use fluvio_protocol::link::versions::{ApiVersionsRequest, ApiVersionsResponse};
 use fluvio_sc_schema::TryEncodableFrom;
 use fluvio_sc_schema::mirroring::ObjectMirroringRequest;
+use mg_transport::tls::TlsClient;
 use mg_transport::{
     Backoff, BodyError, EncodeError, FrameError, FrameLimits, FrameReader, ShutdownSignal,
     decode_body, dial_endpoint, encode_request,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -54,6 +55,9 @@ pub enum RemoteError {
     /// Our own request could not be encoded: a bug.
     #[error("cannot encode: {0}")]
     Encode(#[from] EncodeError),
+    /// The Home object says TLS, and its material is gone from the secrets.
+    #[error("the home's TLS material is missing from the SC's secrets")]
+    NoTlsMaterial,
     /// The home does not serve mirroring at a version we speak.
     #[error("the home does not serve mirroring (admin key 1005)")]
     Unsupported,
@@ -111,8 +115,37 @@ async fn stream(
     home: &HomeLink,
     changes: &mut watch::Receiver<u64>,
 ) -> Result<(), RemoteError> {
-    let socket = dial_endpoint(&home.public_endpoint).await?;
-    let (read, mut write) = socket.into_split();
+    if !home.tls {
+        let socket = dial_endpoint(&home.public_endpoint).await?;
+        let (read, write) = tokio::io::split(socket);
+        return connect_over(cluster, home, changes, read, write).await;
+    }
+    let tls = cluster
+        .home_tls(&home.id)?
+        .ok_or(RemoteError::NoTlsMaterial)?;
+    let client = TlsClient::from_pem(
+        tls.ca_cert.as_bytes(),
+        tls.client_cert.as_bytes(),
+        tls.client_key.as_bytes(),
+    )?;
+    // As Fluvio's remotes do: the home SC is named by the TLS domain.
+    let stream = client.connect(&home.public_endpoint, &tls.domain).await?;
+    let (read, write) = tokio::io::split(stream);
+    connect_over(cluster, home, changes, read, write).await
+}
+
+/// The stream over an established connection.
+async fn connect_over<R, W>(
+    cluster: &Arc<Cluster>,
+    home: &HomeLink,
+    changes: &mut watch::Receiver<u64>,
+    read: R,
+    mut write: W,
+) -> Result<(), RemoteError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut frames = FrameReader::new(read, FrameLimits::default());
     let hello = ApiVersionsRequest {
         client_version: env!("CARGO_PKG_VERSION").into(),

@@ -248,9 +248,12 @@ fn create(
         let name = common.name;
         let result = match spec.mirror_type {
             MirrorType::Remote(remote) => cluster.register_remote(&remote.id),
-            MirrorType::Home(home) => {
-                cluster.connect_home(&home.id, &home.remote_id, &home.public_endpoint)
-            }
+            MirrorType::Home(home) => cluster.connect_home(
+                &home.id,
+                &home.remote_id,
+                &home.public_endpoint,
+                home.client_tls.as_ref(),
+            ),
         };
         return Ok(status(&name, ObjectKind::Remote, result));
     }

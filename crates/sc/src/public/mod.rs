@@ -36,6 +36,8 @@ use tokio::task::JoinSet;
 use tracing::warn;
 
 use crate::cluster::Cluster;
+use crate::mirroring::MirroringAccess;
+use mg_transport::tls::Accepted;
 
 /// Why a client connection was closed.
 #[derive(Debug, thiserror::Error)]
@@ -111,13 +113,39 @@ pub type RunningPublic = RunningServer;
 pub async fn serve_public(
     listen: SocketAddr,
     cluster: Arc<Cluster>,
+    access: MirroringAccess,
 ) -> std::io::Result<RunningPublic> {
+    if access.insecure {
+        warn!(
+            "--insecure-mirroring: plaintext MirrorConnect is accepted, remote ids taken as claimed"
+        );
+    }
+    let access = Arc::new(access);
     mg_transport::start(
         "sc public",
         listen,
         ServerLimits::default(),
         (),
-        move |socket, peer, stop| serve_client(socket, peer, cluster.clone(), stop),
+        move |socket, peer, stop| {
+            let (cluster, access) = (cluster.clone(), access.clone());
+            async move {
+                match mg_transport::tls::accept(socket, access.tls.as_ref()).await {
+                    Ok(Accepted::Plain(socket)) => {
+                        serve_client(socket, peer, cluster, &access, stop).await
+                    }
+                    Ok(Accepted::Tls(stream, proven)) => {
+                        let served = crate::mirroring::home::serve_tls(
+                            *stream, proven, &cluster, peer, &access, stop,
+                        )
+                        .await;
+                        if let Err(reason) = served {
+                            warn!(%peer, %reason, "closing connection");
+                        }
+                    }
+                    Err(err) => warn!(%peer, %err, "closing connection: TLS handshake failed"),
+                }
+            }
+        },
     )
     .await
 }
@@ -126,6 +154,7 @@ async fn serve_client(
     socket: TcpStream,
     peer: SocketAddr,
     cluster: Arc<Cluster>,
+    access: &MirroringAccess,
     mut stop: ShutdownSignal,
 ) {
     let (read, write) = socket.into_split();
@@ -159,6 +188,8 @@ async fn serve_client(
                 &mut *writer,
                 &cluster,
                 peer,
+                None,
+                access,
                 stop.clone(),
             )
             .await;
