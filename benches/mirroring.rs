@@ -47,11 +47,13 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(bin: &Path) -> Cluster {
+    /// A cluster; `plaintext`: mirror traffic without TLS let in.
+    fn start(bin: &Path, plaintext: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let base = mg_testkit::port_base().to_string();
         let out = Command::new(bin)
             .args(["cluster", "start", "--spus", "1", "--base-port", &base])
+            .args(plaintext.then_some("--insecure-mirroring"))
             .arg("--data-dir")
             .arg(dir.path())
             .output()
@@ -320,10 +322,14 @@ fn lag(
     lags
 }
 
-fn pair(home: &Cluster, edge: &Cluster, id: &str) {
+fn pair(home: &Cluster, edge: &Cluster, id: &str, plaintext: bool) {
     home.cli(&["remote", "register", id]);
     let file = home.dir.path().join(format!("{id}.json"));
-    let tls = home.dir.path().join("tls");
+    // With no CA there, the export carries no certificate: plaintext.
+    let tls = match plaintext {
+        false => home.dir.path().join("tls"),
+        true => home.dir.path().join("no-ca"),
+    };
     home.cli(&[
         "remote",
         "export",
@@ -336,31 +342,15 @@ fn pair(home: &Cluster, edge: &Cluster, id: &str) {
     edge.cli(&["home", "connect", "--file", file.to_str().unwrap()]);
 }
 
-fn main() {
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"mirroring".contains(&a))
-    {
-        return;
-    }
-    let bin = binary();
-    if !bin.exists() {
-        println!(
-            "mirroring: {} is not built: run `make bench` (skipped)",
-            bin.display()
-        );
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let home = Cluster::start(&bin);
-    let edge1 = Cluster::start(&bin);
-    let edge2 = Cluster::start(&bin);
-    pair(&home, &edge1, "edge1");
-    pair(&home, &edge2, "edge2");
+/// Every measurement, over mutual TLS or (`plaintext`) without; returns
+/// the JSON fields.
+fn run(bin: &Path, rt: &tokio::runtime::Runtime, plaintext: bool) -> Vec<String> {
+    let mode = if plaintext { "plain" } else { "tls" };
+    let home = Cluster::start(bin, plaintext);
+    let edge1 = Cluster::start(bin, plaintext);
+    let edge2 = Cluster::start(bin, plaintext);
+    pair(&home, &edge1, "edge1", plaintext);
+    pair(&home, &edge2, "edge2", plaintext);
     let remotes = home.dir.path().join("remotes.json");
     std::fs::write(&remotes, "[\"edge1\",\"edge2\"]").unwrap();
     for topic in ["m100", "m1024", "lag", "rss"] {
@@ -397,7 +387,7 @@ fn main() {
     });
     let peak_rss = support::peak_rss_kib_of(home.spu_pid);
     println!(
-        "[mirroring] home SPU RSS: {idle_rss} KiB before load, peak {peak_rss} KiB with two remotes streaming 1 KiB records ({:.2}x)",
+        "[mirroring {mode}] home SPU RSS: {idle_rss} KiB before load, peak {peak_rss} KiB with two remotes streaming 1 KiB records ({:.2}x)",
         peak_rss as f64 / idle_rss.max(1) as f64
     );
 
@@ -406,12 +396,12 @@ fn main() {
     )];
     let mut rate_100 = 0.0;
     for size in [100, 1024] {
-        let t = throughput(&rt, &home, &edge1, size);
+        let t = throughput(rt, &home, &edge1, size);
         if size == 100 {
             rate_100 = t.produce_rps;
         }
         println!(
-            "[mirroring] {size:>4}-byte records: edge produce {:>9.0} records/s, mirrored to home {:>9.0} records/s ({:.2}x); home CPU {:.0} ns/mirrored record vs {:.0} ns/produced record ({:.2}x)",
+            "[mirroring {mode}] {size:>4}-byte records: edge produce {:>9.0} records/s, mirrored to home {:>9.0} records/s ({:.2}x); home CPU {:.0} ns/mirrored record vs {:.0} ns/produced record ({:.2}x)",
             t.produce_rps,
             t.mirror_rps,
             t.mirror_rps / t.produce_rps,
@@ -427,7 +417,7 @@ fn main() {
     // 3. Lag at half the 100-byte rate, in requests.
     let records = (REQUEST_BYTES / 100) as f64;
     let half = rate_100 / records / 2.0;
-    let lags = lag(&rt, &home, &edge1, half);
+    let lags = lag(rt, &home, &edge1, half);
     let (p50, p90, p99) = (
         quantile(&lags, 0.5),
         quantile(&lags, 0.9),
@@ -435,7 +425,7 @@ fn main() {
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "[mirroring] lag, paced at up to {half:.0} requests/s of {records} records (half the produce rate), {} requests: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "[mirroring {mode}] lag, paced at up to {half:.0} requests/s of {records} records (half the produce rate), {} requests: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         lags.len(),
         ms(p50),
         ms(p90),
@@ -448,6 +438,34 @@ fn main() {
         p99.as_secs_f64() * 1e3,
         lags.len()
     ));
+    parts
+}
+
+fn main() {
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"mirroring".contains(&a))
+    {
+        return;
+    }
+    let bin = binary();
+    if !bin.exists() {
+        println!(
+            "mirroring: {} is not built: run `make bench` (skipped)",
+            bin.display()
+        );
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut parts = Vec::new();
+    for plaintext in [false, true] {
+        let mode = if plaintext { "plain" } else { "tls" };
+        parts.push(format!("\"{mode}\":{{{}}}", run(&bin, &rt, plaintext).join(",")));
+    }
     let out = support::target_dir().join("mirroring.json");
     let _ = std::fs::write(out, format!("{{{}}}\n", parts.join(",")));
 }

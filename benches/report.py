@@ -198,28 +198,41 @@ def main():
     mirror_file = os.path.join(ROOT, "..", "mirroring.json")
     if os.path.exists(mirror_file):
         with open(mirror_file) as f:
-            m = json.load(f)
+            runs = json.load(f)
         print("\n(mirroring) edge -> home, real processes (cargo bench --bench mirroring)")
-        for size in ("100", "1024"):
-            r = m.get(f"r{size}")
-            if not r:
+        for mode in ("tls", "plain"):
+            m = runs.get(mode)
+            if not m:
                 continue
-            keep = r["mirror_rps"] / r["produce_rps"]
-            cpu = r["cpu_ns_mirrored"] / r["cpu_ns_produced"]
-            print(f"  {size:>4}-byte records: edge produce {r['produce_rps']:,.0f}/s, mirrored {r['mirror_rps']:,.0f}/s ({keep:.2f}x); "
-                  f"home CPU {r['cpu_ns_mirrored']:.0f} ns/mirrored record vs {r['cpu_ns_produced']:.0f} ns/produced ({cpu:.2f}x)")
-            checks.append((f"mirroring: {size}-byte records keep up (>= 0.9x produce)", keep >= 0.9, f"{keep:.2f}x"))
-            checks.append((f"mirroring: home CPU per {size}-byte mirrored record <= 1x produced", cpu <= 1.0, f"{cpu:.2f}x"))
-        lag = m.get("lag")
-        if lag:
-            print(f"  lag at half the 100-byte rate ({lag['requests_per_sec']:,} requests/s): p50 {lag['p50_ms']:.1f} ms, p99 {lag['p99_ms']:.1f} ms")
-            checks.append(("mirroring: lag p99 < 50 ms at half rate", lag["p99_ms"] < 50, f"{lag['p99_ms']:.1f} ms"))
-        rss = m.get("rss")
-        if rss:
-            print(f"  home SPU RSS {rss['idle_kib']:,} KiB idle, peak {rss['peak_kib']:,} KiB with two remotes streaming "
-                  f"({rss['peak_kib'] / rss['idle_kib']:.2f}x)")
-            checks.append(("mirroring: home peak RSS with two remotes < 32 MiB", rss["peak_kib"] < 32 * 1024,
-                           f"{rss['peak_kib'] / 1024:.1f} MiB"))
+            label = "mutual TLS" if mode == "tls" else "plaintext (--insecure-mirroring)"
+            print(f"  {label}:")
+            for size in ("100", "1024"):
+                r = m.get(f"r{size}")
+                if not r:
+                    continue
+                keep = r["mirror_rps"] / r["produce_rps"]
+                cpu = r["cpu_ns_mirrored"] / r["cpu_ns_produced"]
+                print(f"    {size:>4}-byte records: edge produce {r['produce_rps']:,.0f}/s, mirrored {r['mirror_rps']:,.0f}/s ({keep:.2f}x); "
+                      f"home CPU {r['cpu_ns_mirrored']:.0f} ns/mirrored record vs {r['cpu_ns_produced']:.0f} ns/produced ({cpu:.2f}x)")
+                if mode == "tls":
+                    checks.append((f"mirroring: {size}-byte records keep up (>= 0.9x produce)", keep >= 0.9, f"{keep:.2f}x"))
+                    checks.append((f"mirroring: home CPU per {size}-byte mirrored record <= 1x produced", cpu <= 1.0, f"{cpu:.2f}x"))
+            lag = m.get("lag")
+            if lag:
+                print(f"    lag at half the 100-byte rate ({lag['requests_per_sec']:,} requests/s): p50 {lag['p50_ms']:.1f} ms, p99 {lag['p99_ms']:.1f} ms")
+                if mode == "tls":
+                    checks.append(("mirroring: lag p99 < 50 ms at half rate", lag["p99_ms"] < 50, f"{lag['p99_ms']:.1f} ms"))
+            rss = m.get("rss")
+            if rss and mode == "tls":
+                print(f"    home SPU RSS {rss['idle_kib']:,} KiB idle, peak {rss['peak_kib']:,} KiB with two remotes streaming "
+                      f"({rss['peak_kib'] / rss['idle_kib']:.2f}x)")
+                checks.append(("mirroring: home peak RSS with two remotes < 32 MiB", rss["peak_kib"] < 32 * 1024,
+                               f"{rss['peak_kib'] / 1024:.1f} MiB"))
+        tls, plain = runs.get("tls", {}).get("r1024"), runs.get("plain", {}).get("r1024")
+        if tls and plain:
+            cost = 1 - tls["mirror_rps"] / plain["mirror_rps"]
+            print(f"  TLS costs {cost * 100:.1f}% of mirroring throughput at 1 KiB records")
+            checks.append(("mirroring: TLS costs <= 15% of throughput at 1 KiB", cost <= 0.15, f"{cost * 100:.1f}%"))
 
     up = est("upgrade", "10k_topics")
     if up is not None:
