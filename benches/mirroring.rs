@@ -464,7 +464,10 @@ fn main() {
     let mut parts = Vec::new();
     for plaintext in [false, true] {
         let mode = if plaintext { "plain" } else { "tls" };
-        parts.push(format!("\"{mode}\":{{{}}}", run(&bin, &rt, plaintext).join(",")));
+        parts.push(format!(
+            "\"{mode}\":{{{}}}",
+            run(&bin, &rt, plaintext).join(",")
+        ));
     }
     let out = support::target_dir().join("mirroring.json");
     let _ = std::fs::write(out, format!("{{{}}}\n", parts.join(",")));

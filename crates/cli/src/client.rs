@@ -108,6 +108,9 @@ pub enum RemoteCommand {
         /// certificate (default: `tls` in the default cluster data dir).
         #[arg(long, env = "MIRROR_GUARD_TLS_DIR")]
         tls_dir: Option<PathBuf>,
+        /// Refuse every certificate issued to this remote before this one.
+        #[arg(long)]
+        rotate: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -211,16 +214,19 @@ async fn connect(target: &Target) -> Result<Fluvio> {
 }
 
 /// A client certificate for remote `id` from the home CA in `tls_dir`
-/// (CN = the remote's id), in the export's form.
+/// (CN = the remote's id), in the export's form; the home's SC and SPUs
+/// accept it from then on (with `rotate`, it alone).
 fn issue(
     tls_dir: &std::path::Path,
     id: &str,
+    rotate: bool,
 ) -> Result<fluvio_controlplane_metadata::mirror::ClientTls> {
     let pki = |err: mg_pki::PkiError| {
         CliError::Client(format!("home CA in {}: {err}", tls_dir.display()))
     };
     let ca = mg_pki::Ca::load(tls_dir).map_err(pki)?;
     let issued = ca.issue_client(id, mg_pki::DEFAULT_VALIDITY).map_err(pki)?;
+    mg_pki::record_issued(tls_dir, id, &issued.fingerprint, rotate).map_err(pki)?;
     Ok(fluvio_controlplane_metadata::mirror::ClientTls {
         domain: mg_pki::domain(tls_dir).map_err(pki)?,
         ca_cert: ca.cert_pem(),
@@ -376,6 +382,7 @@ async fn execute(command: Command) -> Result<()> {
             public_endpoint,
             home_id,
             tls_dir,
+            rotate,
             target,
         }) => {
             let mirrors = mirrors(&target).await?;
@@ -395,7 +402,7 @@ async fn execute(command: Command) -> Result<()> {
                         "the export carries the remote's private key: give --file (written with mode 0600)".into(),
                     ));
                 }
-                Some(issue(&tls_dir, &id)?)
+                Some(issue(&tls_dir, &id, rotate)?)
             } else {
                 eprintln!(
                     "warning: no home CA in {}: the export carries no certificate, and the remote can mirror only with a home run with --insecure-mirroring",

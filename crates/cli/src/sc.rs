@@ -80,6 +80,7 @@ pub fn run(args: ScArgs) -> ExitCode {
             }
         },
         insecure: args.insecure_mirroring,
+        tls_dir: args.tls_dir.clone(),
     };
     let runtime = match crate::runtime() {
         Ok(runtime) => runtime,

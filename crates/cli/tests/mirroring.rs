@@ -142,6 +142,8 @@ fn a_home_and_two_edges_mirror_both_ways() {
     let fluvio_file = edge2.dir.path().join("from-fluvio.json");
     let ca = mg_pki::Ca::load(&home.dir.path().join("tls")).unwrap();
     let issued = ca.issue_client("edge2", mg_pki::DEFAULT_VALIDITY).unwrap();
+    let tls = home.dir.path().join("tls");
+    mg_pki::record_issued(&tls, "edge2", &issued.fingerprint, false).unwrap();
     let fluvios = RemoteMetadataExport {
         topics: Vec::new(),
         home: Home {

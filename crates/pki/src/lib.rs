@@ -264,6 +264,49 @@ pub fn init_home(dir: &Path, domain: &str, names: &[&str]) -> Result<(), PkiErro
     write_private(&dir.join(DOMAIN), domain.as_bytes())
 }
 
+/// The directory, inside a home's TLS directory, that records which
+/// certificates each remote may present: one file per remote id, one
+/// fingerprint per line.
+pub const ISSUED: &str = "issued";
+
+fn issued_file(dir: &Path, remote: &str) -> Option<std::path::PathBuf> {
+    let usable = !remote.is_empty()
+        && remote != "."
+        && remote != ".."
+        && remote
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    usable.then(|| dir.join(ISSUED).join(remote))
+}
+
+/// Records that `remote` may present the certificate `fingerprint`; with
+/// `rotate`, only that one from now on (every earlier one is refused).
+pub fn record_issued(
+    dir: &Path,
+    remote: &str,
+    fingerprint: &str,
+    rotate: bool,
+) -> Result<(), PkiError> {
+    let file = issued_file(dir, remote).ok_or(PkiError::Validity)?;
+    create_dir(&dir.join(ISSUED))?;
+    let mut lines = if rotate {
+        String::new()
+    } else {
+        std::fs::read_to_string(&file).unwrap_or_default()
+    };
+    lines.push_str(fingerprint);
+    lines.push('\n');
+    write_private(&file, lines.as_bytes())
+}
+
+/// Whether `remote` may present the certificate `fingerprint`: it must be
+/// one the home issued to it and did not rotate out since.
+pub fn is_issued(dir: &Path, remote: &str, fingerprint: &str) -> bool {
+    issued_file(dir, remote)
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .is_some_and(|lines| lines.lines().any(|line| line.trim() == fingerprint))
+}
+
 /// The TLS domain of the home whose TLS directory is `dir`.
 pub fn domain(dir: &Path) -> Result<String, PkiError> {
     Ok(read(&dir.join(DOMAIN))?.trim().to_string())
@@ -317,6 +360,24 @@ mod tests {
         assert_eq!(issued.fingerprint, fingerprint(&der(&issued.cert_pem)));
         let again = ca.issue_client("edge1", DEFAULT_VALIDITY).unwrap();
         assert_ne!(issued.fingerprint, again.fingerprint, "a new key each time");
+
+        assert!(
+            !is_issued(&tls, "edge1", &issued.fingerprint),
+            "never recorded"
+        );
+        record_issued(&tls, "edge1", &issued.fingerprint, false).unwrap();
+        record_issued(&tls, "edge1", &again.fingerprint, false).unwrap();
+        assert!(is_issued(&tls, "edge1", &issued.fingerprint));
+        assert!(is_issued(&tls, "edge1", &again.fingerprint));
+        assert!(!is_issued(&tls, "edge2", &issued.fingerprint), "per remote");
+        let rotated = ca.issue_client("edge1", DEFAULT_VALIDITY).unwrap();
+        record_issued(&tls, "edge1", &rotated.fingerprint, true).unwrap();
+        assert!(is_issued(&tls, "edge1", &rotated.fingerprint));
+        assert!(
+            !is_issued(&tls, "edge1", &issued.fingerprint),
+            "rotated out"
+        );
+        assert!(!is_issued(&tls, "../edge1", &rotated.fingerprint));
         assert!(!format!("{issued:?}").contains("PRIVATE"));
     }
 }

@@ -201,6 +201,7 @@ impl Spu {
                 roles_changed: mirrors.roles_changed.subscribe(),
                 pairing: mirrors.pairing.clone(),
                 insecure: config.insecure_mirroring,
+                tls_dir: config.tls_dir.clone(),
             },
             tls: match &config.tls_dir {
                 Some(dir) => Some(TlsServer::from_dir(dir)?),

@@ -83,12 +83,21 @@ fn home_ca(home: &TestSpu) -> mg_pki::Ca {
     mg_pki::Ca::load(&home.dir.path().join("tls")).unwrap()
 }
 
+/// A certificate for `remote_id`, recorded as issued (as `remote export`
+/// does).
+fn issue(home: &TestSpu, remote_id: &str) -> mg_pki::Issued {
+    let issued = home_ca(home)
+        .issue_client(remote_id, mg_pki::DEFAULT_VALIDITY)
+        .unwrap();
+    let tls = home.dir.path().join("tls");
+    mg_pki::record_issued(&tls, remote_id, &issued.fingerprint, false).unwrap();
+    issued
+}
+
 /// What `remote export` gives remote `remote_id` of this home.
 fn client_tls(home: &TestSpu, remote_id: &str) -> ClientTls {
     let ca = home_ca(home);
-    let issued = ca
-        .issue_client(remote_id, mg_pki::DEFAULT_VALIDITY)
-        .unwrap();
+    let issued = issue(home, remote_id);
     ClientTls {
         domain: DOMAIN.into(),
         ca_cert: ca.cert_pem(),
@@ -449,7 +458,7 @@ async fn a_remote_is_who_its_certificate_says_and_only_while_registered() {
     );
     let metrics = home.spu.metrics().clone();
     let ca = home_ca(&home);
-    let edge1 = ca.issue_client("edge1", mg_pki::DEFAULT_VALIDITY).unwrap();
+    let edge1 = issue(&home, "edge1");
     let long = Duration::from_secs(20);
 
     // Plaintext StartMirror: refused, whatever it claims.
@@ -542,6 +551,27 @@ async fn a_remote_is_who_its_certificate_says_and_only_while_registered() {
     eventually("edge1's record at home", || home.leo(TOPIC, 0) == 1).await;
     assert_eq!(home.leo(TOPIC, 1), 0);
 
+    // A certificate the CA signed for edge1 but the home never recorded
+    // (or rotated out) is refused.
+    let unrecorded = ca.issue_client("edge1", mg_pki::DEFAULT_VALIDITY).unwrap();
+    let (mut refused, _w) = tls_start(&home, &ca, &unrecorded, "edge1", "metrics-0")
+        .await
+        .unwrap();
+    assert!(ends(&mut refused, long).await);
+    let rotated = "the certificate was rotated out, or never issued to this remote";
+    assert_eq!(metrics.mirror_refused_count(rotated), 1);
+    let newer = issue(&home, "edge1");
+    let tls = home.dir.path().join("tls");
+    mg_pki::record_issued(&tls, "edge1", &newer.fingerprint, true).unwrap();
+    let (mut old, _w) = tls_start(&home, &ca, &edge1, "edge1", "metrics-0")
+        .await
+        .unwrap();
+    assert!(
+        ends(&mut old, long).await,
+        "the rotated-out certificate is refused"
+    );
+    assert_eq!(metrics.mirror_refused_count(rotated), 2);
+
     // Unregistering edge1 ends its live link within a second; its
     // certificate, still chaining to the CA, is refused from then on.
     home.spu.apply_mirrors(registered(&["edge2"]));
@@ -549,7 +579,7 @@ async fn a_remote_is_who_its_certificate_says_and_only_while_registered() {
         ends(&mut frames, Duration::from_secs(1)).await,
         "the link ends within a second"
     );
-    let (mut frames, _write) = tls_start(&home, &ca, &edge1, "edge1", "metrics-0")
+    let (mut frames, _write) = tls_start(&home, &ca, &newer, "edge1", "metrics-0")
         .await
         .unwrap();
     assert!(ends(&mut frames, long).await);

@@ -285,6 +285,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_without_a_certificate_is_refused() {
+        let home = home();
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots(home.ca.cert_pem().as_bytes()).unwrap())
+            .with_no_client_auth();
+        let client = TlsClient {
+            connector: TlsConnector::from(Arc::new(config)),
+        };
+        let (addr, served) = serve_one(home.server.clone()).await;
+        if let Ok(mut stream) = client.connect(&addr, "home.test").await {
+            let mut got = [0u8; 3];
+            assert!(stream.read_exact(&mut got).await.is_err());
+        }
+        assert!(served.await.unwrap().is_err(), "the handshake fails");
+    }
+
+    #[tokio::test]
     async fn plaintext_is_told_apart_by_its_first_byte() {
         let home = home();
         let (addr, served) = serve_one(home.server.clone()).await;

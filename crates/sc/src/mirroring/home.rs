@@ -85,8 +85,18 @@ where
     // The binding: the remote is who its certificate says, or (only with
     // --insecure-mirroring) whoever it claims to be.
     let bound = match proven {
-        Some(identity) if identity.common_name == remote => Ok(()),
-        Some(_) => Err("the certificate names another remote"),
+        Some(identity) if identity.common_name != remote => {
+            Err("the certificate names another remote")
+        }
+        Some(identity)
+            if !access
+                .tls_dir
+                .as_deref()
+                .is_some_and(|dir| mg_pki::is_issued(dir, &remote, &identity.fingerprint)) =>
+        {
+            Err("the certificate was rotated out, or never issued to this remote")
+        }
+        Some(_) => Ok(()),
         None if access.insecure => Ok(()),
         None => Err("plaintext mirroring is refused: TLS with a client certificate is required"),
     };

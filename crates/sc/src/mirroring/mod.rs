@@ -32,6 +32,9 @@ pub struct MirroringAccess {
     /// `--insecure-mirroring`: plaintext MirrorConnect is let in, the
     /// remote's id taken as claimed (a lab with a Fluvio edge without TLS).
     pub insecure: bool,
+    /// The home's TLS directory: which certificate each remote may present
+    /// (`remote export` records it; `--rotate` keeps only the newest).
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 /// The client id our remote SC sends its MirrorConnect with.

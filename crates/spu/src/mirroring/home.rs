@@ -66,8 +66,13 @@ pub(crate) async fn serve<R, W>(
     // The binding: the remote is who its certificate says, or (only with
     // --insecure-mirroring) whoever it claims to be.
     let bound = match proven {
-        Some(identity) if identity.common_name == remote => Ok(()),
-        Some(_) => Err("the certificate names another remote"),
+        Some(identity) if identity.common_name != remote => {
+            Err("the certificate names another remote")
+        }
+        Some(identity) if !issued(handles, &remote, identity) => {
+            Err("the certificate was rotated out, or never issued to this remote")
+        }
+        Some(_) => Ok(()),
         None if handles.insecure => Ok(()),
         None => Err("plaintext mirroring is refused: TLS with a client certificate is required"),
     };
@@ -117,6 +122,15 @@ pub(crate) async fn serve<R, W>(
     )
     .await;
     finish(&link, handles, ended);
+}
+
+/// Whether the home issued this certificate to `remote` and has not
+/// rotated it out.
+fn issued(handles: &MirrorHandles, remote: &str, identity: &Identity) -> bool {
+    handles
+        .tls_dir
+        .as_deref()
+        .is_some_and(|dir| mg_pki::is_issued(dir, remote, &identity.fingerprint))
 }
 
 /// Serves a TLS connection on the public port: only mirror traffic is

@@ -53,6 +53,8 @@ pub(crate) struct MirrorHandles {
     /// `--insecure-mirroring`: mirror traffic without TLS is let in, the
     /// remote's id taken as claimed (a lab with a Fluvio edge without TLS).
     pub(crate) insecure: bool,
+    /// The home's TLS directory: which certificate each remote may present.
+    pub(crate) tls_dir: Option<std::path::PathBuf>,
 }
 
 /// Waits for the next change; never, if the sender is gone (nothing will
