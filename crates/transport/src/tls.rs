@@ -122,6 +122,42 @@ pub struct Identity {
     pub fingerprint: String,
 }
 
+/// Why a remote's claimed id was not taken.
+pub mod refusal {
+    /// The certificate's CN is not the id claimed.
+    pub const ANOTHER_REMOTE: &str = "the certificate names another remote";
+    /// The certificate was not recorded for this remote, or was rotated out.
+    pub const NOT_ISSUED: &str = "the certificate was rotated out, or never issued to this remote";
+    /// No TLS, and plaintext mirroring is not allowed.
+    pub const PLAINTEXT: &str =
+        "plaintext mirroring is refused: TLS with a client certificate is required";
+}
+
+/// The binding, the same at the SC and at the SPU: a remote claiming
+/// `claimed` is taken for it only if its certificate (`proven`) names it and
+/// was issued to it and not rotated out (recorded in `tls_dir`); without
+/// TLS, only if plaintext mirroring is allowed (`insecure`). The caller then
+/// checks that `claimed` is registered.
+pub fn bind(
+    proven: Option<&Identity>,
+    claimed: &str,
+    insecure: bool,
+    tls_dir: Option<&Path>,
+) -> Result<(), &'static str> {
+    match proven {
+        Some(identity) if identity.common_name != claimed => Err(refusal::ANOTHER_REMOTE),
+        Some(identity)
+            if !tls_dir
+                .is_some_and(|dir| mg_pki::is_issued(dir, claimed, &identity.fingerprint)) =>
+        {
+            Err(refusal::NOT_ISSUED)
+        }
+        Some(_) => Ok(()),
+        None if insecure => Ok(()),
+        None => Err(refusal::PLAINTEXT),
+    }
+}
+
 /// A connection, as it arrived.
 #[derive(Debug)]
 pub enum Accepted {

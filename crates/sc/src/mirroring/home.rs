@@ -84,22 +84,8 @@ where
     let remote = connect.request.remote_id;
     // The binding: the remote is who its certificate says, or (only with
     // --insecure-mirroring) whoever it claims to be.
-    let bound = match proven {
-        Some(identity) if identity.common_name != remote => {
-            Err("the certificate names another remote")
-        }
-        Some(identity)
-            if !access
-                .tls_dir
-                .as_deref()
-                .is_some_and(|dir| mg_pki::is_issued(dir, &remote, &identity.fingerprint)) =>
-        {
-            Err("the certificate was rotated out, or never issued to this remote")
-        }
-        Some(_) => Ok(()),
-        None if access.insecure => Ok(()),
-        None => Err("plaintext mirroring is refused: TLS with a client certificate is required"),
-    };
+    let bound =
+        mg_transport::tls::bind(proven, &remote, access.insecure, access.tls_dir.as_deref());
     if let Err(reason) = bound {
         let proven = proven.map(|id| id.common_name.as_str()).unwrap_or("-");
         warn!(%peer, claimed = remote, proven, reason, "refusing mirroring connection");

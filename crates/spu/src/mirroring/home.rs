@@ -65,17 +65,12 @@ pub(crate) async fn serve<R, W>(
     let replica = request.remote_replica;
     // The binding: the remote is who its certificate says, or (only with
     // --insecure-mirroring) whoever it claims to be.
-    let bound = match proven {
-        Some(identity) if identity.common_name != remote => {
-            Err("the certificate names another remote")
-        }
-        Some(identity) if !issued(handles, &remote, identity) => {
-            Err("the certificate was rotated out, or never issued to this remote")
-        }
-        Some(_) => Ok(()),
-        None if handles.insecure => Ok(()),
-        None => Err("plaintext mirroring is refused: TLS with a client certificate is required"),
-    };
+    let bound = mg_transport::tls::bind(
+        proven,
+        &remote,
+        handles.insecure,
+        handles.tls_dir.as_deref(),
+    );
     if let Err(reason) = bound {
         handles.metrics.mirror_refused(reason);
         let proven = proven.map(|id| id.common_name.as_str()).unwrap_or("-");
@@ -122,15 +117,6 @@ pub(crate) async fn serve<R, W>(
     )
     .await;
     finish(&link, handles, ended);
-}
-
-/// Whether the home issued this certificate to `remote` and has not
-/// rotated it out.
-fn issued(handles: &MirrorHandles, remote: &str, identity: &Identity) -> bool {
-    handles
-        .tls_dir
-        .as_deref()
-        .is_some_and(|dir| mg_pki::is_issued(dir, remote, &identity.fingerprint))
 }
 
 /// Serves a TLS connection on the public port: only mirror traffic is
