@@ -22,6 +22,7 @@
 //!   which keeps the local copies of the home's topics.
 //! - [`secrets`]: a remote's TLS material for its home, in files of mode
 //!   0600, out of the metadata.
+//! - [`versions`]: what the public port advertises (ApiVersions).
 //! - [`upgrade`]: check, migrate into a new generation, finalize, roll
 //!   back, and the checks that gate a resume.
 //! - [`public`]: the Fluvio SC public API the official client uses
@@ -42,6 +43,7 @@ pub mod public;
 pub mod secrets;
 pub mod store;
 pub mod upgrade;
+pub mod versions;
 
 pub use cluster::Cluster;
 pub use error::{AdminError, ApiError, ObjectKind};

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
 use super::{MIRRORING_KEY, MirroringAccess, sc_status};
-use crate::public::{PLATFORM_VERSION, SERVED_VERSIONS};
+use crate::versions::{PLATFORM_VERSION, SERVED_VERSIONS};
 use bytes::BytesMut;
 use mg_transport::tls::Identity;
 use mg_transport::{FrameLimits, RequestHeader};

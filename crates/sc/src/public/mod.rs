@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mg_transport::{FrameLimits, FrameReader, RunningServer, ServerLimits, ShutdownSignal};
-use mg_wire::ApiVersionKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -59,8 +58,6 @@ pub enum PublicError {
     Internal(String),
 }
 
-/// The Fluvio platform version this SC speaks (0.50.1's platform).
-pub const PLATFORM_VERSION: &str = "0.18.1";
 /// Admin requests are small: 16 MiB is far above any, and a frame that
 /// stalls half-sent for 30 s is dropped.
 const FRAME_LIMITS: FrameLimits = FrameLimits {
@@ -68,39 +65,7 @@ const FRAME_LIMITS: FrameLimits = FrameLimits {
     read_timeout: std::time::Duration::from_secs(30),
 };
 
-/// What the SC advertises: the rows Fluvio's SC advertises.
-pub const SERVED_VERSIONS: [ApiVersionKey; 6] = [
-    ApiVersionKey {
-        api_key: 1001,
-        min_version: 9,
-        max_version: 19,
-    },
-    ApiVersionKey {
-        api_key: 1002,
-        min_version: 1,
-        max_version: 19,
-    },
-    ApiVersionKey {
-        api_key: 1003,
-        min_version: 15,
-        max_version: 19,
-    },
-    ApiVersionKey {
-        api_key: 1004,
-        min_version: 15,
-        max_version: 19,
-    },
-    ApiVersionKey {
-        api_key: 1005,
-        min_version: 14,
-        max_version: 19,
-    },
-    ApiVersionKey {
-        api_key: 1006,
-        min_version: 1,
-        max_version: 19,
-    },
-];
+pub use crate::versions::{PLATFORM_VERSION, SERVED_VERSIONS};
 
 /// The connection's write half, shared by its requests and its watches.
 type Writer = Arc<Mutex<OwnedWriteHalf>>;
