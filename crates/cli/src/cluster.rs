@@ -95,6 +95,9 @@ struct ClusterFile {
     spus: Vec<SpuEntry>,
     #[serde(default)]
     pids: Vec<u32>,
+    /// The SC's `/metrics` (absent in files written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sc_metrics: Option<SocketAddr>,
     /// Plaintext mirror traffic let in (`--insecure-mirroring`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     insecure_mirroring: bool,
@@ -104,6 +107,9 @@ struct ClusterFile {
 struct SpuEntry {
     id: i32,
     public: SocketAddr,
+    /// Its `/metrics` (absent in files written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metrics: Option<SocketAddr>,
 }
 
 /// A cluster's TLS directory: its CA, and the server certificate of its SC
@@ -219,10 +225,13 @@ fn start(data_dir: &Path, spus: u16, base_port: u16, insecure_mirroring: bool) -
                 Ok(SpuEntry {
                     id: FIRST_SPU + i32::from(i),
                     public: port(2 + i)?,
+                    // After the SPUs' public ports: the SC's /metrics, then theirs.
+                    metrics: Some(port(3 + spus + i)?),
                 })
             })
             .collect::<Result<_>>()?,
         pids: Vec::new(),
+        sc_metrics: Some(port(2 + spus)?),
         insecure_mirroring,
     };
     // The cluster's CA, for mirroring over mutual TLS: it signs the SC's
@@ -244,6 +253,7 @@ fn start(data_dir: &Path, spus: u16, base_port: u16, insecure_mirroring: bool) -
         spus,
         data_dir.display()
     );
+    print_metrics(&file);
     Ok(())
 }
 
@@ -264,7 +274,24 @@ fn resume(data_dir: &Path, skip_unreadable: bool) -> Result<()> {
         file.sc_public,
         file.spus.len()
     );
+    print_metrics(&file);
     Ok(())
+}
+
+/// Where each process serves `/metrics`.
+fn print_metrics(file: &ClusterFile) {
+    let mut at: Vec<String> = file
+        .sc_metrics
+        .iter()
+        .map(|addr| format!("SC http://{addr}/metrics"))
+        .collect();
+    at.extend(file.spus.iter().filter_map(|spu| {
+        spu.metrics
+            .map(|addr| format!("SPU {} http://{addr}/metrics", spu.id))
+    }));
+    if !at.is_empty() {
+        println!("  metrics: {}", at.join(", "));
+    }
 }
 
 /// Refuses to act on a cluster whose processes are running.
@@ -337,6 +364,10 @@ fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<()> {
         mirroring.push("--insecure-mirroring".to_string());
     }
     sc_args.extend(mirroring.iter().cloned());
+    if let Some(metrics) = file.sc_metrics {
+        sc_args.push("--metrics-port".into());
+        sc_args.push(metrics.port().to_string());
+    }
     file.pids = vec![spawn("sc", sc_args)?];
     for spu in &file.spus {
         let args = vec![
@@ -353,7 +384,11 @@ fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<()> {
             "--sc".into(),
             file.sc_private.to_string(),
         ];
-        let args = args.into_iter().chain(mirroring.iter().cloned()).collect();
+        let mut args: Vec<String> = args.into_iter().chain(mirroring.iter().cloned()).collect();
+        if let Some(metrics) = spu.metrics {
+            args.push("--metrics-port".into());
+            args.push(metrics.port().to_string());
+        }
         file.pids.push(spawn(&format!("spu-{}", spu.id), args)?);
     }
     write(data_dir, file)?;

@@ -34,6 +34,9 @@ pub struct ScArgs {
     /// with a Fluvio edge without TLS); logged as a warning.
     #[arg(long)]
     insecure_mirroring: bool,
+    /// Port for the SC's Prometheus `/metrics` on 127.0.0.1 (none if absent).
+    #[arg(long)]
+    metrics_port: Option<u16>,
 }
 
 pub fn run(args: ScArgs) -> ExitCode {
@@ -81,7 +84,9 @@ pub fn run(args: ScArgs) -> ExitCode {
         },
         insecure: args.insecure_mirroring,
         tls_dir: args.tls_dir.clone(),
+        metrics: Default::default(),
     };
+    let counters = access.metrics.clone();
     let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -94,6 +99,15 @@ pub fn run(args: ScArgs) -> ExitCode {
         let public = serve_public(args.public, cluster.clone(), access).await?;
         // On a remote cluster: the MirrorConnect stream to its home.
         let (stop_mirroring, stop) = mg_transport::Shutdown::new();
+        if let Some(port) = args.metrics_port {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            let render: mg_transport::metrics_http::Render = Arc::new(move || counters.render());
+            tokio::spawn(mg_transport::metrics_http::serve(
+                listener,
+                render,
+                stop.clone(),
+            ));
+        }
         let mirroring = tokio::spawn(mg_sc::mirroring::remote::run(cluster, stop));
         println!(
             "sc listening on {} (private {})",

@@ -414,7 +414,26 @@ fn everything_shown(cluster: &LocalCluster) -> String {
     ] {
         all.push_str(&text(&cluster.cli(args, None).stdout));
     }
+    let file = cluster.file();
+    let mut endpoints = vec![file["sc_metrics"].as_str().unwrap().to_string()];
+    for spu in file["spus"].as_array().unwrap() {
+        endpoints.push(spu["metrics"].as_str().unwrap().to_string());
+    }
+    for endpoint in endpoints {
+        all.push_str(&scrape(&endpoint));
+    }
     all
+}
+
+/// `GET /metrics` from `endpoint`, the whole answer.
+fn scrape(endpoint: &str) -> String {
+    let mut http = std::net::TcpStream::connect(endpoint).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
 }
 
 #[test]
@@ -451,6 +470,14 @@ fn a_remote_is_who_its_certificate_says_at_the_sc_and_no_key_is_shown() {
     assert!(
         refusal.contains("edge2") && refusal.contains("edge1") && refusal.contains("127.0.0.1"),
         "logged with the peer and the claimed and proven ids: {refusal}"
+    );
+    // Counted at the SC, by reason.
+    let sc_metrics = scrape(home.file()["sc_metrics"].as_str().unwrap());
+    assert!(
+        sc_metrics.contains(
+            "mirror_guard_sc_mirror_connections_refused_total{reason=\"the certificate names another remote\"}"
+        ),
+        "{sc_metrics}"
     );
     // It got nothing of edge2's topics.
     let list = text(&impostor.cli(&["topic", "list"], None).stdout);

@@ -17,6 +17,7 @@
 //!   codes in one place.
 //! - [`private`]: the control-plane server SPUs register with; it pushes a
 //!   full sync, then the changes, and takes the SPUs' status reports.
+//! - [`metrics`]: the SC's counters on `/metrics`.
 //! - [`mirroring`]: the SC-to-SC `MirrorConnect` stream: served to remotes
 //!   on the public port (home side), dialed to the home (remote side),
 //!   which keeps the local copies of the home's topics.
@@ -36,6 +37,7 @@ pub mod cluster;
 pub mod distribution;
 pub mod error;
 pub mod liveness;
+pub mod metrics;
 pub mod mirroring;
 pub mod model;
 pub mod private;

@@ -27,7 +27,7 @@ fn insecure() -> mg_sc::mirroring::MirroringAccess {
     mg_sc::mirroring::MirroringAccess {
         tls: None,
         insecure: true,
-        tls_dir: None,
+        ..Default::default()
     }
 }
 

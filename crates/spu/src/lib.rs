@@ -25,7 +25,8 @@
 //!   the public port (home side), links dialed for led remote partitions
 //!   (remote side), records appended keeping the sender's offsets, never
 //!   through the produce path.
-//! - [`metrics`] and `http` (private): Prometheus counters on `/metrics`.
+//! - [`metrics`]: Prometheus counters, served on `/metrics` by
+//!   `mg-transport`'s `metrics_http`.
 //!
 //! Module dependencies go one way: server -> connection -> {handlers,
 //! mirroring} -> {disk, changes, metrics}; server -> control -> {disk,
@@ -40,7 +41,6 @@ mod connection;
 pub mod control;
 mod disk;
 pub mod handlers;
-mod http;
 pub mod metrics;
 pub mod mirroring;
 pub mod server;

@@ -222,10 +222,12 @@ impl Spu {
             Some(at) => {
                 let metrics = TcpListener::bind(at).await?;
                 let metrics_addr = metrics.local_addr()?;
-                tasks.push(tokio::spawn(crate::http::serve(
+                let (counters, stats) = (context.produce.metrics.clone(), guard.stats().clone());
+                let render: mg_transport::metrics_http::Render =
+                    Arc::new(move || counters.render(&stats));
+                tasks.push(tokio::spawn(mg_transport::metrics_http::serve(
                     metrics,
-                    context.produce.metrics.clone(),
-                    guard.stats().clone(),
+                    render,
                     signal.clone(),
                 )));
                 Some(metrics_addr)

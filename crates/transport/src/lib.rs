@@ -20,6 +20,7 @@
 //!   for reconnecting.
 //! - [`shutdown`]: [`Shutdown`] and [`ShutdownSignal`], one trigger seen by
 //!   every task.
+//! - [`metrics_http`]: `/metrics` over HTTP for the SPU and the SC.
 //! - [`tls`]: TLS for the mirror channels: [`tls::accept`] tells a TLS
 //!   connection from a plaintext one by its first byte on the same port and
 //!   proves the client's [`tls::Identity`]; [`tls::TlsClient`] dials with a
@@ -28,6 +29,7 @@
 pub mod dial;
 pub mod envelope;
 pub mod frame;
+pub mod metrics_http;
 pub mod server;
 pub mod shutdown;
 pub mod tls;

@@ -87,11 +87,13 @@ where
     let bound =
         mg_transport::tls::bind(proven, &remote, access.insecure, access.tls_dir.as_deref());
     if let Err(reason) = bound {
+        access.metrics.mirror_refused(reason);
         let proven = proven.map(|id| id.common_name.as_str()).unwrap_or("-");
         warn!(%peer, claimed = remote, proven, reason, "refusing mirroring connection");
         return Ok(());
     }
     if !cluster.is_registered_remote(&remote) {
+        access.metrics.mirror_refused("unknown remote");
         warn!(%peer, remote, "refusing mirroring connection: the remote is not registered");
         // Only our own remote SC is told why: a Fluvio 0.50 remote applies
         // every response as the full topic list, error or not, and would
@@ -111,6 +113,7 @@ where
         return Ok(());
     }
     info!(%peer, remote, "remote connected for mirroring");
+    let _open = OpenStream::new(&access.metrics);
     cluster.mirror_status_from_sc(&remote, sc_status(MirrorPairStatus::Successful, true));
     let mut changes = cluster.subscribe();
     let mut heartbeat =
@@ -202,12 +205,29 @@ where
                 .await;
             }
             other => {
+                access.metrics.mirror_refused("not mirror traffic");
                 warn!(%peer, proven = %proven.common_name, api_key = other, "closing TLS connection: only mirroring is served over TLS");
                 return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// Counts a stream as open while it lives, however it ends.
+struct OpenStream<'a>(&'a crate::metrics::ScMetrics);
+
+impl<'a> OpenStream<'a> {
+    fn new(metrics: &'a crate::metrics::ScMetrics) -> Self {
+        metrics.streams(1);
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.streams(-1);
+    }
 }
 
 /// The stream's content for `remote`.

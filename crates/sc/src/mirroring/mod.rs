@@ -35,6 +35,8 @@ pub struct MirroringAccess {
     /// The home's TLS directory: which certificate each remote may present
     /// (`remote export` records it; `--rotate` keeps only the newest).
     pub tls_dir: Option<std::path::PathBuf>,
+    /// Where refusals and open streams are counted.
+    pub metrics: std::sync::Arc<crate::metrics::ScMetrics>,
 }
 
 /// The client id our remote SC sends its MirrorConnect with.

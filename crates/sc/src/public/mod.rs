@@ -107,7 +107,10 @@ pub async fn serve_public(
                             warn!(%peer, %reason, "closing connection");
                         }
                     }
-                    Err(err) => warn!(%peer, %err, "closing connection: TLS handshake failed"),
+                    Err(err) => {
+                        access.metrics.mirror_refused("TLS handshake failed");
+                        warn!(%peer, %err, "closing connection: TLS handshake failed");
+                    }
                 }
             }
         },

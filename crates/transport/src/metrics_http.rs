@@ -1,6 +1,6 @@
-//! `/metrics` over HTTP/1.1 (hyper), on `mg-transport`'s accept loop: one
+//! `/metrics` over HTTP/1.1 (hyper), on this crate's accept loop: one
 //! response per connection, then it closes; anything but `GET /metrics`
-//! is a 404.
+//! is a 404. The SPU and the SC serve their counters through it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,31 +11,29 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use mg_guard::GuardStats;
-use mg_transport::{ServerLimits, ShutdownSignal};
 use tokio::net::TcpListener;
 use tracing::debug;
 
-use crate::metrics::Metrics;
+use crate::{ServerLimits, ShutdownSignal};
 
 /// The OpenMetrics text format's content type.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub(crate) async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    guard: GuardStats,
-    shutdown: ShutdownSignal,
-) {
+/// Renders the exposition, at each scrape.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Serves `GET /metrics` on `listener` with what `render` returns, until
+/// shutdown.
+pub async fn serve(listener: TcpListener, render: Render, shutdown: ShutdownSignal) {
     let limits = ServerLimits {
         max_connections: 64,
         drain_timeout: Duration::from_secs(1),
     };
-    mg_transport::serve(listener, limits, shutdown, (), move |socket, peer, _| {
-        let (metrics, guard) = (metrics.clone(), guard.clone());
+    crate::serve(listener, limits, shutdown, (), move |socket, peer, _| {
+        let render = render.clone();
         async move {
             let service = hyper::service::service_fn(move |request| {
-                let answer = answer(&request, &metrics, &guard);
+                let answer = answer(&request, &render);
                 async move { Ok::<_, Infallible>(answer) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -50,14 +48,10 @@ pub(crate) async fn serve(
     .await;
 }
 
-fn answer(
-    request: &Request<Incoming>,
-    metrics: &Arc<Metrics>,
-    guard: &GuardStats,
-) -> Response<Full<Bytes>> {
+fn answer(request: &Request<Incoming>, render: &Render) -> Response<Full<Bytes>> {
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
-            (StatusCode::OK, CONTENT_TYPE, metrics.render(guard))
+            (StatusCode::OK, CONTENT_TYPE, render())
         } else {
             (
                 StatusCode::NOT_FOUND,
