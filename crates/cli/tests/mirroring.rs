@@ -337,6 +337,18 @@ fn kill_and_restart(cluster: &LocalCluster, index: usize, restarted: &mut Restar
         .spawn()
         .unwrap();
     restarted.0.push(((cluster.sc.clone(), index), child));
+    // Back before the test goes on: a client must find it serving.
+    let serves = if index == 0 {
+        file["sc_public"].as_str().unwrap().to_string()
+    } else {
+        file["spus"][index - 1]["public"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    eventually("the restarted process to serve", || {
+        std::net::TcpStream::connect(&serves).is_ok()
+    });
 }
 
 #[test]

@@ -552,7 +552,7 @@ async fn a_remote_is_who_its_certificate_says_and_only_while_registered() {
     assert_eq!(home.leo(TOPIC, 1), 0);
 
     // A certificate the CA signed for edge1 but the home never recorded
-    // (or rotated out) is refused.
+    // is refused.
     let unrecorded = ca.issue_client("edge1", mg_pki::DEFAULT_VALIDITY).unwrap();
     let (mut refused, _w) = tls_start(&home, &ca, &unrecorded, "edge1", "metrics-0")
         .await
@@ -560,9 +560,16 @@ async fn a_remote_is_who_its_certificate_says_and_only_while_registered() {
     assert!(ends(&mut refused, long).await);
     let rotated = "the certificate was rotated out, or never issued to this remote";
     assert_eq!(metrics.mirror_refused_count(rotated), 1);
+
+    // Rotation: a new certificate, and the old one is done with, the live
+    // link it carries included.
     let newer = issue(&home, "edge1");
     let tls = home.dir.path().join("tls");
     mg_pki::record_issued(&tls, "edge1", &newer.fingerprint, true).unwrap();
+    assert!(
+        ends(&mut frames, Duration::from_secs(5)).await,
+        "the link of the rotated-out certificate ends"
+    );
     let (mut old, _w) = tls_start(&home, &ca, &edge1, "edge1", "metrics-0")
         .await
         .unwrap();
@@ -572,8 +579,17 @@ async fn a_remote_is_who_its_certificate_says_and_only_while_registered() {
     );
     assert_eq!(metrics.mirror_refused_count(rotated), 2);
 
-    // Unregistering edge1 ends its live link within a second; its
-    // certificate, still chaining to the CA, is refused from then on.
+    // Unregistering edge1 ends its live link (now with the new certificate)
+    // within a second; the certificate, still chaining to the CA and
+    // recorded, is refused from then on.
+    let (mut frames, _write) = tls_start(&home, &ca, &newer, "edge1", "metrics-0")
+        .await
+        .unwrap();
+    let first = frames.next().await.unwrap().unwrap();
+    assert_eq!(
+        RequestHeader::parse(&first).unwrap().0.api_key,
+        HOME_UPDATE_OFFSET
+    );
     home.spu.apply_mirrors(registered(&["edge2"]));
     assert!(
         ends(&mut frames, Duration::from_secs(1)).await,

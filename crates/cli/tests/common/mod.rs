@@ -90,7 +90,8 @@ pub fn finish(mut command: Command, stdin: Option<&str>) -> Output {
     let mut child = command.spawn().unwrap();
     let input = stdin.unwrap_or("").to_string();
     let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(input.as_bytes()).unwrap();
+    // A command that fails early stops reading: its exit status says why.
+    let _ = pipe.write_all(input.as_bytes());
     drop(pipe);
     child.wait_with_output().unwrap()
 }

@@ -33,6 +33,10 @@ use mg_wire::{ErrorCode as WireCode, write_api_versions};
 const API_VERSIONS: u16 = 18;
 use crate::cluster::Cluster;
 
+/// How often a live stream's certificate is checked again against the
+/// record of issued certificates (`remote export --rotate` rewrites it).
+const RECHECK: Duration = Duration::from_secs(1);
+
 /// How often an unchanged topic list is sent again.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -120,9 +124,14 @@ where
         tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     let mut last: Option<Vec<MirroringSpecWrapper<TopicSpec>>> = None;
     let mut due = true;
+    let mut recheck = tokio::time::interval(RECHECK);
     let ended = loop {
         if !cluster.is_registered_remote(&remote) {
             break "the remote was unregistered";
+        }
+        let tls_dir = access.tls_dir.as_deref();
+        if mg_transport::tls::bind(proven, &remote, access.insecure, tls_dir).is_err() {
+            break "its certificate was rotated out";
         }
         let topics = topics_for(cluster, &remote);
         if due || last.as_ref() != Some(&topics) {
@@ -137,6 +146,7 @@ where
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break "the SC is stopping" },
             _ = heartbeat.tick() => due = true,
+            _ = recheck.tick() => {}
             frame = frames.next() => match frame {
                 Ok(Some(_)) => break "the remote sent a request on its mirroring stream",
                 Ok(None) => break "the remote closed the connection",

@@ -98,9 +98,12 @@ pub(crate) async fn serve<R, W>(
         .set(&link.mirror, MirrorPairStatus::Successful);
     let stop = standing_lost(
         handles.clone(),
-        remote.clone(),
-        replica,
-        admitted.clone(),
+        Standing {
+            remote: remote.clone(),
+            replica,
+            admitted: admitted.clone(),
+            proven: proven.cloned(),
+        },
         shutdown,
     );
     let (mine, theirs) = (Keys::FROM_HOME, Keys::FROM_REMOTE);
@@ -200,28 +203,53 @@ fn admit(handles: &MirrorHandles, remote: &str, replica: &str) -> Result<Admitte
     Err("no partition here mirrors that remote replica")
 }
 
-/// Resolves when the link loses its standing: the remote is unregistered,
-/// the partition is no longer this remote's (or changed direction, or moved
-/// away), or the SPU shuts down.
-async fn standing_lost(
-    handles: MirrorHandles,
+/// What a link was admitted on.
+struct Standing {
     remote: String,
     replica: String,
     admitted: Admitted,
+    /// The certificate it came with (none: plaintext).
+    proven: Option<Identity>,
+}
+
+/// How often a live link's certificate is checked again against the
+/// record of issued certificates (`remote export --rotate` rewrites it).
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves when the link loses its standing: the remote is unregistered,
+/// its certificate was rotated out, the partition is no longer this
+/// remote's (or changed direction, or moved away), or the SPU shuts down.
+async fn standing_lost(
+    handles: MirrorHandles,
+    standing: Standing,
     mut shutdown: ShutdownSignal,
 ) -> String {
     let mut directory = handles.directory.clone();
     let mut roles = handles.roles_changed.clone();
+    let mut recheck = tokio::time::interval(RECHECK);
+    let Standing {
+        remote,
+        replica,
+        admitted,
+        proven,
+    } = standing;
     loop {
         match admit(&handles, &remote, &replica) {
             Ok(now) if now == admitted => {}
             Ok(_) => return "the partition's mirror role changed".into(),
             Err(reason) => return reason.into(),
         }
+        let tls_dir = handles.tls_dir.as_deref();
+        if let Err(reason) =
+            mg_transport::tls::bind(proven.as_ref(), &remote, handles.insecure, tls_dir)
+        {
+            return reason.into();
+        }
         tokio::select! {
             () = shutdown.wait() => return "shutting down".into(),
             () = changed(&mut directory) => {}
             () = changed(&mut roles) => {}
+            _ = recheck.tick() => {}
         }
     }
 }
