@@ -43,6 +43,10 @@ pub enum ClusterCommand {
         /// (a lab with a Fluvio edge without TLS); logged as a warning.
         #[arg(long)]
         insecure_mirroring: bool,
+        /// The cluster's CA, given (a directory with `ca.pem` and `ca.key`)
+        /// instead of generated.
+        #[arg(long)]
+        ca_dir: Option<PathBuf>,
     },
     /// Stop the cluster's processes, keeping its data.
     Shutdown {
@@ -133,11 +137,13 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             spus,
             base_port,
             insecure_mirroring,
+            ca_dir,
         } => start(
             &data_dir.unwrap_or_else(default_data_dir),
             spus,
             base_port,
             insecure_mirroring,
+            ca_dir.as_deref(),
         ),
         ClusterCommand::Shutdown { data_dir } => {
             shutdown(&data_dir.unwrap_or_else(default_data_dir))
@@ -200,7 +206,13 @@ fn write(data_dir: &Path, file: &ClusterFile) -> Result<()> {
     )?)
 }
 
-fn start(data_dir: &Path, spus: u16, base_port: u16, insecure_mirroring: bool) -> Result<()> {
+fn start(
+    data_dir: &Path,
+    spus: u16,
+    base_port: u16,
+    insecure_mirroring: bool,
+    ca_dir: Option<&Path>,
+) -> Result<()> {
     if file_path(data_dir).exists() {
         return Err(CliError::ClusterExists(data_dir.to_path_buf()));
     }
@@ -236,10 +248,11 @@ fn start(data_dir: &Path, spus: u16, base_port: u16, insecure_mirroring: bool) -
     };
     // The cluster's CA, for mirroring over mutual TLS: it signs the SC's
     // and SPUs' server certificate here, and each remote's at `remote export`.
-    mg_pki::init_home(
+    mg_pki::init_home_with(
         &tls_dir(data_dir),
         mg_pki::DEFAULT_DOMAIN,
         &["localhost", "127.0.0.1"],
+        ca_dir,
     )
     .map_err(|err| CliError::File {
         path: tls_dir(data_dir),

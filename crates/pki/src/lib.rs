@@ -253,11 +253,33 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
 /// Creates a home's TLS directory: a new CA and the server certificate for
 /// `domain` (plus `names`), every file 0600. Leaves an existing one alone.
 pub fn init_home(dir: &Path, domain: &str, names: &[&str]) -> Result<(), PkiError> {
+    init_home_with(dir, domain, names, None)
+}
+
+/// [`init_home`], with the CA given (`ca_dir` holds `ca.pem` and `ca.key`,
+/// copied in) instead of generated.
+pub fn init_home_with(
+    dir: &Path,
+    domain: &str,
+    names: &[&str],
+    ca_dir: Option<&Path>,
+) -> Result<(), PkiError> {
     if dir.join(CA_CERT).exists() {
         return Ok(());
     }
-    let ca = Ca::generate(domain)?;
-    ca.save(dir)?;
+    let ca = match ca_dir {
+        Some(given) => Ca::load(given)?,
+        None => Ca::generate(domain)?,
+    };
+    create_dir(dir)?;
+    match ca_dir {
+        // The CA as given, byte for byte: what remotes already trust.
+        Some(given) => {
+            write_private(&dir.join(CA_CERT), read(&given.join(CA_CERT))?.as_bytes())?;
+            write_private(&dir.join(CA_KEY), read(&given.join(CA_KEY))?.as_bytes())?;
+        }
+        None => ca.save(dir)?,
+    }
     let server = ca.issue_server(domain, names)?;
     write_private(&dir.join(SERVER_CERT), server.cert_pem.as_bytes())?;
     write_private(&dir.join(SERVER_KEY), server.key_pem.as_bytes())?;
@@ -378,6 +400,15 @@ mod tests {
             "rotated out"
         );
         assert!(!is_issued(&tls, "../edge1", &rotated.fingerprint));
+
+        // A home given that CA keeps it byte for byte.
+        let other = dir.path().join("other");
+        init_home_with(&other, "home.test", &[], Some(&tls)).unwrap();
+        assert_eq!(
+            std::fs::read(other.join(CA_CERT)).unwrap(),
+            std::fs::read(tls.join(CA_CERT)).unwrap()
+        );
+        assert!(other.join(SERVER_CERT).exists());
         assert!(!format!("{issued:?}").contains("PRIVATE"));
     }
 }

@@ -1,11 +1,12 @@
-//! The SC-to-SC mirroring stream on loopback, against the oracle: requests
-//! encoded by Fluvio 0.50.1's own types, answers decoded by them. And two
-//! real SCs: a remote keeps its copies of the home's topics in step, and a
-//! client cannot delete them there.
+//! The SC-to-SC mirroring stream on loopback, over mutual TLS, against the
+//! oracle: requests encoded by Fluvio 0.50.1's own types, answers decoded
+//! by them. And two real SCs: a remote keeps its copies of the home's
+//! topics in step, and a client cannot delete them there.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use fluvio_controlplane_metadata::mirror::ClientTls;
 use fluvio_controlplane_metadata::mirroring::{
     MirrorConnect, MirroringRemoteClusterRequest, MirroringStatusResponse,
 };
@@ -13,21 +14,55 @@ use fluvio_controlplane_metadata::topic::{MirrorConfig, ReplicaSpec};
 use fluvio_protocol::link::ErrorCode;
 use fluvio_sc_schema::TryEncodableFrom;
 use fluvio_sc_schema::mirroring::ObjectMirroringRequest;
+use mg_sc::mirroring::MirroringAccess;
 use mg_sc::{ApiError, Cluster, serve_public};
+use mg_transport::tls::{TlsClient, TlsServer};
 use mg_transport::{FrameLimits, FrameReader, Shutdown, decode_body, encode_request};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
 const VERSION: i16 = 19;
 
-/// Plaintext MirrorConnect let in (the protocol is tested here; the
-/// binding to a certificate is tested in `crates/cli/tests/mirroring.rs`).
-fn insecure() -> mg_sc::mirroring::MirroringAccess {
-    mg_sc::mirroring::MirroringAccess {
-        tls: None,
-        insecure: true,
-        ..Default::default()
+/// A home's CA and TLS directory, as `cluster start` makes them.
+struct HomeTls {
+    dir: tempfile::TempDir,
+}
+
+impl HomeTls {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        mg_pki::init_home(
+            &dir.path().join("tls"),
+            mg_pki::DEFAULT_DOMAIN,
+            &["localhost", "127.0.0.1"],
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn tls(&self) -> std::path::PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    /// Mirror traffic over mutual TLS only.
+    fn access(&self) -> MirroringAccess {
+        MirroringAccess {
+            tls: Some(TlsServer::from_dir(&self.tls()).unwrap()),
+            tls_dir: Some(self.tls()),
+            ..Default::default()
+        }
+    }
+
+    /// What `remote export` gives `remote`: a certificate, recorded.
+    fn client_tls(&self, remote: &str) -> ClientTls {
+        let ca = mg_pki::Ca::load(&self.tls()).unwrap();
+        let issued = ca.issue_client(remote, mg_pki::DEFAULT_VALIDITY).unwrap();
+        mg_pki::record_issued(&self.tls(), remote, &issued.fingerprint, false).unwrap();
+        ClientTls {
+            domain: mg_pki::DEFAULT_DOMAIN.into(),
+            ca_cert: ca.cert_pem(),
+            client_cert: issued.cert_pem,
+            client_key: issued.key_pem,
+        }
     }
 }
 
@@ -48,19 +83,35 @@ fn home_cluster(dir: &std::path::Path) -> Arc<Cluster> {
     Arc::new(cluster)
 }
 
-/// Opens a MirrorConnect stream as `remote_id`, encoded by the oracle, as
-/// our remote SC does (its client id).
-async fn connect(addr: std::net::SocketAddr, remote_id: &str) -> FrameReader<OwnedReadHalf> {
-    connect_as(addr, remote_id, mg_sc::mirroring::CLIENT_ID).await
+/// Opens a MirrorConnect stream as `remote_id`, over TLS with a
+/// certificate for it, encoded by the oracle, as our remote SC does (its
+/// client id).
+async fn connect(
+    addr: std::net::SocketAddr,
+    home: &HomeTls,
+    remote_id: &str,
+) -> FrameReader<impl AsyncRead + Unpin> {
+    connect_as(addr, home, remote_id, mg_sc::mirroring::CLIENT_ID).await
 }
 
 async fn connect_as(
     addr: std::net::SocketAddr,
+    home: &HomeTls,
     remote_id: &str,
     client_id: &str,
-) -> FrameReader<OwnedReadHalf> {
-    let socket = TcpStream::connect(addr).await.unwrap();
-    let (read, mut write) = socket.into_split();
+) -> FrameReader<impl AsyncRead + Unpin> {
+    let tls = home.client_tls(remote_id);
+    let client = TlsClient::from_pem(
+        tls.ca_cert.as_bytes(),
+        tls.client_cert.as_bytes(),
+        tls.client_key.as_bytes(),
+    )
+    .unwrap();
+    let stream = client
+        .connect(&addr.to_string(), mg_pki::DEFAULT_DOMAIN)
+        .await
+        .unwrap();
+    let (read, mut write) = tokio::io::split(stream);
     let request = ObjectMirroringRequest::try_encode_from(
         MirroringRemoteClusterRequest {
             request: MirrorConnect {
@@ -78,7 +129,9 @@ async fn connect_as(
 }
 
 /// The next streamed answer, decoded by the oracle; `None` once closed.
-async fn next(frames: &mut FrameReader<OwnedReadHalf>) -> Option<MirroringStatusResponse> {
+async fn next<R: AsyncRead + Unpin>(
+    frames: &mut FrameReader<R>,
+) -> Option<MirroringStatusResponse> {
     let frame = tokio::time::timeout(Duration::from_secs(20), frames.next())
         .await
         .expect("an answer or the end of the stream")
@@ -91,12 +144,17 @@ async fn next(frames: &mut FrameReader<OwnedReadHalf>) -> Option<MirroringStatus
 async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregistered() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = home_cluster(dir.path());
-    let public = serve_public("127.0.0.1:0".parse().unwrap(), cluster.clone(), insecure())
-        .await
-        .unwrap();
+    let home_tls = HomeTls::new();
+    let public = serve_public(
+        "127.0.0.1:0".parse().unwrap(),
+        cluster.clone(),
+        home_tls.access(),
+    )
+    .await
+    .unwrap();
 
     // An unknown remote is refused, with Fluvio's code.
-    let mut unknown = connect(public.addr(), "edge9").await;
+    let mut unknown = connect(public.addr(), &home_tls, "edge9").await;
     let refusal = next(&mut unknown).await.unwrap();
     assert_eq!(refusal.error_code, ErrorCode::MirrorNotFound);
     assert!(refusal.error_message.unwrap().contains("not registered"));
@@ -105,7 +163,7 @@ async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregis
         "and the connection closed"
     );
 
-    let mut edge1 = connect(public.addr(), "edge1").await;
+    let mut edge1 = connect(public.addr(), &home_tls, "edge1").await;
     let first = next(&mut edge1).await.unwrap();
     assert_eq!(first.error_code, ErrorCode::None);
     let names: Vec<&str> = first.topics.iter().map(|t| t.key.as_str()).collect();
@@ -123,7 +181,7 @@ async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregis
         matches!(topic.spec.replicas(), ReplicaSpec::Mirror(MirrorConfig::Home(h)) if !h.source)
     );
 
-    let mut edge2 = connect(public.addr(), "edge2").await;
+    let mut edge2 = connect(public.addr(), &home_tls, "edge2").await;
     let names: Vec<String> = next(&mut edge2)
         .await
         .unwrap()
@@ -157,16 +215,22 @@ async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregis
 async fn a_remote_sc_keeps_its_copies_in_step_with_the_home() {
     let home_dir = tempfile::tempdir().unwrap();
     let home = home_cluster(home_dir.path());
-    let public = serve_public("127.0.0.1:0".parse().unwrap(), home.clone(), insecure())
-        .await
-        .unwrap();
+    let home_tls = HomeTls::new();
+    let public = serve_public(
+        "127.0.0.1:0".parse().unwrap(),
+        home.clone(),
+        home_tls.access(),
+    )
+    .await
+    .unwrap();
     let edge_dir = tempfile::tempdir().unwrap();
     let edge = Arc::new(Cluster::open(edge_dir.path()).unwrap());
     edge.register_spu(6001, "127.0.0.1:32005", "127.0.0.1:32004")
         .unwrap();
     // A local topic that happens to share a home topic's name stays local.
     edge.create_topic("config", 1).unwrap();
-    edge.connect_home("home", "edge2", &public.addr().to_string(), None)
+    let tls = home_tls.client_tls("edge2");
+    edge.connect_home("home", "edge2", &public.addr().to_string(), Some(&tls))
         .unwrap();
     let (stop, signal) = Shutdown::new();
     let remote = tokio::spawn(mg_sc::mirroring::remote::run(edge.clone(), signal));
