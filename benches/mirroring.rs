@@ -442,18 +442,8 @@ fn run(bin: &Path, rt: &tokio::runtime::Runtime, plaintext: bool) -> Vec<String>
 }
 
 fn main() {
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"mirroring".contains(&a))
-    {
-        return;
-    }
     let bin = binary();
-    if !bin.exists() {
-        println!(
-            "mirroring: {} is not built: run `make bench` (skipped)",
-            bin.display()
-        );
+    if !support::should_run("mirroring", std::slice::from_ref(&bin)) {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -282,11 +282,7 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
 }
 
 fn main() {
-    // `cargo bench` passes --bench; a filter that excludes us means skip.
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"spu_load".contains(&a))
-    {
+    if !support::should_run("spu_load", &[binary()]) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -196,11 +196,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; a filter that excludes us means skip.
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"spu_produce".contains(&a))
-    {
+    if !support::should_run("spu_produce", &[binary(), unguarded_binary()]) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -114,6 +114,35 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// Whether a process benchmark called `name` runs now: only under
+/// `cargo bench` (which passes `--bench`; `cargo test --all-targets` runs
+/// bench targets without it), not filtered out, and with every binary in
+/// `needs` built (`make bench` builds them); otherwise it says why and
+/// returns false.
+pub fn should_run(name: &str, needs: &[PathBuf]) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| !a.starts_with('-') && !name.contains(a.as_str()))
+    {
+        return false;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        println!(
+            "{name}: a benchmark; run it with `cargo bench --bench {name}` or `make bench` (skipped)"
+        );
+        return false;
+    }
+    if let Some(missing) = needs.iter().find(|bin| !bin.exists()) {
+        println!(
+            "{name}: {} is not built: run `make bench` (skipped)",
+            missing.display()
+        );
+        return false;
+    }
+    true
+}
+
 /// The target directory.
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

@@ -166,9 +166,13 @@ pub(crate) fn init_logging(level: &str) -> Result<(), CliError> {
         _ => EnvFilter::try_new(level),
     }
     .map_err(|err| CliError::LogFilter(err.to_string()))?;
+    // Colours only for a terminal: `cluster start` sends the output to
+    // log files, which must read as plain text.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     Ok(())
 }

@@ -501,6 +501,7 @@ fn a_remote_is_who_its_certificate_says_at_the_sc_and_no_key_is_shown() {
     // No key material anywhere an operator looks.
     for cluster in [&home, &edge1, &impostor] {
         let shown = everything_shown(cluster);
+        assert!(!shown.contains('\x1b'), "log files are plain text");
         assert!(!shown.contains("-----BEGIN"), "PEM material shown");
         assert!(!shown.contains("PRIVATE KEY"), "key material shown");
     }
