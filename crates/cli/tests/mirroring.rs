@@ -198,6 +198,25 @@ fn a_home_and_two_edges_mirror_both_ways() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("11003"), "{}", text(&out.stderr));
     assert_eq!(leo(&home, "metrics", 0), Some(3));
+    // ... and logged at info level, naming who was refused.
+    let logs = std::fs::read_dir(home.dir.path().join("logs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect::<String>();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("refused produce"))
+        .expect("the refusal is logged");
+    for part in [
+        "INFO",
+        "topic=\"metrics\"",
+        "partition=0",
+        "code=11003",
+        "client_id=",
+        "peer=127.0.0.1:",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
 
     // Home to remote: partition i flows to remote i; the targets refuse produce.
     ok(home.cli(&["produce", "config", "-p", "0"], Some("c1\nc2\n")));

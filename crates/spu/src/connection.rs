@@ -132,7 +132,7 @@ pub(crate) async fn serve(
         // A well-formed produce request goes into the pipeline; anything
         // else (a bad frame included) waits until those ahead of it are
         // answered, so that answers keep their order.
-        if let Some(produce) = pipelined(&frame, &guard, &context) {
+        if let Some(produce) = pipelined(&frame, &guard, &context, peer) {
             in_flight.push_back(produce);
             continue;
         }
@@ -209,6 +209,7 @@ fn pipelined(
     frame: &Bytes,
     guard: &Guard,
     context: &ConnectionContext,
+    peer: SocketAddr,
 ) -> Option<impl Future<Output = Result<BytesMut, HandlerError>> + use<>> {
     let (header, body_start) = RequestHeader::parse(frame).ok()?;
     if header.api_key != api::PRODUCE {
@@ -225,7 +226,8 @@ fn pipelined(
         api_key = header.api_key,
         correlation_id = header.correlation_id
     );
-    let produce = handlers::produce::handle(frame.clone(), guard.clone(), context.produce.clone());
+    let produce =
+        handlers::produce::handle(frame.clone(), guard.clone(), context.produce.clone(), peer);
     Some(produce.instrument(span))
 }
 

@@ -25,6 +25,8 @@
 //!   the public port (home side), links dialed for led remote partitions
 //!   (remote side), records appended keeping the sender's offsets, never
 //!   through the produce path.
+//! - [`refusals`]: who is refused: counts per topic, code and client id,
+//!   and a rate-limited info log naming the producer.
 //! - [`metrics`]: Prometheus counters, served on `/metrics` by
 //!   `mg-transport`'s `metrics_http`.
 //!
@@ -43,6 +45,7 @@ mod disk;
 pub mod handlers;
 pub mod metrics;
 pub mod mirroring;
+pub mod refusals;
 pub mod server;
 pub mod storage;
 

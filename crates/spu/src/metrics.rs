@@ -29,6 +29,8 @@ pub struct Metrics {
     links: Mutex<BTreeMap<LinkKey, Arc<LinkStats>>>,
     /// Why mirror connections were refused -> how many.
     mirror_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Produce entries the guard refused, by topic, code and client id.
+    refusals: crate::refusals::Refusals,
 }
 
 /// A mirror link's labels: the remote cluster's id, the partition on this
@@ -147,6 +149,11 @@ impl Metrics {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         let key = (remote.to_string(), topic.to_string(), partition, role);
         Arc::clone(links.entry(key).or_default())
+    }
+
+    /// Produce entries refused, by whom: see [`Refusals`](crate::refusals::Refusals).
+    pub fn refusals(&self) -> &crate::refusals::Refusals {
+        &self.refusals
     }
 
     /// A mirror connection was refused at its handshake.
@@ -271,6 +278,23 @@ impl Collector for Exposition {
             m.connections_refused(),
         )?;
         encode_links(&mut encoder, m)?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "mirror_guard_produce_refused",
+                "Produce entries the guard refused, by topic, code and client id.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (topic, code, client, n) in m.refusals.all() {
+                let code = code.to_string();
+                let labels = [
+                    ("topic", topic.as_str()),
+                    ("code", code.as_str()),
+                    ("client_id", client.as_str()),
+                ];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let guard = self.guard.snapshot();
         counter(
             &mut encoder,

@@ -370,3 +370,37 @@ async fn metrics_endpoint_serves_prometheus_text() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_per_topic_code_and_client_id() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let spu = TestSpu::start().await;
+    spu.lead(1, &[("mirror", 0, Some(home("edge1", false)))]);
+    let spec = mg_testkit::ProduceSpec {
+        timeout_ms: 1500,
+        topics: vec![("mirror".into(), vec![(0, vec![vec![b"x".to_vec()]])])],
+        ..Default::default()
+    };
+    let mut socket = tokio::net::TcpStream::connect(spu.spu.addr())
+        .await
+        .unwrap();
+    for (correlation, client) in [(1, "fluvio"), (2, "fluvio"), (3, "misconfigured-app")] {
+        let frame = mg_testkit::frame(0, 25, correlation, client, &spec.to_fluvio());
+        socket.write_all(&mg_testkit::framed(&frame)).await.unwrap();
+        let size = socket.read_i32().await.unwrap() as usize;
+        let mut body = vec![0u8; size];
+        socket.read_exact(&mut body).await.unwrap();
+        assert_eq!(mg_testkit::first_entry(&body).1, 11003);
+    }
+    let refusals = spu.spu.metrics().refusals();
+    assert_eq!(refusals.count("mirror", 11003, "fluvio"), 2);
+    assert_eq!(refusals.count("mirror", 11003, "misconfigured-app"), 1);
+    let text = spu.scrape().await;
+    assert!(
+        text.contains(
+            "mirror_guard_produce_refused_total{topic=\"mirror\",code=\"11003\",client_id=\"misconfigured-app\"} 1"
+        ),
+        "{text}"
+    );
+    assert_eq!(spu.spy.appends_to("mirror", 0), 0);
+}

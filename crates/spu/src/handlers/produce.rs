@@ -8,6 +8,7 @@
 //! Judgement::respond(outcomes) -> one response entry per request entry
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -42,6 +43,7 @@ pub(crate) async fn handle(
     frame: Bytes,
     mut guard: Guard,
     handles: ProduceHandles,
+    peer: SocketAddr,
 ) -> Result<BytesMut, HandlerError> {
     let mut out = BytesMut::new();
     let (header, body_start) = RequestHeader::parse(&frame)?;
@@ -69,6 +71,13 @@ pub(crate) async fn handle(
             }
             Verdict::Reject(code) => {
                 trace!(topic = v.topic, partition = v.partition, %code, "rejected before storage");
+                handles.metrics.refusals().refused(
+                    v.topic,
+                    v.partition,
+                    code.tag(),
+                    header.client_id,
+                    peer,
+                );
                 judged.push((v.topic, v.partition, Some(code)));
             }
         }
