@@ -1,15 +1,17 @@
 //! The home side of a mirror connection: a StartMirror arrived on the
-//! public port. The remote must be registered here, and one of the
-//! partitions this SPU leads must be that remote's partition of a mirror
-//! topic for exactly the replica it names; anything else closes the
-//! connection with a logged reason, counted in `/metrics`. From then on the
-//! connection speaks only the mirror protocol: a Produce frame sent on it
-//! is not a produce.
+//! public port, over TLS (`serve_tls`) or, only with
+//! `--insecure-mirroring`, in plaintext. The remote must be who its
+//! certificate says (`mg_transport::tls::bind`), registered here, and one
+//! of the partitions this SPU leads must be that remote's partition of a
+//! mirror topic for exactly the replica it names; anything else closes the
+//! connection with a logged reason (peer, claimed and proven ids), counted
+//! in `/metrics`. From then on the connection speaks only the mirror
+//! protocol: a Produce frame sent on it is not a produce. A live link ends
+//! when its standing does (unregistered, rotated out, role changed).
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use fluvio_controlplane_metadata::mirror::MirrorPairStatus;
 use fluvio_controlplane_metadata::partition::PartitionMirrorConfig;
 use fluvio_spu_schema::server::mirror::StartMirrorRequest;

@@ -16,6 +16,10 @@
 //! runs once its handshake is done; `home` the accepting side; `remote` the
 //! dialing side (one link per led remote partition, redialed with backoff).
 //!
+//! Both sides of a link run over mutual TLS (`mg_transport::tls`): the
+//! remote dials with its certificate, the home binds the id it claims to
+//! the certificate's.
+//!
 //! Mirrored records reach storage only through `link::receive`, which
 //! appends through the storage API keeping the sender's offsets; they never
 //! pass the produce path, so the guard neither sees nor blocks them, and a
