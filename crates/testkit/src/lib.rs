@@ -249,13 +249,37 @@ pub fn first_entry(body: &[u8]) -> (i32, i16, i64) {
     (correlation, code, offset)
 }
 
-/// The first of a run of free local ports, for tests and benches that start
-/// servers on consecutive ports: the kernel's pick of a free one, kept low
-/// enough that the ports after it exist.
+/// The first of a run of [`PORT_BLOCK`] free local ports, for tests and
+/// benches that start servers on consecutive ports.
 pub fn port_base() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free local port")
-        .port()
-        .min(60000)
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Blocks of PORT_BLOCK ports below Linux's ephemeral range (32768 and
+    // up), where outgoing connections take their ports: a cluster's ports
+    // follow its base, and one taken by a client socket meanwhile would
+    // keep a process from binding it. Each call in a process takes the next
+    // block from a start that differs by process, and a block is used only
+    // if every port in it binds now.
+    const FIRST: u32 = 20_000;
+    const BLOCKS: u32 = (32_000 - FIRST) / PORT_BLOCK as u32;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    let _ = NEXT.compare_exchange(u32::MAX, seed % BLOCKS, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..BLOCKS {
+        let block = NEXT.fetch_add(1, Ordering::SeqCst) % BLOCKS;
+        let base = (FIRST + block * PORT_BLOCK as u32) as u16;
+        let free = (base..base + PORT_BLOCK)
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no block of {PORT_BLOCK} free ports below 32000");
 }
+
+/// Ports [`port_base`] keeps free after the base it returns: enough for a
+/// local cluster of a few SPUs (public, private, SPUs, metrics).
+pub const PORT_BLOCK: u16 = 16;
