@@ -705,7 +705,12 @@ impl Cluster {
     }
 
     /// Merges an SPU's side of a mirror's pairing (UpdateMirrorStat).
+    /// Reports of a mirror object that is gone (unregistered meanwhile) are
+    /// dropped, so its status does not outlive it.
     pub fn mirror_status_from_spu(&self, mirror: &str, status: MirrorStatus) {
+        if !self.lock().catalog.mirrors.contains_key(mirror) {
+            return;
+        }
         if relock(&self.liveness).mirror_from_spu(mirror, status) {
             self.status.send_modify(|n| *n += 1);
         }

@@ -85,12 +85,4 @@ impl Secrets {
             client_key: read(KEY)?,
         }))
     }
-
-    /// Forgets `home`'s material.
-    pub fn remove_home(&self, home: &str) -> io::Result<()> {
-        match std::fs::remove_dir_all(self.home_dir(home)?) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-            _ => Ok(()),
-        }
-    }
 }

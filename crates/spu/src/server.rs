@@ -310,11 +310,6 @@ impl RunningSpu {
         self.mirrors.roles_changed.send_modify(|n| *n += 1);
     }
 
-    /// Each mirror's pairing as this SPU sees it.
-    pub fn pairing(&self) -> &Arc<Pairing> {
-        &self.mirrors.pairing
-    }
-
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -86,18 +86,6 @@ impl Pairing {
         links.insert(mirror.to_string(), (status, now_ms()));
     }
 
-    /// The current state of a mirror, if any link of it ran here.
-    pub fn get(&self, mirror: &str) -> Option<MirrorPairStatus> {
-        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        links.get(mirror).map(|(status, _)| status.clone())
-    }
-
-    /// Forgets a mirror (its object is gone).
-    pub fn forget(&self, mirror: &str) {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        links.remove(mirror);
-    }
-
     /// What UpdateMirrorStat carries.
     pub fn report(&self) -> Vec<MirrorStatRequest> {
         let links = self.links.lock().unwrap_or_else(|p| p.into_inner());

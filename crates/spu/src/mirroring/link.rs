@@ -165,7 +165,7 @@ where
 /// The receiving end: announces this partition's log end, then appends
 /// every SyncRecords at it, offsets and bytes as they came, and announces
 /// the new end. `mine` are the keys this side sends, `theirs` the peer's.
-pub(crate) async fn receive<R, W>(
+async fn receive<R, W>(
     link: &Link,
     frames: &mut FrameReader<R>,
     writer: &mut W,
@@ -257,7 +257,7 @@ async fn append(
 /// partition's stored batches from it, as they are read from the log,
 /// whenever this log grows. `mine` are the keys this side sends, `theirs`
 /// the peer's.
-pub(crate) async fn send<R, W>(
+async fn send<R, W>(
     link: &Link,
     frames: &mut FrameReader<R>,
     writer: &mut W,
