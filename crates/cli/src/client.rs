@@ -14,13 +14,15 @@ use fluvio_sc_schema::remote_file::RemoteMetadataExport;
 use futures_util::StreamExt;
 
 use crate::error::{CliError, Result};
+use crate::operate::{MirrorActionArgs, Output};
+use mg_controlplane::operate::{MirrorAction, MirrorPartitionRow};
 
 /// Where the cluster's SC is.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
     /// The SC's public endpoint.
     #[arg(long, env = "MIRROR_GUARD_SC", default_value = "127.0.0.1:9003")]
-    sc: String,
+    pub(crate) sc: String,
 }
 
 /// `topic …`
@@ -55,6 +57,17 @@ pub enum TopicCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// On the cluster that receives a mirror topic: wait until it is in
+    /// sync, then end mirroring; the partition becomes an ordinary
+    /// writable one, and the sender is fenced off for good.
+    Promote(MirrorActionArgs),
+    /// Like promote, at once, without waiting: for when the sender is gone.
+    Failover(MirrorActionArgs),
+    /// Stop mirroring for now: the records wait at the sender, and the
+    /// partition stays read-only to clients.
+    MirrorPause(MirrorActionArgs),
+    /// Start mirroring again: it catches up from where it stopped.
+    MirrorResume(MirrorActionArgs),
 }
 
 /// `partition …`
@@ -77,8 +90,11 @@ pub enum RemoteCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// List registered remotes.
+    /// List registered remotes: their pairing, then each mirror partition.
     List {
+        /// Output format.
+        #[arg(short = 'O', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
         #[command(flatten)]
         target: Target,
     },
@@ -128,8 +144,11 @@ pub enum HomeCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Show the pairing with the home.
+    /// Show the pairing with the home, then each mirror partition.
     Status {
+        /// Output format.
+        #[arg(short = 'O', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
         #[command(flatten)]
         target: Target,
     },
@@ -290,6 +309,7 @@ async fn execute(command: Command) -> Result<()> {
                 println!("No topics found");
                 return Ok(());
             }
+            let mirrors = mirror_rows(&target).await;
             let rows: Vec<Vec<String>> = topics
                 .iter()
                 .map(|t| {
@@ -298,11 +318,24 @@ async fn execute(command: Command) -> Result<()> {
                         t.spec.replicas().type_label().to_string(),
                         t.spec.partitions().to_string(),
                         t.status.resolution().resolution_label().to_string(),
+                        topic_mirror_states(&mirrors, &t.name),
                     ]
                 })
                 .collect();
-            print_table(&["NAME", "TYPE", "PARTITIONS", "STATUS"], rows);
+            print_table(&["NAME", "TYPE", "PARTITIONS", "STATUS", "MIRRORING"], rows);
             Ok(())
+        }
+        Command::Topic(TopicCommand::Promote(args)) => {
+            crate::operate::act(MirrorAction::Promote, args).await
+        }
+        Command::Topic(TopicCommand::Failover(args)) => {
+            crate::operate::act(MirrorAction::Failover, args).await
+        }
+        Command::Topic(TopicCommand::MirrorPause(args)) => {
+            crate::operate::act(MirrorAction::Pause, args).await
+        }
+        Command::Topic(TopicCommand::MirrorResume(args)) => {
+            crate::operate::act(MirrorAction::Resume, args).await
         }
         Command::Topic(TopicCommand::Delete { name, target }) => {
             let fluvio = connect(&target).await?;
@@ -323,15 +356,21 @@ async fn execute(command: Command) -> Result<()> {
                 .all::<PartitionSpec>()
                 .await
                 .map_err(failed)?;
+            let mirrors = mirror_rows(&target).await;
             let rows = partitions
                 .iter()
                 .map(|p| {
                     let (topic, index) = p.name.rsplit_once('-').unwrap_or((p.name.as_str(), ""));
+                    let state = mirrors
+                        .iter()
+                        .find(|m| m.topic == topic && m.partition.to_string() == index)
+                        .map_or("-".to_string(), |m| m.state.clone());
                     vec![
                         topic.to_string(),
                         index.to_string(),
                         p.spec.leader.to_string(),
                         p.spec.mirror_string(),
+                        state,
                         format!("{:?}", p.status.resolution),
                         p.status.leader.hw.to_string(),
                         p.status.leader.leo.to_string(),
@@ -344,6 +383,7 @@ async fn execute(command: Command) -> Result<()> {
                     "PARTITION",
                     "LEADER",
                     "MIRROR",
+                    "MIRRORING",
                     "RESOLUTION",
                     "HW",
                     "LEO",
@@ -366,14 +406,15 @@ async fn execute(command: Command) -> Result<()> {
             println!("remote cluster \"{id}\" was registered");
             Ok(())
         }
-        Command::Remote(RemoteCommand::List { target }) => {
+        Command::Remote(RemoteCommand::List { output, target }) => {
             let rows = mirrors(&target)
                 .await?
                 .into_iter()
                 .filter(|m| matches!(m.spec.mirror_type, MirrorType::Remote(_)))
                 .map(|m| pairing_row(m.name, "remote".into(), m.status))
                 .collect();
-            print_table(&PAIRING_HEADERS, rows);
+            let partitions = crate::operate::report(&target).await?;
+            print_mirrors(rows, &partitions, output);
             Ok(())
         }
         Command::Remote(RemoteCommand::Export {
@@ -462,7 +503,7 @@ async fn execute(command: Command) -> Result<()> {
             println!("connecting with \"{name}\" cluster");
             Ok(())
         }
-        Command::Home(HomeCommand::Status { target }) => {
+        Command::Home(HomeCommand::Status { output, target }) => {
             let mirrors = mirrors(&target).await?;
             let rows: Vec<Vec<String>> = mirrors
                 .into_iter()
@@ -479,7 +520,8 @@ async fn execute(command: Command) -> Result<()> {
                     "this cluster is connected to no home: run `home connect --file F`".into(),
                 ));
             }
-            print_table(&PAIRING_HEADERS, rows);
+            let partitions = crate::operate::report(&target).await?;
+            print_mirrors(rows, &partitions, output);
             Ok(())
         }
         Command::Remote(RemoteCommand::Unregister { id, target }) => {
@@ -588,6 +630,53 @@ fn with_code(err: &fluvio::FluvioError) -> CliError {
     }
 }
 
+/// Every mirror partition, or none if the SC does not say (a Fluvio SC).
+async fn mirror_rows(target: &Target) -> Vec<MirrorPartitionRow> {
+    crate::operate::report(target).await.unwrap_or_default()
+}
+
+/// A topic's mirror partitions' states, `partition:state` each, or "-".
+fn topic_mirror_states(rows: &[MirrorPartitionRow], topic: &str) -> String {
+    let states: Vec<String> = rows
+        .iter()
+        .filter(|row| row.topic == topic)
+        .map(|row| format!("{}:{}", row.partition, row.state))
+        .collect();
+    if states.is_empty() {
+        "-".into()
+    } else {
+        states.join(",")
+    }
+}
+
+/// The pairing table, then the partitions' (or both as one JSON object).
+fn print_mirrors(pairing: Vec<Vec<String>>, partitions: &[MirrorPartitionRow], output: Output) {
+    if output == Output::Json {
+        let pairing: Vec<serde_json::Value> = pairing
+            .into_iter()
+            .map(|row| {
+                let fields = PAIRING_HEADERS
+                    .iter()
+                    .map(|h| h.to_lowercase().replace(' ', "_"))
+                    .zip(row.into_iter().map(serde_json::Value::String));
+                serde_json::Value::Object(fields.collect())
+            })
+            .collect();
+        let partitions: Vec<serde_json::Value> =
+            partitions.iter().map(crate::operate::row_json).collect();
+        println!(
+            "{}",
+            serde_json::json!({ "mirrors": pairing, "partitions": partitions })
+        );
+        return;
+    }
+    print_table(&PAIRING_HEADERS, pairing);
+    if !partitions.is_empty() {
+        println!();
+        crate::operate::print_partitions(partitions, Output::Table);
+    }
+}
+
 const PAIRING_HEADERS: [&str; 7] = [
     "NAME",
     "ROUTE",
@@ -621,7 +710,7 @@ fn pairing_row(name: String, route: String, status: MirrorStatus) -> Vec<String>
     ]
 }
 
-fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -63,6 +63,9 @@ pub enum CliError {
         /// The code's name.
         name: String,
     },
+    /// A mirror action failed or was not confirmed; the SC's words.
+    #[error("{0}")]
+    Mirror(String),
     /// No local cluster in the data directory.
     #[error("no cluster in {}: {source}", dir.display())]
     NoCluster {

@@ -27,6 +27,7 @@ use crate::error::CliError;
 mod client;
 mod cluster;
 mod error;
+mod operate;
 mod sc;
 mod upgrade;
 

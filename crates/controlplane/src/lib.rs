@@ -12,6 +12,10 @@
 //!   ([`UpdateReplicaRequest`] and friends, each a [`ControlPlaneRequest`]: an
 //!   epoch plus either `all` or `changes`), the SPU's status reports.
 //!
+//! - [`operate`]: mirror-guard's own extension for operating mirrors
+//!   (epochs and pause to SPUs, link reports back, the operator's and the
+//!   SC-to-SC requests), behind versions and keys Fluvio never uses.
+//!
 //! Frames are `mg-transport`'s envelope, as on every other port; requests on
 //! this connection carry [`keys::CORRELATION_ID`], as Fluvio's do.
 //!
@@ -21,6 +25,7 @@
 
 pub mod keys;
 pub mod messages;
+pub mod operate;
 
 pub use keys::{ScKey, SpuKey};
 pub use messages::*;

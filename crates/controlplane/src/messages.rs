@@ -12,6 +12,8 @@ use fluvio_protocol::link::ErrorCode;
 use fluvio_protocol::record::ReplicaKey;
 use fluvio_protocol::{Decoder, Encoder};
 
+use crate::operate::{MirrorControl, MirrorLinkReport};
+
 pub use fluvio_controlplane_metadata::message::{Message, MsgType};
 
 /// The SPU's first request: "I am SPU `spu`".
@@ -82,6 +84,10 @@ pub struct Replica {
     pub compression_type: CompressionAlgorithm,
     /// Topic deduplication.
     pub deduplication: Option<Deduplication>,
+    /// Mirror epoch and pause (mirror-guard's extension, v19+; see
+    /// [`crate::operate`]).
+    #[fluvio(min_version = 19)]
+    pub control: MirrorControl,
 }
 
 /// A mirror object (a registered remote, or the home a remote connects to).
@@ -123,6 +129,10 @@ pub struct LrsRequest {
     /// The first offset held (v1+).
     #[fluvio(min_version = 1)]
     pub base_offset: i64,
+    /// The mirror link of this partition (mirror-guard's extension, v2+;
+    /// see [`crate::operate`]).
+    #[fluvio(min_version = 2)]
+    pub mirror: Option<MirrorLinkReport>,
 }
 
 /// SmartModule counts in a status report.

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use mg_controlplane::operate::MirrorAction;
+
 use crate::error::{ApiError, ObjectKind};
 use crate::model::{
-    MirrorKind, MirrorObject, PartitionMirror, PartitionObject, SpuObject, TopicObject,
-    TopicReplicas,
+    MirrorKind, MirrorObject, MirrorState, PartitionMirror, PartitionObject, SpuObject,
+    TopicObject, TopicReplicas,
 };
 
 /// Every object the SC keeps, by key.
@@ -79,6 +81,8 @@ impl Catalog {
                 partition: p,
                 leader: spus[(start + p as usize) % spus.len()],
                 mirror: mirror(p),
+                mirror_state: Default::default(),
+                mirror_epoch: 0,
                 deleting: false,
                 extra: Default::default(),
             })
@@ -163,7 +167,15 @@ impl Catalog {
                 name: topic.to_string(),
             });
         };
-        if !mirrored && matches!(object.replicas, TopicReplicas::MirrorRemote { .. }) {
+        // A remote's copy is the home's to delete, unless its mirroring
+        // ended (promoted, failed over, or ended by the home): then it is
+        // this cluster's own topic.
+        let detached = self
+            .partitions
+            .values()
+            .filter(|p| p.topic == topic)
+            .all(|p| p.mirror_state.has_ended());
+        if !mirrored && !detached && matches!(object.replicas, TopicReplicas::MirrorRemote { .. }) {
             return Err(ApiError::MirrorDeleteFromRemote);
         }
         Ok(TopicPlan {
@@ -205,6 +217,135 @@ impl Catalog {
     /// Whether a topic of that name exists, being deleted or not.
     pub fn has_topic(&self, name: &str) -> bool {
         self.topics.contains_key(name)
+    }
+}
+
+/// What an operator's mirror action changes.
+#[derive(Debug)]
+pub struct MirrorPlan {
+    /// Every partition the action is about (this side receives them).
+    pub targets: Vec<(String, u32)>,
+    /// Those it changes, as they will be (state, and a new epoch).
+    pub changed: Vec<PartitionObject>,
+}
+
+impl Catalog {
+    /// Plans `action` on the partitions of `topic` this cluster receives
+    /// (only `remote`'s, if given). Doing what is already done changes
+    /// nothing; acting on a partition whose mirroring ended is refused.
+    pub fn plan_mirror_action(
+        &self,
+        topic: &str,
+        remote: Option<&str>,
+        action: MirrorAction,
+    ) -> Result<MirrorPlan, ApiError> {
+        let Some(object) = self.topics.get(topic).filter(|t| !t.deleting) else {
+            return Err(ApiError::NotFound {
+                kind: ObjectKind::Topic,
+                name: topic.to_string(),
+            });
+        };
+        if matches!(object.replicas, TopicReplicas::Computed { .. }) {
+            return Err(ApiError::Invalid(format!(
+                "topic {topic:?} is not a mirror topic"
+            )));
+        }
+        let mirrored: Vec<&PartitionObject> = self
+            .partitions
+            .values()
+            .filter(|p| p.topic == topic && p.mirror.is_some())
+            .collect();
+        let receiving: Vec<&PartitionObject> =
+            mirrored.iter().copied().filter(|p| p.receives()).collect();
+        if receiving.is_empty() {
+            let other = match object.replicas {
+                TopicReplicas::MirrorHome { .. } => "each remote",
+                _ => "the home",
+            };
+            return Err(ApiError::Invalid(format!(
+                "this cluster sends topic {topic:?}: {} it on the cluster that receives it ({other})",
+                action.as_str()
+            )));
+        }
+        let targets: Vec<&PartitionObject> = match remote {
+            None => receiving,
+            Some(remote) => {
+                let of_remote: Vec<&PartitionObject> = receiving
+                    .into_iter()
+                    .filter(|p| p.peer() == Some(remote))
+                    .collect();
+                if of_remote.is_empty() {
+                    return Err(ApiError::Invalid(format!(
+                        "topic {topic:?} has no partition received from {remote:?}"
+                    )));
+                }
+                of_remote
+            }
+        };
+        let mut changed = Vec::new();
+        for partition in &targets {
+            let name = format!("{}-{}", partition.topic, partition.partition);
+            let state = partition.mirror_state;
+            let next = match (action, state) {
+                (_, MirrorState::Promoted | MirrorState::FailedOver) => {
+                    if matches!(action, MirrorAction::Promote | MirrorAction::Failover) {
+                        continue; // done already
+                    }
+                    return Err(ApiError::Invalid(format!(
+                        "the mirroring of {name} ended ({}): there is nothing to {}",
+                        state.as_str(),
+                        action.as_str()
+                    )));
+                }
+                (MirrorAction::Promote, _) => MirrorState::Promoted,
+                (MirrorAction::Failover, _) => MirrorState::FailedOver,
+                (MirrorAction::Pause, MirrorState::Paused) => continue,
+                (MirrorAction::Pause, _) => MirrorState::Paused,
+                (MirrorAction::Resume, MirrorState::Active) => continue,
+                (MirrorAction::Resume, _) => MirrorState::Active,
+            };
+            changed.push(PartitionObject {
+                mirror_state: next,
+                mirror_epoch: partition.mirror_epoch + 1,
+                ..(*partition).clone()
+            });
+        }
+        Ok(MirrorPlan {
+            targets: targets
+                .iter()
+                .map(|p| (p.topic.clone(), p.partition))
+                .collect(),
+            changed,
+        })
+    }
+
+    /// The partitions here that send `topic` to `peer`, changed to follow
+    /// the receiving side's `state`: paused there is `paused-by-peer` here,
+    /// promoted or failed over there is `ended` here (for good).
+    pub fn plan_peer_state(
+        &self,
+        peer: &str,
+        topic: &str,
+        state: MirrorState,
+    ) -> Vec<PartitionObject> {
+        let next = match state {
+            MirrorState::Paused => MirrorState::PausedByPeer,
+            MirrorState::Promoted | MirrorState::FailedOver => MirrorState::Ended,
+            MirrorState::Active => MirrorState::Active,
+            // Sender-side states are never sent: nothing follows them.
+            MirrorState::PausedByPeer | MirrorState::Ended => return Vec::new(),
+        };
+        self.partitions
+            .values()
+            .filter(|p| p.topic == topic && !p.deleting && p.mirror.is_some())
+            .filter(|p| !p.receives() && p.peer() == Some(peer))
+            .filter(|p| p.mirror_state != next && p.mirror_state != MirrorState::Ended)
+            .map(|p| PartitionObject {
+                mirror_state: next,
+                mirror_epoch: p.mirror_epoch + 1,
+                ..p.clone()
+            })
+            .collect()
     }
 }
 

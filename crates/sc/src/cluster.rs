@@ -27,12 +27,19 @@ use crate::distribution::{Distribution, ReplicaChange};
 use crate::error::{ApiError, ObjectKind};
 use crate::liveness::Liveness;
 use crate::model::{
-    HomeSpu, MirrorKind, MirrorObject, PartitionMirror, PartitionObject, SpuObject, TopicObject,
-    TopicReplicas,
+    HomeSpu, MirrorKind, MirrorObject, MirrorState, PartitionMirror, PartitionObject, SpuObject,
+    TopicObject, TopicReplicas,
 };
 use crate::secrets::Secrets;
 use crate::store::{LoadError, MetadataStore, remove_stale_temps};
 use fluvio_controlplane_metadata::mirror::{ClientTls, MirrorStatus, MirrorType};
+use mg_controlplane::operate::{
+    MirrorAction, MirrorLinkReport, MirrorPartitionRow, TopicMirrorState,
+};
+
+/// A leader's link report older than this does not show a partition in
+/// sync (SPUs report every 400 ms).
+pub const FRESH_REPORT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The home a remote cluster mirrors with (its Home mirror object).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -627,6 +634,7 @@ impl Cluster {
                 )?,
                 Some(topic) if topic.deleting => {}
                 Some(topic) if topic.replicas == desired => {}
+                Some(topic) if self.detached(&topic.name) => {}
                 Some(topic) if matches!(&topic.replicas, TopicReplicas::MirrorRemote { home_cluster, .. } if home_cluster == home) =>
                 {
                     self.update_remote_copy(topic, desired)?;
@@ -638,12 +646,22 @@ impl Cluster {
         }
         for topic in existing {
             let ours = matches!(&topic.replicas, TopicReplicas::MirrorRemote { home_cluster, .. } if home_cluster == home);
-            if ours && !topic.deleting && !wanted.iter().any(|c| c.name == topic.name) {
+            let gone = !wanted.iter().any(|c| c.name == topic.name);
+            if ours && gone && !topic.deleting && !self.detached(&topic.name) {
                 info!(topic = %topic.name, home, "the home no longer mirrors this topic: deleting the copy");
                 self.delete(&topic.name, true)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether a topic's mirroring ended on every partition (promoted,
+    /// failed over, or ended by the receiving side): it is this cluster's
+    /// own topic now, which the peer's topic list no longer touches.
+    fn detached(&self, topic: &str) -> bool {
+        let state = self.lock();
+        let mut partitions = state.catalog.partitions.values().filter(|p| p.topic == topic);
+        partitions.all(|p| p.mirror_state.has_ended())
     }
 
     /// Points a remote copy at another home SPU, or flips its direction.
@@ -719,6 +737,226 @@ impl Cluster {
     /// A mirror object's pairing, as last heard.
     pub fn mirror_status(&self, mirror: &str) -> MirrorStatus {
         relock(&self.liveness).mirror(mirror)
+    }
+
+    /// Records a leader's report of a mirror partition's link (UpdateLrs
+    /// v2); unknown partitions are skipped.
+    pub fn record_link(&self, spu: i32, topic: &str, partition: u32, report: MirrorLinkReport) {
+        let known = self
+            .lock()
+            .catalog
+            .partitions
+            .contains_key(&(topic.to_string(), partition));
+        if known && relock(&self.liveness).link(spu, topic, partition, report) {
+            self.status.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// The partitions an operator's `action` on `topic` is about, checked
+    /// as the action itself would be, changing nothing.
+    pub fn mirror_targets(
+        &self,
+        topic: &str,
+        remote: Option<&str>,
+        action: MirrorAction,
+    ) -> Result<Vec<(String, u32)>, ApiError> {
+        let plan = self.lock().catalog.plan_mirror_action(topic, remote, action)?;
+        Ok(plan.targets)
+    }
+
+    /// Pauses, resumes, promotes or fails over the partitions of `topic`
+    /// this cluster receives (only `remote`'s, if given): their new state
+    /// and epoch are persisted, then pushed to their leaders, which fence
+    /// at the epoch ([`unfenced`](Self::unfenced) says when they have).
+    /// Returns the partitions the action is about.
+    pub fn act_on_mirror(
+        &self,
+        topic: &str,
+        remote: Option<&str>,
+        action: MirrorAction,
+    ) -> Result<Vec<(String, u32)>, ApiError> {
+        let mut targets = Vec::new();
+        self.change_if(
+            |catalog| {
+                let plan = catalog.plan_mirror_action(topic, remote, action)?;
+                targets = plan.targets;
+                Ok((!plan.changed.is_empty()).then_some(plan.changed))
+            },
+            |store, changed: &Vec<PartitionObject>| changed.iter().try_for_each(|p| store.put(p)),
+            |state, changed| changed.into_iter().for_each(|p| state.put_partition(p)),
+        )?;
+        if !targets.is_empty() {
+            info!(topic, remote, action = action.as_str(), partitions = targets.len(), "mirror action committed");
+        }
+        Ok(targets)
+    }
+
+    /// Why `targets` are not all in sync now (`None`: they are): each
+    /// leader must have reported within [`FRESH_REPORT`] a connected link
+    /// with no lag.
+    pub fn out_of_sync(&self, targets: &[(String, u32)]) -> Option<String> {
+        let reasons: Vec<String> = targets
+            .iter()
+            .filter_map(|(topic, partition)| {
+                let name = format!("{topic}-{partition}");
+                let object = self.partition(topic, *partition)?;
+                if object.mirror_state.has_ended() {
+                    return None; // nothing left to sync
+                }
+                let leader = object.leader;
+                let Some(seen) = relock(&self.liveness).link_of(topic, *partition) else {
+                    return Some(format!("{name}: no report from its leader (SPU {leader}) yet"));
+                };
+                let lag = seen.report.lag;
+                if seen.spu != leader || seen.at.elapsed() > FRESH_REPORT {
+                    Some(format!("{name}: no recent report from its leader (SPU {leader})"))
+                } else if !seen.report.connected {
+                    Some(format!("{name}: the sender is not connected (lag {lag} as last seen)"))
+                } else if lag != 0 {
+                    Some(format!("{name}: lag {lag} records"))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// Which of `targets` their leaders have not yet reported fenced at
+    /// the partition's epoch (`None`: all have).
+    pub fn unfenced(&self, targets: &[(String, u32)]) -> Option<String> {
+        let reasons: Vec<String> = targets
+            .iter()
+            .filter_map(|(topic, partition)| {
+                let object = self.partition(topic, *partition)?;
+                if object.mirror_epoch == 0 {
+                    return None;
+                }
+                let seen = relock(&self.liveness).link_of(topic, *partition);
+                let fenced = seen.as_ref().is_some_and(|seen| {
+                    seen.spu == object.leader && seen.report.epoch >= object.mirror_epoch
+                });
+                let online = if self.is_online(object.leader) { "online" } else { "offline" };
+                (!fenced).then(|| {
+                    format!(
+                        "{topic}-{partition}: SPU {} ({online}) has not confirmed mirror epoch {}",
+                        object.leader, object.mirror_epoch
+                    )
+                })
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// Waits until `check` finds nothing wrong, re-checking on every report
+    /// and change; at `deadline`, returns what it last found.
+    pub async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        check: impl Fn(&Cluster) -> Option<String>,
+    ) -> Result<(), String> {
+        let mut status = self.subscribe_status();
+        let mut changes = self.subscribe();
+        loop {
+            let Some(why) = check(self) else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(why);
+            }
+            // Reports come every 400 ms; freshness ages without a wake-up.
+            let tick = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
+            tokio::select! {
+                _ = status.changed() => {}
+                _ = changes.changed() => {}
+                () = tokio::time::sleep_until(tick.min(deadline)) => {}
+            }
+        }
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Option<PartitionObject> {
+        let state = self.lock();
+        state.catalog.partitions.get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Every mirror partition, as an operator sees it: state, epoch, and
+    /// its leader's last report of the link. An active partition whose
+    /// link is down shows as `disconnected`.
+    pub fn mirror_rows(&self) -> Vec<MirrorPartitionRow> {
+        let partitions: Vec<PartitionObject> = self
+            .partitions()
+            .into_iter()
+            .filter(|p| p.mirror.is_some())
+            .collect();
+        let liveness = relock(&self.liveness);
+        partitions
+            .into_iter()
+            .map(|p| {
+                let link = liveness
+                    .link_of(&p.topic, p.partition)
+                    .filter(|seen| seen.spu == p.leader)
+                    .map(|seen| seen.report);
+                let down = !link.as_ref().is_some_and(|l| l.connected);
+                let state = match p.mirror_state {
+                    MirrorState::Active if down => "disconnected",
+                    other => other.as_str(),
+                };
+                MirrorPartitionRow {
+                    peer: p.peer().unwrap_or_default().to_string(),
+                    direction: if p.receives() { "receives" } else { "sends" }.into(),
+                    state: state.into(),
+                    epoch: p.mirror_epoch,
+                    leader: p.leader,
+                    link,
+                    topic: p.topic,
+                    partition: p.partition,
+                }
+            })
+            .collect()
+    }
+
+    /// The state of every partition here that receives from `peer`: what
+    /// this side's MirrorStates frames tell it.
+    pub fn receiving_states(&self, peer: &str) -> Vec<TopicMirrorState> {
+        let state = self.lock();
+        state
+            .catalog
+            .partitions
+            .values()
+            .filter(|p| !p.deleting && p.receives() && p.peer() == Some(peer))
+            .map(|p| TopicMirrorState {
+                topic: p.topic.clone(),
+                state: p.mirror_state.as_str().into(),
+                epoch: p.mirror_epoch,
+            })
+            .collect()
+    }
+
+    /// Makes the partitions here that send to `peer` follow the states its
+    /// receiving partitions are in (see [`Catalog::plan_peer_state`]).
+    /// States this binary does not know are skipped.
+    pub fn follow_peer_states(
+        &self,
+        peer: &str,
+        states: &[TopicMirrorState],
+    ) -> Result<(), ApiError> {
+        self.change_if(
+            |catalog| {
+                let changed: Vec<PartitionObject> = states
+                    .iter()
+                    .filter_map(|s| Some((s.topic.as_str(), MirrorState::parse(&s.state)?)))
+                    .flat_map(|(topic, state)| catalog.plan_peer_state(peer, topic, state))
+                    .collect();
+                Ok((!changed.is_empty()).then_some(changed))
+            },
+            |store, changed: &Vec<PartitionObject>| changed.iter().try_for_each(|p| store.put(p)),
+            |state, changed| {
+                for p in changed {
+                    info!(topic = %p.topic, partition = p.partition, peer, state = p.mirror_state.as_str(), "following the receiving side");
+                    state.put_partition(p);
+                }
+            },
+        )
     }
 
     /// Whether a topic of that name exists, being deleted or not.

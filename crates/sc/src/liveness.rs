@@ -4,6 +4,19 @@
 use std::collections::BTreeMap;
 
 use fluvio_controlplane_metadata::mirror::MirrorStatus;
+use mg_controlplane::operate::MirrorLinkReport;
+use std::time::Instant;
+
+/// A leader's last report of a mirror partition's link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSeen {
+    /// The SPU that reported it.
+    pub spu: i32,
+    /// What it said.
+    pub report: MirrorLinkReport,
+    /// When.
+    pub at: Instant,
+}
 
 /// Sessions and reports, as the SPUs send them.
 #[derive(Debug, Default)]
@@ -15,6 +28,8 @@ pub struct Liveness {
     /// Each mirror object's pairing: the SC's side (its MirrorConnect
     /// stream) and the SPUs' (their links), as Fluvio's MirrorStatus.
     mirrors: BTreeMap<String, MirrorStatus>,
+    /// Mirror partitions' links, as their leaders last reported them.
+    links: BTreeMap<(String, u32), LinkSeen>,
 }
 
 impl Liveness {
@@ -82,5 +97,31 @@ impl Liveness {
     /// under its name shows only what its leader reports anew.
     pub fn forget(&mut self, topic: &str, partition: u32) {
         self.offsets.remove(&(topic.to_string(), partition));
+        self.links.remove(&(topic.to_string(), partition));
+    }
+
+    /// Records a leader's report of a mirror partition's link; returns
+    /// whether something a waiter cares about changed (the epoch, the
+    /// connection, the lag), not only counters and times.
+    pub fn link(&mut self, spu: i32, topic: &str, partition: u32, report: MirrorLinkReport) -> bool {
+        let key = (topic.to_string(), partition);
+        let before = self.links.get(&key).map(|seen| {
+            (seen.spu, seen.report.epoch, seen.report.connected, seen.report.lag)
+        });
+        let now = (spu, report.epoch, report.connected, report.lag);
+        self.links.insert(
+            key,
+            LinkSeen {
+                spu,
+                report,
+                at: Instant::now(),
+            },
+        );
+        before != Some(now)
+    }
+
+    /// A mirror partition's link, as last reported.
+    pub fn link_of(&self, topic: &str, partition: u32) -> Option<LinkSeen> {
+        self.links.get(&(topic.to_string(), partition)).cloned()
     }
 }

@@ -10,6 +10,7 @@ use fluvio_controlplane_metadata::topic::{
     HomeMirrorConfig, MirrorConfig, RemoteMirrorConfig, SpuMirrorConfig, TopicSpec,
 };
 use fluvio_protocol::record::ReplicaKey;
+use mg_controlplane::operate::MirrorControl;
 use mg_controlplane::{Mirror, Replica};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -183,9 +184,16 @@ pub struct PartitionObject {
     pub partition: u32,
     /// The SPU leading it.
     pub leader: i32,
-    /// Its mirror role.
+    /// Its mirror role (kept when mirroring ends, to say what it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<PartitionMirror>,
+    /// Where its mirroring stands (an operator's doing, or the peer's).
+    #[serde(default, skip_serializing_if = "MirrorState::is_active")]
+    pub mirror_state: MirrorState,
+    /// Its mirror epoch: raised by every change that must stop mirrored
+    /// appends (the SPUs fence at it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mirror_epoch: u32,
     /// Being deleted: sent to the SPUs as such until its leader confirms.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleting: bool,
@@ -224,10 +232,85 @@ pub enum PartitionMirror {
     },
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Where a mirror partition's mirroring stands.
+///
+/// The receiving side (the home for to-home topics, the remote for
+/// home-to-remote ones) is paused, promoted or failed over by its
+/// operator; the sending side learns of it from its peer and shows it as
+/// `paused-by-peer` or `ended`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MirrorState {
+    /// Mirroring.
+    #[default]
+    Active,
+    /// Paused here (receiving side): the records wait at the sender.
+    Paused,
+    /// Paused by the receiving side (sending side): the records wait here.
+    PausedByPeer,
+    /// Promoted here once in sync: an ordinary writable partition now.
+    Promoted,
+    /// Failed over here at once: an ordinary writable partition now.
+    FailedOver,
+    /// The receiving side promoted or failed over its copy (sending side):
+    /// nothing is sent any more, and nothing is failing.
+    Ended,
+}
+
+impl MirrorState {
+    /// Every state.
+    pub const ALL: [MirrorState; 6] = [
+        Self::Active,
+        Self::Paused,
+        Self::PausedByPeer,
+        Self::Promoted,
+        Self::FailedOver,
+        Self::Ended,
+    ];
+
+    /// The state's name, as shown and as sent to a peer SC.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::PausedByPeer => "paused-by-peer",
+            Self::Promoted => "promoted",
+            Self::FailedOver => "failed-over",
+            Self::Ended => "ended",
+        }
+    }
+
+    /// The state of a name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Mirroring as usual.
+    pub fn is_active(&self) -> bool {
+        *self == Self::Active
+    }
+
+    /// No link runs for now.
+    pub fn is_paused(self) -> bool {
+        matches!(self, Self::Paused | Self::PausedByPeer)
+    }
+
+    /// Mirroring is over for good: the partition is an ordinary one.
+    pub fn has_ended(self) -> bool {
+        matches!(self, Self::Promoted | Self::FailedOver | Self::Ended)
+    }
+}
+
 impl Object for PartitionObject {
     const KIND: &'static str = "partition";
     /// 2: mirror roles carry their direction flags (`source`, `target`).
-    const SCHEMA: u32 = 2;
+    /// 3: mirror partitions carry their state and epoch; an older binary
+    /// must not read a promoted partition as a mirror one and reopen it.
+    const SCHEMA: u32 = 3;
     fn name(&self) -> String {
         format!("{}-{}", self.topic, self.partition)
     }
@@ -236,6 +319,13 @@ impl Object for PartitionObject {
             1 => serde_json::from_value::<v1::Partition>(spec)
                 .map(Into::into)
                 .map_err(|e| e.to_string()),
+            // Schema 2 is schema 3 with every partition active at epoch 0.
+            2 => serde_json::from_value::<Self>(spec)
+                .map_err(|e| e.to_string())
+                .and_then(|p| match (p.mirror_state, p.mirror_epoch) {
+                    (MirrorState::Active, 0) => Ok(p),
+                    _ => Err("schema 2 has no mirror state".to_string()),
+                }),
             other => Err(format!("no migration from schema {other}")),
         }
     }
@@ -272,7 +362,9 @@ impl PartitionMirror {
 }
 
 impl PartitionObject {
-    /// The partition as the control plane pushes it to SPUs.
+    /// The partition as the control plane pushes it to SPUs: its role
+    /// with its control (epoch, paused, ended). SPUs that read no controls
+    /// are sent an ended role as none (see `private`).
     pub fn to_replica(&self) -> Replica {
         Replica {
             id: ReplicaKey::new(self.topic.clone(), self.partition),
@@ -280,7 +372,32 @@ impl PartitionObject {
             replicas: vec![self.leader],
             mirror: self.mirror.as_ref().map(PartitionMirror::to_config),
             is_being_deleted: self.deleting,
+            control: MirrorControl {
+                epoch: self.mirror_epoch,
+                paused: self.mirror_state.is_paused(),
+                ended: self.mirror_state.has_ended(),
+            },
             ..Default::default()
+        }
+    }
+
+    /// Whether this side receives the partition's records (and so is the
+    /// side that pauses, promotes and fails it over).
+    pub fn receives(&self) -> bool {
+        match &self.mirror {
+            Some(PartitionMirror::Home { source, .. }) => !source,
+            Some(PartitionMirror::Remote { target, .. }) => *target,
+            None => false,
+        }
+    }
+
+    /// The other cluster of its mirroring: the remote (on a home), the
+    /// home (on a remote).
+    pub fn peer(&self) -> Option<&str> {
+        match &self.mirror {
+            Some(PartitionMirror::Home { remote_cluster, .. }) => Some(remote_cluster),
+            Some(PartitionMirror::Remote { home_cluster, .. }) => Some(home_cluster),
+            None => None,
         }
     }
 }
@@ -449,6 +566,8 @@ mod v1 {
                 partition: p.partition,
                 leader: p.leader,
                 mirror,
+                mirror_state: super::MirrorState::Active,
+                mirror_epoch: 0,
                 deleting: false,
                 extra: p.extra,
             }

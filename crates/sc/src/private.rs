@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! <- RegisterSpu        -> RegisterSpuResponse (unknown SPU: refused, closed)
-//! -> UpdateSpu (all), UpdateReplica (all, v18), UpdateMirror (all)
+//! -> UpdateSpu (all), UpdateReplica (all; v17, v18 or v19 by the SPU's
+//!    registration version), UpdateMirror (all)
 //! -> UpdateReplica (changes since the session's epoch), on every change
 //! <- UpdateLrs / UpdatePartitionStat / UpdateMirrorStat every 400 ms
 //! ```
@@ -27,6 +28,7 @@ use mg_controlplane::{
     RegisterSpuRequest, RegisterSpuResponse, ReplicaRemovedRequest, ScKey, SpuKey,
     UpdateLrsRequest, UpdateMirrorRequest, UpdateMirrorStatRequest, UpdateSpuRequest,
 };
+use mg_controlplane::operate::{REGISTER_WITH_CONTROL_VERSION, UPDATE_REPLICA_CONTROL_VERSION};
 use mg_controlplane::{Replica, UpdateReplicaRequest};
 use mg_transport::{
     BodyError, EncodeError, FrameError, FrameLimits, FrameReader, RequestHeader, RunningServer,
@@ -144,11 +146,18 @@ async fn session(
         )?)
         .await?;
     // Version negotiation: only an SPU that registered at version 1 or later
-    // said it reads the mirror direction flags.
-    let flags = header.api_version >= REGISTER_WITH_FLAGS_VERSION;
-    info!(spu, flags, "SPU registered");
+    // said it reads the mirror direction flags; at 2 or later, the mirror
+    // controls (epochs and pause: mirror-guard's own).
+    let dialect = if header.api_version >= REGISTER_WITH_CONTROL_VERSION {
+        Dialect::Controls
+    } else if header.api_version >= REGISTER_WITH_FLAGS_VERSION {
+        Dialect::Flags
+    } else {
+        Dialect::NoFlags
+    };
+    info!(spu, ?dialect, "SPU registered");
     let _online = OnlineSession::start(cluster, spu);
-    push_loop(spu, flags, frames, write, cluster).await
+    push_loop(spu, dialect, frames, write, cluster).await
 }
 
 /// An SPU's session counted as online for as long as this lives: it ends
@@ -172,9 +181,20 @@ impl Drop for OnlineSession<'_> {
     }
 }
 
+/// What an SPU reads of the replica pushes, by its registration version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialect {
+    /// Fluvio's SPUs (and old ones): UpdateReplica below v18.
+    NoFlags,
+    /// v18: the mirror direction flags.
+    Flags,
+    /// v19: the flags and the mirror controls (mirror-guard's SPUs).
+    Controls,
+}
+
 async fn push_loop(
     spu: i32,
-    flags: bool,
+    dialect: Dialect,
     frames: &mut Frames,
     write: &mut OwnedWriteHalf,
     cluster: &Arc<Cluster>,
@@ -200,19 +220,22 @@ async fn push_loop(
                 changes = request.changes.len(),
                 "pushing replicas"
             );
-            if flags {
-                send(write, SpuKey::UpdateReplica, &request).await?;
-            } else {
-                let request = without_flags(request);
-                let frame = encode_request(
-                    SpuKey::UpdateReplica.code(),
+            let (version, request) = match dialect {
+                Dialect::Controls => (UPDATE_REPLICA_CONTROL_VERSION, request),
+                Dialect::Flags => (UPDATE_REPLICA_VERSION, without_controls(request)),
+                Dialect::NoFlags => (
                     UPDATE_REPLICA_WITHOUT_FLAGS,
-                    CORRELATION_ID,
-                    "sc",
-                    &request,
-                )?;
-                write.write_all(&frame).await?;
-            }
+                    without_flags(without_controls(request)),
+                ),
+            };
+            let frame = encode_request(
+                SpuKey::UpdateReplica.code(),
+                version,
+                CORRELATION_ID,
+                "sc",
+                &request,
+            )?;
+            write.write_all(&frame).await?;
             replica_epoch = Some(epoch);
         }
         let (epoch, mirrors) = cluster.mirror_pushes();
@@ -265,15 +288,29 @@ fn without_flags(mut request: UpdateReplicaRequest) -> UpdateReplicaRequest {
     request
 }
 
+/// Roles for an SPU that reads no mirror controls: a partition whose
+/// mirroring ended goes out as an ordinary one (no role), which is what it
+/// is now. Such an SPU cannot be paused, nor fenced at an epoch.
+fn without_controls(mut request: UpdateReplicaRequest) -> UpdateReplicaRequest {
+    fn strip(replica: &mut Replica) {
+        if replica.control.ended {
+            replica.mirror = None;
+        }
+    }
+    request.all.iter_mut().for_each(strip);
+    request
+        .changes
+        .iter_mut()
+        .for_each(|change| strip(&mut change.content));
+    request
+}
+
 async fn send<T: fluvio_protocol::Encoder>(
     write: &mut OwnedWriteHalf,
     key: SpuKey,
     body: &T,
 ) -> Result<(), SessionError> {
-    let version = match key {
-        SpuKey::UpdateReplica => UPDATE_REPLICA_VERSION,
-        other => other.default_version(),
-    };
+    let version = key.default_version();
     write
         .write_all(&encode_request(
             key.code(),
@@ -300,6 +337,9 @@ async fn status(frame: &Bytes, spu: i32, cluster: &Arc<Cluster>) -> Result<(), S
                     replica.leader.leo,
                     replica.size,
                 );
+                if let Some(link) = replica.mirror {
+                    cluster.record_link(spu, &replica.id.topic, replica.id.partition, link);
+                }
             }
             Ok(())
         }

@@ -7,8 +7,10 @@ use mg_wire::ApiVersionKey;
 /// The Fluvio platform version this SC speaks (0.50.1's platform).
 pub const PLATFORM_VERSION: &str = "0.18.1";
 
-/// What the SC advertises: the rows Fluvio's SC advertises.
-pub const SERVED_VERSIONS: [ApiVersionKey; 6] = [
+/// What the SC advertises: the rows Fluvio's SC advertises, then
+/// mirror-guard's own keys (`mg_controlplane::operate`), by which a remote
+/// SC knows that its home speaks MirrorStates.
+pub const SERVED_VERSIONS: [ApiVersionKey; 9] = [
     ApiVersionKey {
         api_key: 1001,
         min_version: 9,
@@ -38,5 +40,20 @@ pub const SERVED_VERSIONS: [ApiVersionKey; 6] = [
         api_key: 1006,
         min_version: 1,
         max_version: 19,
+    },
+    ApiVersionKey {
+        api_key: mg_controlplane::operate::MIRROR_OPERATE_KEY,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionKey {
+        api_key: mg_controlplane::operate::MIRROR_REPORT_KEY,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionKey {
+        api_key: mg_controlplane::operate::MIRROR_STATES_KEY,
+        min_version: 0,
+        max_version: 0,
     },
 ];

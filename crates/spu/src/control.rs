@@ -37,6 +37,9 @@ use bytes::Bytes;
 use fluvio_controlplane_metadata::partition::{PartitionMirrorConfig, ReplicaStatus};
 use fluvio_protocol::record::ReplicaKey;
 use mg_controlplane::keys::{CORRELATION_ID, UPDATE_REPLICA_VERSION};
+use mg_controlplane::operate::{
+    MirrorControl, MirrorLinkReport, UPDATE_LRS_MIRROR_VERSION, UPDATE_REPLICA_CONTROL_VERSION,
+};
 use mg_controlplane::{
     LrsRequest, Message, MsgType, RegisterSpuRequest, RegisterSpuResponse, Replica,
     ReplicaRemovedRequest, ScKey, SpuKey, SpuStat, UpdateLrsRequest, UpdateMirrorRequest,
@@ -55,7 +58,8 @@ use tracing::{debug, info, warn};
 
 use crate::changes::{Offsets, Unreported};
 use crate::disk::Disk;
-use crate::mirroring::{MirrorDirectory, Pairing};
+use crate::metrics::Metrics;
+use crate::mirroring::{Controls, MirrorDirectory, Pairing};
 
 /// What the control plane acts on.
 #[derive(Debug)]
@@ -64,18 +68,21 @@ pub(crate) struct ControlHandles {
     pub(crate) disk: Disk,
     pub(crate) offsets: Arc<Offsets>,
     pub(crate) unreported: Arc<Unreported>,
-    pub(crate) mirrors: MirrorControl,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) mirrors: MirrorChannels,
 }
 
 /// What the control plane tells the mirror links, and hears from them.
 #[derive(Debug, Clone)]
-pub(crate) struct MirrorControl {
+pub(crate) struct MirrorChannels {
     /// The mirror objects, as pushed by UpdateMirror.
     pub(crate) directory: Arc<watch::Sender<Arc<MirrorDirectory>>>,
     /// Bumped after every replica push is applied.
     pub(crate) roles_changed: Arc<watch::Sender<u64>>,
     /// Pairing, reported with UpdateMirrorStat.
     pub(crate) pairing: Arc<Pairing>,
+    /// Mirror epochs and pauses (UpdateReplica v19), fenced here.
+    pub(crate) controls: Arc<Controls>,
 }
 
 /// How often the SPU reports to the SC (also its heartbeat).
@@ -149,6 +156,7 @@ pub(crate) async fn run(
         disk,
         offsets,
         unreported,
+        metrics,
         mirrors,
     } = handles;
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
@@ -160,8 +168,10 @@ pub(crate) async fn run(
             disk: &disk,
             offsets: &offsets,
             unreported: &unreported,
+            metrics: &metrics,
             mirrors: &mirrors,
             state: &state,
+            controlled: false,
             first_sync_of_process: &mut first_sync_of_process,
         };
         let result = tokio::select! {
@@ -191,9 +201,13 @@ struct Session<'a> {
     disk: &'a Disk,
     offsets: &'a Offsets,
     unreported: &'a Unreported,
-    mirrors: &'a MirrorControl,
+    metrics: &'a Metrics,
+    mirrors: &'a MirrorChannels,
     state: &'a watch::Sender<ControlState>,
     first_sync_of_process: &'a mut bool,
+    /// The SC pushed mirror controls (UpdateReplica v19) in this session:
+    /// it is a mirror-guard SC, and reads link reports (UpdateLrs v2).
+    controlled: bool,
 }
 
 /// What a replica push did to the partitions this SPU leads.
@@ -206,6 +220,9 @@ struct Applied {
     confirm: Vec<(String, u32)>,
     /// A full sync's listing (every partition the SC knows), if it was one.
     listed: Option<Vec<(String, u32)>>,
+    /// Mirror controls of led partitions (v19 pushes only), with the role
+    /// each had: the fence is raised before the push counts as applied.
+    controls: Vec<(String, u32, MirrorControl, Option<PartitionMirrorConfig>)>,
 }
 
 impl Session<'_> {
@@ -302,6 +319,7 @@ impl Session<'_> {
             Some(SpuKey::UpdateReplica) => {
                 let request: UpdateReplicaRequest =
                     decode_body(frame, body, version, "UpdateReplica")?;
+                self.controlled |= version >= UPDATE_REPLICA_CONTROL_VERSION;
                 let before = self.led();
                 let first_of_session = !std::mem::replace(synced, true);
                 let applied = self.apply_replicas(request, version, first_of_session);
@@ -355,8 +373,22 @@ impl Session<'_> {
         first_of_session: bool,
     ) -> Applied {
         let knows_direction = version >= UPDATE_REPLICA_VERSION;
+        let controlled = version >= UPDATE_REPLICA_CONTROL_VERSION;
         let epoch = request.epoch;
-        let role = |replica: Replica| to_role(replica, knows_direction);
+        let spu_id = self.config.spu_id;
+        let mut controls = Vec::new();
+        let mut role = |replica: Replica| {
+            let mirrored = replica.mirror.is_some() || replica.control != MirrorControl::default();
+            if controlled && mirrored && replica.leader == spu_id && !replica.is_being_deleted {
+                controls.push((
+                    replica.id.topic.clone(),
+                    replica.id.partition,
+                    replica.control,
+                    replica.mirror.clone(),
+                ));
+            }
+            to_role(replica, knows_direction)
+        };
         let key = |replica: &Replica| (replica.id.topic.clone(), replica.id.partition);
         let mut applied = Applied::default();
         let outcome = if first_of_session || !request.all.is_empty() {
@@ -404,6 +436,7 @@ impl Session<'_> {
             self.roles.apply(RoleUpdate::Changes { epoch, changes })
         };
         debug!(epoch, ?outcome, version, "applied replica update");
+        applied.controls = controls;
         applied
     }
 
@@ -464,7 +497,35 @@ impl Session<'_> {
         for (topic, partition) in now.difference(&before) {
             self.unreported.mark(topic, *partition);
         }
+        self.fence(applied.controls, &now).await;
         confirmed
+    }
+
+    /// Records the pushed mirror controls and raises each log's fence to
+    /// its epoch, awaited: once the SC hears the epoch back, no link of an
+    /// older one appends to that partition again.
+    async fn fence(
+        &mut self,
+        controls: Vec<(String, u32, MirrorControl, Option<PartitionMirrorConfig>)>,
+        led: &HashSet<(String, u32)>,
+    ) {
+        let table = &self.mirrors.controls;
+        table.retain(|topic, partition| led.contains(&(topic.to_string(), partition)));
+        for (topic, partition, control, former) in controls {
+            let Some(epoch) = table.set(&topic, partition, control, former) else {
+                continue;
+            };
+            match self.disk.fence_mirror(&topic, partition, epoch).await {
+                Ok(()) => {
+                    table.fenced(&topic, partition, epoch);
+                    info!(topic, partition, epoch, paused = control.paused, ended = control.ended, "mirror fence raised");
+                    self.unreported.mark(&topic, partition);
+                }
+                // Not reported as fenced: the SC keeps waiting, and the
+                // next push of the partition tries again.
+                Err(err) => warn!(topic, partition, epoch, %err, "could not fence a mirror partition"),
+            }
+        }
     }
 
     /// Sends the status messages (also the SPU's heartbeat): the offsets of
@@ -474,6 +535,14 @@ impl Session<'_> {
         if all {
             partitions.extend(self.led());
         }
+        let controls = if self.controlled {
+            self.mirrors.controls.all()
+        } else {
+            Vec::new()
+        };
+        // A mirror-guard SC hears of every mirror partition each time: the
+        // fence it waits for, and the link's lag and state.
+        partitions.extend(controls.iter().map(|(key, _)| key.clone()));
         let snapshot = self.roles.snapshot();
         // Only those still led here.
         let partitions: Vec<(String, u32)> = partitions
@@ -484,7 +553,6 @@ impl Session<'_> {
         for ((topic, partition), read) in self.disk.offsets(partitions).await {
             let Ok(read) = read else { continue };
             replicas.push(LrsRequest {
-                id: ReplicaKey::new(topic, partition),
                 leader: ReplicaStatus::new(
                     self.config.spu_id,
                     read.high_watermark,
@@ -493,16 +561,26 @@ impl Session<'_> {
                 replicas: Vec::new(),
                 size: i64::try_from(read.size).unwrap_or(i64::MAX),
                 base_offset: read.log_start,
+                mirror: controls
+                    .iter()
+                    .find(|((t, p), _)| *t == topic && *p == partition)
+                    .map(|(_, control)| self.link_report(&topic, partition, control.fenced)),
+                id: ReplicaKey::new(topic, partition),
             });
         }
         let lrs = UpdateLrsRequest {
             replicas,
             stat: SpuStat::default(),
         };
+        let lrs_version = if self.controlled {
+            UPDATE_LRS_MIRROR_VERSION
+        } else {
+            ScKey::UpdateLrs.default_version()
+        };
         let mut out = Vec::new();
         out.extend_from_slice(&encode_request(
             ScKey::UpdateLrs.code(),
-            ScKey::UpdateLrs.default_version(),
+            lrs_version,
             CORRELATION_ID,
             "dummy",
             &lrs,
@@ -528,12 +606,38 @@ impl Session<'_> {
     }
 }
 
+impl Session<'_> {
+    /// A led mirror partition's link, for the SC: the fence reached, and
+    /// what this SPU's links of the partition counted.
+    fn link_report(&self, topic: &str, partition: u32, fenced: u32) -> MirrorLinkReport {
+        let mut report = MirrorLinkReport {
+            epoch: fenced,
+            lag: -1,
+            ..Default::default()
+        };
+        for link in self.metrics.links_of(topic, partition) {
+            if link.connected() || report.lag < 0 {
+                report.lag = link.lag();
+            }
+            report.connected |= link.connected();
+            report.records += link.records();
+            report.bytes += link.bytes();
+            report.refused += link.refused();
+            report.last_seen_ms = report.last_seen_ms.max(link.last_seen_ms());
+        }
+        report
+    }
+}
+
 /// The role table's view of a replica; `None` for one being deleted.
 fn to_role(replica: Replica, knows_direction: bool) -> Option<ReplicaRole> {
     if replica.is_being_deleted {
         return None;
     }
-    let mirror = replica.mirror.map(|mirror| match mirror {
+    // Mirroring ended (promoted, failed over): an ordinary partition. The
+    // role stays in the controls only, to name what the fence refuses.
+    let mirror = replica.mirror.filter(|_| !replica.control.ended);
+    let mirror = mirror.map(|mirror| match mirror {
         // Below v18 `target` was not on the wire: assume the restrictive role.
         PartitionMirrorConfig::Remote(mut remote) if !knows_direction => {
             remote.target = true;

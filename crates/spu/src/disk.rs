@@ -153,12 +153,28 @@ impl Disk {
         topic: &str,
         partition: u32,
         records: Bytes,
+        epoch: u32,
     ) -> Result<Appended, AppendError> {
         let store = Arc::clone(&self.store);
         let topic = topic.to_string();
-        tokio::task::spawn_blocking(move || store.append_mirrored(&topic, partition, &records))
-            .await
-            .unwrap_or_else(|err| Err(AppendError::Io(io::Error::other(err.to_string()))))
+        tokio::task::spawn_blocking(move || {
+            store.append_mirrored(&topic, partition, &records, epoch)
+        })
+        .await
+        .unwrap_or_else(|err| Err(AppendError::Io(io::Error::other(err.to_string()))))
+    }
+
+    /// Fences a partition at mirror `epoch` (see
+    /// [`PartitionStore::fence_mirror`]); done when this returns.
+    pub(crate) async fn fence_mirror(
+        &self,
+        topic: &str,
+        partition: u32,
+        epoch: u32,
+    ) -> io::Result<()> {
+        let store = Arc::clone(&self.store);
+        let topic = topic.to_string();
+        blocking(move || store.fence_mirror(&topic, partition, epoch)).await
     }
 
     /// Reads whole batches of a partition from `offset`.

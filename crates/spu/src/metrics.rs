@@ -46,9 +46,22 @@ pub struct LinkStats {
     bytes: AtomicU64,
     lag: AtomicI64,
     refused: AtomicU64,
+    last_seen_ms: AtomicU64,
 }
 
 impl LinkStats {
+    /// When the peer was last heard, ms since the Unix epoch (0: never).
+    pub fn last_seen_ms(&self) -> u64 {
+        self.last_seen_ms.load(Ordering::Relaxed)
+    }
+    /// The peer was heard just now.
+    pub(crate) fn seen(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_seen_ms.store(now, Ordering::Relaxed);
+    }
     /// Whether the link is up now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
@@ -69,7 +82,7 @@ impl LinkStats {
     pub fn lag(&self) -> i64 {
         self.lag.load(Ordering::Relaxed)
     }
-    /// Batches refused (misaligned or corrupt) so far.
+    /// Batches refused (misaligned, corrupt or fenced) so far.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
@@ -149,6 +162,16 @@ impl Metrics {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         let key = (remote.to_string(), topic.to_string(), partition, role);
         Arc::clone(links.entry(key).or_default())
+    }
+
+    /// The counters of every link of a partition (either role).
+    pub fn links_of(&self, topic: &str, partition: u32) -> Vec<Arc<LinkStats>> {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links
+            .iter()
+            .filter(|((_, t, p, _), _)| t == topic && *p == partition)
+            .map(|(_, stats)| Arc::clone(stats))
+            .collect()
     }
 
     /// Produce entries refused, by whom: see [`Refusals`](crate::refusals::Refusals).
@@ -360,7 +383,7 @@ fn encode_links(encoder: &mut DescriptorEncoder, m: &Metrics) -> Result<(), std:
         ),
         (
             "mirror_guard_mirror_refused_batches",
-            "Mirrored batches refused: misaligned or corrupt.",
+            "Mirrored batches refused: misaligned, corrupt, or fenced by a newer mirror epoch.",
             MetricType::Counter,
             |l| l.refused() as i64,
         ),

@@ -25,11 +25,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::changes::{Offsets, Unreported};
 use crate::connection::ConnectionContext;
-use crate::control::{ControlConfig, ControlHandles, ControlState, MirrorControl};
+use crate::control::{ControlConfig, ControlHandles, ControlState, MirrorChannels};
 use crate::disk::Disk;
 use crate::handlers::produce::ProduceHandles;
 use crate::metrics::Metrics;
-use crate::mirroring::{MirrorHandles, Pairing};
+use crate::mirroring::{Controls, MirrorHandles, Pairing};
 use crate::storage::PartitionStore;
 
 /// Storage lanes unless configured otherwise (see [`SpuConfig::storage_lanes`]).
@@ -70,8 +70,9 @@ pub struct SpuConfig {
     /// Let mirror traffic in without TLS, the remote's id taken as claimed
     /// (a lab with a Fluvio edge without TLS). Logged as a warning.
     pub insecure_mirroring: bool,
-    /// The RegisterSpu version sent to the SC: 1 declares that this SPU
-    /// reads mirror direction flags; 0 registers as Fluvio's SPUs (and older
+    /// The RegisterSpu version sent to the SC: 2 declares that this SPU
+    /// reads mirror controls (epochs, pause), 1 only mirror direction
+    /// flags; 0 registers as Fluvio's SPUs (and older
     /// ones) do. Tests set it to play an SPU of the old protocol.
     #[cfg(feature = "test-hooks")]
     pub register_version: i16,
@@ -102,7 +103,7 @@ impl SpuConfig {
             tls_dir: None,
             insecure_mirroring: false,
             #[cfg(feature = "test-hooks")]
-            register_version: mg_controlplane::keys::REGISTER_WITH_FLAGS_VERSION,
+            register_version: mg_controlplane::operate::REGISTER_WITH_CONTROL_VERSION,
             #[cfg(feature = "bench-hooks")]
             guard_enabled: true,
         }
@@ -130,7 +131,7 @@ impl SpuConfig {
             #[cfg(feature = "test-hooks")]
             register_version: self.register_version,
             #[cfg(not(feature = "test-hooks"))]
-            register_version: mg_controlplane::keys::REGISTER_WITH_FLAGS_VERSION,
+            register_version: mg_controlplane::operate::REGISTER_WITH_CONTROL_VERSION,
         }
     }
 }
@@ -184,10 +185,11 @@ impl Spu {
             #[cfg(feature = "bench-hooks")]
             guard_enabled: config.guard_enabled,
         };
-        let mirrors = MirrorControl {
+        let mirrors = MirrorChannels {
             directory: Arc::new(watch::channel(Arc::default()).0),
             roles_changed: Arc::new(watch::channel(0).0),
             pairing: Arc::new(Pairing::default()),
+            controls: Arc::new(Controls::default()),
         };
         let context = ConnectionContext {
             limits: config.frame_limits(),
@@ -200,6 +202,7 @@ impl Spu {
                 directory: mirrors.directory.subscribe(),
                 roles_changed: mirrors.roles_changed.subscribe(),
                 pairing: mirrors.pairing.clone(),
+                controls: mirrors.controls.clone(),
                 insecure: config.insecure_mirroring,
                 tls_dir: config.tls_dir.clone(),
             },
@@ -243,6 +246,7 @@ impl Spu {
                 disk: context.produce.disk.clone(),
                 offsets: context.produce.offsets.clone(),
                 unreported: context.produce.unreported.clone(),
+                metrics: context.produce.metrics.clone(),
                 mirrors: mirrors.clone(),
             };
             let client =
@@ -289,7 +293,7 @@ pub struct RunningSpu {
     roles: Arc<RoleTable>,
     guard: Guard,
     context: ConnectionContext,
-    mirrors: MirrorControl,
+    mirrors: MirrorChannels,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
 }

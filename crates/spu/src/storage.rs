@@ -13,15 +13,24 @@ pub trait PartitionStore: Send + Sync + 'static {
     fn append(&self, topic: &str, partition: u32, records: &[u8]) -> Result<Appended, ErrorCode>;
     /// Appends mirrored batches at the log end, keeping the sender's
     /// offsets and bytes ([`AppendError::Misaligned`] if they do not
-    /// continue the log). A store that cannot says so.
+    /// continue the log), for a link admitted at mirror `epoch`
+    /// ([`AppendError::Fenced`] if the partition is fenced past it). A
+    /// store that cannot says so.
     fn append_mirrored(
         &self,
         topic: &str,
         partition: u32,
         records: &[u8],
+        epoch: u32,
     ) -> Result<Appended, AppendError> {
-        let _ = (topic, partition, records);
+        let _ = (topic, partition, records, epoch);
         Err(AppendError::Io(io::ErrorKind::Unsupported.into()))
+    }
+    /// Fences a partition at mirror `epoch`: once this returns, mirrored
+    /// appends of older epochs are refused. A store that cannot says so.
+    fn fence_mirror(&self, topic: &str, partition: u32, epoch: u32) -> io::Result<()> {
+        let _ = (topic, partition, epoch);
+        Err(io::ErrorKind::Unsupported.into())
     }
     /// Makes the partition's appends durable (read-committed produce).
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()>;
@@ -82,6 +91,7 @@ pub fn error_code(err: &AppendError) -> ErrorCode {
         AppendError::Misaligned { .. } => {
             ErrorCode::Other("mirrored batch does not continue the log")
         }
+        AppendError::Fenced { .. } => ErrorCode::Other("mirror link fenced by a newer epoch"),
         AppendError::Io(_) => ErrorCode::StorageError,
     }
 }
@@ -119,12 +129,21 @@ impl PartitionStore for Store {
         topic: &str,
         partition: u32,
         records: &[u8],
+        epoch: u32,
     ) -> Result<Appended, AppendError> {
         let handle = self
             .partition(topic, partition)
             .map_err(|err| AppendError::Io(io::Error::other(err.to_string())))?;
         let mut log = handle.lock();
-        log.append_mirrored(records)
+        log.append_mirrored(records, epoch)
+    }
+
+    fn fence_mirror(&self, topic: &str, partition: u32, epoch: u32) -> io::Result<()> {
+        let handle = self
+            .partition(topic, partition)
+            .map_err(|err| io::Error::other(err.to_string()))?;
+        handle.lock().fence_mirror(epoch);
+        Ok(())
     }
 
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()> {
@@ -192,8 +211,12 @@ impl<S: PartitionStore + ?Sized> PartitionStore for Arc<S> {
         topic: &str,
         partition: u32,
         records: &[u8],
+        epoch: u32,
     ) -> Result<Appended, AppendError> {
-        (**self).append_mirrored(topic, partition, records)
+        (**self).append_mirrored(topic, partition, records, epoch)
+    }
+    fn fence_mirror(&self, topic: &str, partition: u32, epoch: u32) -> io::Result<()> {
+        (**self).fence_mirror(topic, partition, epoch)
     }
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()> {
         (**self).sync(topic, partition)

@@ -81,6 +81,15 @@ pub enum AppendError {
         /// The base offset it carried.
         found: i64,
     },
+    /// A mirrored append from a link admitted at an epoch older than the
+    /// log's fence: the partition was promoted, failed over or paused since.
+    #[error("fenced: the link's mirror epoch {epoch} is older than the partition's {fence}")]
+    Fenced {
+        /// The link's epoch.
+        epoch: u32,
+        /// The partition's fence.
+        fence: u32,
+    },
     /// The disk refused the write.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
@@ -121,6 +130,10 @@ pub struct PartitionLog {
     written: u64,
     /// How much of `written` is known durable.
     durable: u64,
+    /// The mirror epoch this log is fenced at: mirrored appends of an older
+    /// epoch are refused. In memory only: after a restart the SPU admits no
+    /// mirror link before the SC told it the partition's current epoch.
+    mirror_fence: u32,
 }
 
 /// What a commit must sync to make the log durable up to [`upto`](Self::upto):
@@ -196,6 +209,7 @@ impl PartitionLog {
             bytes,
             written: 0,
             durable: 0,
+            mirror_fence: 0,
         };
         let recovery = Recovery {
             segments: log.segments.len(),
@@ -259,8 +273,31 @@ impl PartitionLog {
     /// like [`append_unsynced`](Self::append_unsynced): a receiver that
     /// loses an unsynced tail announces its shorter log end, and the sender
     /// sends it again.
-    pub fn append_mirrored(&mut self, records: &[u8]) -> Result<Appended, AppendError> {
+    ///
+    /// `epoch` is the mirror epoch the link was admitted at: older than the
+    /// log's fence ([`fence_mirror`](Self::fence_mirror)), the append is
+    /// refused as [`AppendError::Fenced`] and nothing is written.
+    pub fn append_mirrored(&mut self, records: &[u8], epoch: u32) -> Result<Appended, AppendError> {
+        if epoch < self.mirror_fence {
+            return Err(AppendError::Fenced {
+                epoch,
+                fence: self.mirror_fence,
+            });
+        }
         self.append_checked(records, true)
+    }
+
+    /// Raises the mirror fence to `epoch` (never lowers it): from the return
+    /// of this call, no mirrored append of an older epoch is written. The
+    /// fence and the appends take the same lock, so an append either came
+    /// before the fence or is refused by it.
+    pub fn fence_mirror(&mut self, epoch: u32) {
+        self.mirror_fence = self.mirror_fence.max(epoch);
+    }
+
+    /// The mirror epoch this log is fenced at.
+    pub fn mirror_fence(&self) -> u32 {
+        self.mirror_fence
     }
 
     fn append_checked(&mut self, records: &[u8], aligned: bool) -> Result<Appended, AppendError> {

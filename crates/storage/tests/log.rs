@@ -269,10 +269,10 @@ fn mirrored_appends_keep_the_senders_offsets_and_bytes_or_write_nothing() {
     // From the receiver's log end: stored exactly as the sender holds them.
     let first = sender.read(0, 1).unwrap();
     assert_eq!(batches(&first), vec![(0, 2)]);
-    let appended = receiver.append_mirrored(&first).unwrap();
+    let appended = receiver.append_mirrored(&first, 0).unwrap();
     assert_eq!((appended.base_offset, appended.records), (0, 2));
     let rest = sender.read(receiver.leo(), u64::MAX).unwrap();
-    receiver.append_mirrored(&rest).unwrap();
+    receiver.append_mirrored(&rest, 0).unwrap();
     assert_eq!(
         receiver.read(0, u64::MAX).unwrap(),
         sender.read(0, u64::MAX).unwrap()
@@ -280,7 +280,7 @@ fn mirrored_appends_keep_the_senders_offsets_and_bytes_or_write_nothing() {
 
     // Again, from an offset the receiver already holds: refused, nothing written.
     let again = sender.read(2, u64::MAX).unwrap();
-    let err = receiver.append_mirrored(&again).unwrap_err();
+    let err = receiver.append_mirrored(&again, 0).unwrap_err();
     assert!(
         matches!(
             err,
@@ -298,7 +298,7 @@ fn mirrored_appends_keep_the_senders_offsets_and_bytes_or_write_nothing() {
     gapped.extend_from_slice(&sender.read(3, u64::MAX).unwrap());
     let fresh_dir = tempfile::tempdir().unwrap();
     let mut fresh = open(fresh_dir.path(), config());
-    let err = fresh.append_mirrored(&gapped).unwrap_err();
+    let err = fresh.append_mirrored(&gapped, 0).unwrap_err();
     assert!(
         matches!(
             err,
@@ -310,4 +310,34 @@ fn mirrored_appends_keep_the_senders_offsets_and_bytes_or_write_nothing() {
         "{err}"
     );
     assert_eq!(fresh.leo(), 0);
+}
+
+/// A fence refuses mirrored appends of older epochs from the moment it is
+/// raised, never lowers, and leaves the log as it was.
+#[test]
+fn a_mirror_fence_refuses_older_epochs() {
+    let sender_dir = tempfile::tempdir().unwrap();
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let mut sender = open(sender_dir.path(), config());
+    sender.append(&batch_bytes(&[&[b"a"], &[b"b"]])).unwrap();
+    let mut receiver = open(receiver_dir.path(), config());
+    receiver
+        .append_mirrored(&sender.read(0, 1).unwrap(), 3)
+        .unwrap();
+    receiver.fence_mirror(4);
+    receiver.fence_mirror(2);
+    assert_eq!(receiver.mirror_fence(), 4);
+    let rest = sender.read(receiver.leo(), u64::MAX).unwrap();
+    let err = receiver.append_mirrored(&rest, 3).unwrap_err();
+    assert!(
+        matches!(err, AppendError::Fenced { epoch: 3, fence: 4 }),
+        "{err}"
+    );
+    assert_eq!(receiver.leo(), 1);
+    // A link admitted at the new epoch (a resume) goes on where it stopped.
+    receiver.append_mirrored(&rest, 4).unwrap();
+    assert_eq!(
+        receiver.read(0, u64::MAX).unwrap(),
+        sender.read(0, u64::MAX).unwrap()
+    );
 }

@@ -4,6 +4,11 @@
 //! partition (id, key, public endpoint), sent again whenever they change
 //! and every [`HEARTBEAT`] as a sign of life. Unregistering the remote
 //! ends the stream and closes the connection.
+//!
+//! With our own remote SC (client id [`super::CLIENT_ID`]) the stream also
+//! carries MirrorStates both ways (`mg_controlplane::operate`): this side's
+//! receiving partitions' states as frames of their own correlation id, and
+//! the remote's as requests, which the partitions sending to it follow.
 
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -27,7 +32,10 @@ use super::{MIRRORING_KEY, MirroringAccess, sc_status};
 use crate::versions::{PLATFORM_VERSION, SERVED_VERSIONS};
 use bytes::BytesMut;
 use mg_transport::tls::Identity;
-use mg_transport::{FrameLimits, RequestHeader};
+use mg_controlplane::operate::{
+    MIRROR_STATES_CORRELATION, MIRROR_STATES_KEY, MirrorStates, TopicMirrorState,
+};
+use mg_transport::{FrameLimits, RequestHeader, decode_body};
 use mg_wire::{ErrorCode as WireCode, write_api_versions};
 
 const API_VERSIONS: u16 = 18;
@@ -116,6 +124,9 @@ where
         }
         return Ok(());
     }
+    // Our own remote SC also hears, and tells, the state of the partitions
+    // each side receives (MirrorStates); a Fluvio remote is sent nothing new.
+    let ours = message.header.client_id() == super::CLIENT_ID;
     info!(%peer, remote, "remote connected for mirroring");
     let _open = OpenStream::new(&access.metrics);
     cluster.mirror_status_from_sc(&remote, sc_status(MirrorPairStatus::Successful, true));
@@ -123,6 +134,7 @@ where
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     let mut last: Option<Vec<MirroringSpecWrapper<TopicSpec>>> = None;
+    let mut last_states: Option<Vec<TopicMirrorState>> = None;
     let mut due = true;
     let mut recheck = tokio::time::interval(RECHECK);
     let ended = loop {
@@ -142,12 +154,34 @@ where
             cluster.mirror_status_from_sc(&remote, sc_status(MirrorPairStatus::Successful, true));
             last = Some(topics);
             due = false;
+            // Sent again after every topic list: a remote that just created
+            // a copy learns its state at once.
+            last_states = None;
+        }
+        if ours {
+            let states = cluster.receiving_states(&remote);
+            if last_states.as_ref() != Some(&states) {
+                let frame = MirrorStates {
+                    topics: states.clone(),
+                };
+                writer
+                    .write_all(&encode_response(MIRROR_STATES_CORRELATION, 0, &frame)?)
+                    .await?;
+                last_states = Some(states);
+            }
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break "the SC is stopping" },
             _ = heartbeat.tick() => due = true,
             _ = recheck.tick() => {}
             frame = frames.next() => match frame {
+                Ok(Some(frame)) if ours => match follow(cluster, &remote, &frame).await {
+                    Ok(()) => {}
+                    Err(reason) => {
+                        warn!(%peer, remote, %reason, "bad request on a mirroring stream");
+                        break "the remote sent a bad request on its mirroring stream";
+                    }
+                },
                 Ok(Some(_)) => break "the remote sent a request on its mirroring stream",
                 Ok(None) => break "the remote closed the connection",
                 Err(_) => break "the connection failed",
@@ -238,6 +272,23 @@ impl Drop for OpenStream<'_> {
     fn drop(&mut self) {
         self.0.streams(-1);
     }
+}
+
+/// Applies a remote's MirrorStates: the partitions here that send to it
+/// follow the state of its receiving ones.
+async fn follow(cluster: &Arc<Cluster>, remote: &str, frame: &Bytes) -> Result<(), String> {
+    let (header, start) = RequestHeader::parse(frame).map_err(|err| err.to_string())?;
+    if header.api_key != MIRROR_STATES_KEY {
+        return Err(format!("unexpected api key {}", header.api_key));
+    }
+    let states: MirrorStates =
+        decode_body(frame, start, header.api_version, "MirrorStates").map_err(|e| e.to_string())?;
+    let (cluster, remote) = (Arc::clone(cluster), remote.to_string());
+    // Following writes the metadata: off the async workers.
+    tokio::task::spawn_blocking(move || cluster.follow_peer_states(&remote, &states.topics))
+        .await
+        .map_err(|err| err.to_string())?
+        .map_err(|err| err.to_string())
 }
 
 /// The stream's content for `remote`.

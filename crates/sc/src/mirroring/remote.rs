@@ -2,7 +2,13 @@
 //! `MirrorConnect` stream open to the home SC, redialed with backoff, and
 //! make the local copies of that home's topics match every response: one
 //! partition each, `ReplicaSpec::Mirror(Remote{home_cluster, home_spus,
-//! target})`. Only that home's copies are created, updated or deleted.
+//! target})`. Only that home's copies are created, updated or deleted;
+//! a copy whose mirroring ended (promoted or failed over here, or ended by
+//! the home) is this cluster's own topic and is left alone.
+//!
+//! A mirror-guard home (it lists MirrorStates in ApiVersions) and this side
+//! also tell each other the state of the partitions each receives: the
+//! copies this side sends follow the home's (paused, ended).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +31,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{CLIENT_ID, MIRRORING_KEY, sc_status};
+use mg_controlplane::operate::{
+    MIRROR_STATES_CORRELATION, MIRROR_STATES_KEY, MirrorStates, TopicMirrorState,
+};
 use crate::cluster::{Cluster, HomeLink, RemoteCopy};
 use crate::error::ApiError;
 use crate::model::HomeSpu;
@@ -170,6 +179,11 @@ where
         .filter(|key| key.min_version <= MIRRORING_VERSION)
         .map(|key| key.max_version.min(MIRRORING_VERSION))
         .ok_or(RemoteError::Unsupported)?;
+    // A mirror-guard home also speaks MirrorStates on the stream.
+    let states_spoken = versions
+        .api_keys
+        .iter()
+        .any(|key| key.api_key == MIRROR_STATES_KEY as i16);
     let connect = MirroringRemoteClusterRequest {
         request: MirrorConnect {
             remote_id: home.remote_id.clone(),
@@ -187,7 +201,29 @@ where
         )?)
         .await?;
     info!(home = %home.id, endpoint = %home.public_endpoint, remote_id = %home.remote_id, "connecting to the home for mirroring");
+    let mut sent_states: Option<Vec<TopicMirrorState>> = None;
+    let mut correlation = 1;
     loop {
+        if states_spoken {
+            // The state of the copies this side receives, whenever it changes.
+            let states = cluster.receiving_states(&home.id);
+            if sent_states.as_ref() != Some(&states) {
+                correlation += 1;
+                let request = MirrorStates {
+                    topics: states.clone(),
+                };
+                write
+                    .write_all(&encode_request(
+                        MIRROR_STATES_KEY,
+                        0,
+                        correlation,
+                        CLIENT_ID,
+                        &request,
+                    )?)
+                    .await?;
+                sent_states = Some(states);
+            }
+        }
         let frame = tokio::select! {
             frame = frames.next() => frame?.ok_or(RemoteError::Closed)?,
             changed = changes.changed() => {
@@ -197,6 +233,17 @@ where
                 continue;
             }
         };
+        if states_spoken && frame.get(..4) == Some(&MIRROR_STATES_CORRELATION.to_be_bytes()[..]) {
+            let states: MirrorStates = decode_body(&frame, 4, 0, "MirrorStates")?;
+            let (sync_cluster, home_id) = (Arc::clone(cluster), home.id.clone());
+            // Following writes the metadata: off the async workers.
+            tokio::task::spawn_blocking(move || {
+                sync_cluster.follow_peer_states(&home_id, &states.topics)
+            })
+            .await
+            .map_err(|err| RemoteError::Apply(ApiError::Invalid(err.to_string())))??;
+            continue;
+        }
         let response: MirroringStatusResponse =
             decode_body(&frame, 4, version, "MirroringStatusResponse")?;
         if !response.error_code.is_ok() {

@@ -10,16 +10,20 @@
 //!                the kind changes, all on the watch's correlation id
 //! Mirroring (1005) a remote SC's MirrorConnect: the connection becomes its
 //!                stream (`crate::mirroring::home`)
+//! MirrorOperate (7001), MirrorReport (7002): mirror-guard's own, for
+//!                operating mirrors ([`operate`])
 //! ```
 //!
 //! Anything else closes the connection with a logged reason.
 
 //!
 //! Map: this module is the listener and the connection loop; [`dispatch`]
-//! turns a request into its answer; [`projection`] renders the cluster as
+//! turns a request into its answer; [`operate`] answers the requests that
+//! operate mirrors; [`projection`] renders the cluster as
 //! Fluvio's metadata types; [`watch`] keeps a watch's stream going.
 
 mod dispatch;
+mod operate;
 mod projection;
 mod watch;
 
@@ -165,6 +169,15 @@ async fn serve_client(
                 warn!(%peer, %reason, "closing connection");
             }
             break;
+        }
+        let ours = mg_transport::RequestHeader::parse(&frame)
+            .is_ok_and(|(header, _)| operate::serves(header.api_key));
+        if ours {
+            if let Err(reason) = operate::handle(&frame, &cluster, &writer).await {
+                warn!(%reason, "closing connection");
+                break;
+            }
+            continue;
         }
         if let Err(reason) =
             dispatch::handle(&frame, &cluster, &writer, &closed, &mut watches).await

@@ -32,6 +32,8 @@ struct Admitted {
     partition: u32,
     /// Home-to-remote: this side sends.
     source: bool,
+    /// The partition's mirror epoch when admitted.
+    epoch: u32,
 }
 
 /// Serves a mirror connection from its StartMirror frame on, until the
@@ -93,8 +95,9 @@ pub(crate) async fn serve<R, W>(
         topic: admitted.topic.clone(),
         partition: admitted.partition,
         peer: peer.to_string(),
+        epoch: admitted.epoch,
     };
-    info!(%peer, remote, topic = %link.topic, partition = link.partition, source = admitted.source, "mirror link admitted");
+    info!(%peer, remote, topic = %link.topic, partition = link.partition, source = admitted.source, epoch = admitted.epoch, "mirror link admitted");
     handles
         .pairing
         .set(&link.mirror, MirrorPairStatus::Successful);
@@ -194,13 +197,23 @@ fn admit(handles: &MirrorHandles, remote: &str, replica: &str) -> Result<Admitte
                 && home.remote_cluster == remote
                 && home.remote_replica == replica
             {
+                let control = handles.controls.get(topic.name(), role.partition());
+                if control.control.paused {
+                    return Err("paused");
+                }
                 return Ok(Admitted {
                     topic: topic.name().to_string(),
                     partition: role.partition(),
                     source: home.source,
+                    epoch: control.control.epoch,
                 });
             }
         }
+    }
+    if handles.controls.ended_for(remote, replica).is_some() {
+        // Promoted or failed over here: a sender that comes back with an
+        // old view is turned away, and counted as such.
+        return Err("fenced");
     }
     Err("no partition here mirrors that remote replica")
 }
@@ -220,7 +233,8 @@ const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Resolves when the link loses its standing: the remote is unregistered,
 /// its certificate was rotated out, the partition is no longer this
-/// remote's (or changed direction, or moved away), or the SPU shuts down.
+/// remote's (or changed direction, or moved away, or its mirror epoch
+/// moved on: paused, promoted, failed over), or the SPU shuts down.
 async fn standing_lost(
     handles: MirrorHandles,
     standing: Standing,

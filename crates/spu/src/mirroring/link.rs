@@ -54,6 +54,9 @@ pub(crate) struct Link {
     pub(crate) topic: String,
     pub(crate) partition: u32,
     pub(crate) peer: String,
+    /// The mirror epoch the link was admitted or dialed at: its records
+    /// are appended only while the partition is not fenced past it.
+    pub(crate) epoch: u32,
 }
 
 /// Why a link ended.
@@ -75,6 +78,8 @@ pub(crate) enum LinkError {
     Misaligned { expected: i64, found: i64 },
     #[error("refused a corrupt batch: {0}")]
     Corrupt(BatchError),
+    #[error("fenced: the link's mirror epoch {epoch} is older than the partition's {fence}")]
+    Fenced { epoch: u32, fence: u32 },
     #[error("storage: {0}")]
     Storage(String),
     #[error("the receiver is ahead of the sender: receiver {receiver}, sender {sender}")]
@@ -207,6 +212,7 @@ where
             });
         }
         let sync = SyncRecords::parse(&frame, start)?;
+        stats.seen();
         if !sync.records.is_empty() {
             leo = append(link, handles, &stats, leo, sync.records).await?;
         }
@@ -228,7 +234,7 @@ async fn append(
     let bytes = records.len() as u64;
     match handles
         .disk
-        .append_mirrored(&link.topic, link.partition, records)
+        .append_mirrored(&link.topic, link.partition, records, link.epoch)
         .await
     {
         Ok(appended) => {
@@ -245,6 +251,11 @@ async fn append(
         Err(AppendError::InvalidBatch(err)) => {
             stats.refuse();
             Err(LinkError::Corrupt(err))
+        }
+        Err(AppendError::Fenced { epoch, fence }) => {
+            stats.refuse();
+            handles.metrics.mirror_refused("fenced");
+            Err(LinkError::Fenced { epoch, fence })
         }
         Err(err) => {
             debug!(leo, %err, "mirrored append failed");
@@ -343,6 +354,7 @@ where
             }
             frame = frames.next() => {
                 peer_leo = read_offsets(&frame?.ok_or(LinkError::Closed)?, theirs)?;
+                stats.seen();
                 while in_flight.front().is_some_and(|end| *end <= peer_leo) {
                     in_flight.pop_front();
                 }

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Map: [`protocol`] is the wire; [`directory`] the mirror objects the SC
-//! pushes and the pairing reported back; `link` the two loops every link
+//! pushes and the pairing reported back; [`controls`] each partition's
+//! mirror epoch (the fence) and pause; `link` the two loops every link
 //! runs once its handshake is done; `home` the accepting side; `remote` the
 //! dialing side (one link per led remote partition, redialed with backoff).
 //!
@@ -25,6 +26,7 @@
 //! pass the produce path, so the guard neither sees nor blocks them, and a
 //! client can never write a mirror partition.
 
+pub mod controls;
 pub mod directory;
 pub(crate) mod home;
 mod link;
@@ -39,6 +41,7 @@ use tokio::sync::watch;
 use crate::changes::{Offsets, Unreported};
 use crate::disk::Disk;
 use crate::metrics::Metrics;
+pub use controls::Controls;
 pub use directory::{MirrorDirectory, Pairing};
 
 /// What mirror links touch.
@@ -54,6 +57,8 @@ pub(crate) struct MirrorHandles {
     /// Bumped whenever the role table changes.
     pub(crate) roles_changed: watch::Receiver<u64>,
     pub(crate) pairing: Arc<Pairing>,
+    /// Each led partition's mirror epoch and pause, as the SC pushed them.
+    pub(crate) controls: Arc<Controls>,
     /// `--insecure-mirroring`: mirror traffic without TLS is let in, the
     /// remote's id taken as claimed (a lab with a Fluvio edge without TLS).
     pub(crate) insecure: bool,

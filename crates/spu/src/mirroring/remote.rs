@@ -1,7 +1,8 @@
 //! The remote side: for every partition this SPU leads as the remote side
 //! of a mirror topic, one link to the home SPU its role names, dialed here
 //! and redialed with backoff, under the remote id the Home mirror object
-//! gives. Links start and stop as roles and mirror objects change.
+//! gives. Links start and stop as roles, mirror objects and mirror
+//! controls change: a paused partition has no link, a new epoch restarts it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,6 +49,8 @@ struct Plan {
     home_spu_key: String,
     /// TLS material from the Home object (pushed by the SC, never logged).
     tls: Option<ClientTls>,
+    /// The partition's mirror epoch: a new one restarts the link.
+    epoch: u32,
 }
 
 struct Running {
@@ -106,6 +109,11 @@ fn plans(handles: &MirrorHandles) -> HashMap<(String, u32), Plan> {
             let Some(home) = directory.home(&remote.home_cluster) else {
                 continue;
             };
+            // Paused (here, or by the home): the records wait.
+            let control = handles.controls.get(topic.name(), role.partition()).control;
+            if control.paused {
+                continue;
+            }
             let plan = Plan {
                 topic: topic.name().to_string(),
                 partition: role.partition(),
@@ -115,6 +123,7 @@ fn plans(handles: &MirrorHandles) -> HashMap<(String, u32), Plan> {
                 target: remote.target,
                 home_spu_key: remote.home_spu_key.clone(),
                 tls: home.client_tls.clone(),
+                epoch: control.epoch,
             };
             plans.insert((plan.topic.clone(), plan.partition), plan);
         }
@@ -130,6 +139,7 @@ async fn run_link(plan: Plan, handles: MirrorHandles, mut stop: ShutdownSignal) 
         topic: plan.topic.clone(),
         partition: plan.partition,
         peer: plan.endpoint.clone(),
+        epoch: plan.epoch,
     };
     loop {
         let stopping = {

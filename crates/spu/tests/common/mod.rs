@@ -65,12 +65,16 @@ impl PartitionStore for Spy {
         topic: &str,
         partition: u32,
         records: &[u8],
+        epoch: u32,
     ) -> Result<Appended, AppendError> {
         self.calls
             .lock()
             .unwrap()
             .push(Call::Mirrored(topic.into(), partition));
-        self.inner.append_mirrored(topic, partition, records)
+        self.inner.append_mirrored(topic, partition, records, epoch)
+    }
+    fn fence_mirror(&self, topic: &str, partition: u32, epoch: u32) -> io::Result<()> {
+        self.inner.fence_mirror(topic, partition, epoch)
     }
     fn sync(&self, topic: &str, partition: u32) -> io::Result<()> {
         self.calls
