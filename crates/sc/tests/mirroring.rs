@@ -129,15 +129,24 @@ async fn connect_as(
 }
 
 /// The next streamed answer, decoded by the oracle; `None` once closed.
+/// MirrorStates frames (sent to our own remote SC only) are skipped.
 async fn next<R: AsyncRead + Unpin>(
     frames: &mut FrameReader<R>,
 ) -> Option<MirroringStatusResponse> {
-    let frame = tokio::time::timeout(Duration::from_secs(20), frames.next())
-        .await
-        .expect("an answer or the end of the stream")
-        .ok()??;
-    assert_eq!(i32::from_be_bytes(frame[..4].try_into().unwrap()), 7);
-    Some(decode_body(&frame, 4, VERSION, "MirroringStatusResponse").unwrap())
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), frames.next())
+            .await
+            .expect("an answer or the end of the stream")
+            .ok()??;
+        let correlation = i32::from_be_bytes(frame[..4].try_into().unwrap());
+        if correlation == mg_controlplane::operate::MIRROR_STATES_CORRELATION {
+            let _: mg_controlplane::operate::MirrorStates =
+                decode_body(&frame, 4, 0, "MirrorStates").unwrap();
+            continue;
+        }
+        assert_eq!(correlation, 7);
+        return Some(decode_body(&frame, 4, VERSION, "MirroringStatusResponse").unwrap());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Upgrading metadata written in schema 1 (the committed fixture): check
+//! Upgrading metadata written in schemas 1 and 2 (the committed fixtures): check
 //! writes nothing, upgrade migrates into a new generation, rollback restores
 //! the old one byte for byte, finalize prunes it; newer, unreadable and
 //! unmigrated objects are refused, never silently dropped.
@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mg_sc::model::{PartitionMirror, TopicReplicas};
+use mg_controlplane::operate::MirrorAction;
+use mg_sc::model::{MirrorState, PartitionMirror, TopicReplicas};
 use mg_sc::store::LoadError;
 use mg_sc::upgrade::{self, Status, Steps, Upgraded};
 use mg_sc::{AdminError, Cluster};
@@ -62,7 +63,7 @@ fn check_reports_every_object_and_writes_nothing() {
     );
     assert_eq!(
         status("edge-metrics-0.json"),
-        Some(Status::NeedsMigration { from: 1, to: 2 })
+        Some(Status::NeedsMigration { from: 1, to: 3 })
     );
     assert_eq!(status("5001.json"), Some(Status::Ok));
     let text = report.render();
@@ -262,4 +263,84 @@ fn unknown_envelope_fields_are_refused_not_dropped() {
         report.render()
     );
     assert!(!report.upgradable());
+}
+
+fn v2_store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/metadata-v2/sc");
+    mg_testkit::copy_dir(&fixture, dir.path());
+    dir
+}
+
+/// Schema 2 to 3: mirror partitions gain a state and an epoch. The upgrade
+/// migrates every partition to `active` at epoch 0 (unknown fields kept),
+/// leaves the schema-2 topics as they are, and a failover made afterwards
+/// is persisted at schema 3 and survives a restart; a rollback before
+/// finalizing brings back the schema-2 files byte for byte.
+#[test]
+fn schema_2_partitions_migrate_to_mirror_states() {
+    let dir = v2_store();
+    let original = snapshot(&dir.path().join("metadata"));
+    assert!(matches!(
+        Cluster::open(dir.path()).unwrap_err(),
+        LoadError::NeedsMigration {
+            found: 2,
+            current: 3,
+            ..
+        }
+    ));
+    let report = upgrade::check(dir.path()).unwrap();
+    let text = report.render();
+    assert!(
+        text.contains("partition: 0 ok, 2 need migration, 0 unreadable, 0 too new"),
+        "{text}"
+    );
+    assert!(
+        text.contains("topic: 2 ok, 0 need migration"),
+        "{text}"
+    );
+    upgrade::upgrade(dir.path(), &mut Steps::default(), |_, _| {}).unwrap();
+
+    let cluster = Cluster::open(dir.path()).unwrap();
+    for partition in cluster.partitions() {
+        assert_eq!(partition.mirror_state, MirrorState::Active, "{partition:?}");
+        assert_eq!(partition.mirror_epoch, 0);
+    }
+    let migrated =
+        fs::read_to_string(dir.path().join("gen-000001/partition/edge-metrics-0.json")).unwrap();
+    assert!(
+        migrated.contains("\"schema\": 3") && migrated.contains("\"placement_note\": \"rack a\""),
+        "{migrated}"
+    );
+
+    // The home receives edge-metrics: it may fail it over. It sends
+    // broadcast: that one is refused here, named.
+    let targets = cluster
+        .act_on_mirror("edge-metrics", Some("edge1"), MirrorAction::Failover)
+        .unwrap();
+    assert_eq!(targets, vec![("edge-metrics".to_string(), 0)]);
+    let refused = cluster
+        .act_on_mirror("broadcast", None, MirrorAction::Pause)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("this cluster sends topic \"broadcast\""), "{refused}");
+    drop(cluster);
+
+    let cluster = Cluster::open(dir.path()).unwrap();
+    let failed_over = cluster
+        .partitions()
+        .into_iter()
+        .find(|p| p.topic == "edge-metrics")
+        .unwrap();
+    assert_eq!(failed_over.mirror_state, MirrorState::FailedOver);
+    assert_eq!(failed_over.mirror_epoch, 1);
+    // Pushed to SPUs as ended at the new epoch, the role kept to name it.
+    let replica = failed_over.to_replica();
+    assert!(replica.control.ended && replica.control.epoch == 1);
+    assert!(replica.mirror.is_some());
+    drop(cluster);
+
+    upgrade::rollback(dir.path()).unwrap();
+    assert_eq!(snapshot(&dir.path().join("metadata")), original);
 }
