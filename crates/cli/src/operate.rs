@@ -70,7 +70,11 @@ async fn call<Q: Encoder, A: Decoder + Default>(
         .next()
         .await
         .map_err(|err| connect(err.to_string()))?
-        .ok_or_else(|| connect(format!("the SC closed the connection: it does not serve {name}")))?;
+        .ok_or_else(|| {
+            connect(format!(
+                "the SC closed the connection: it does not serve {name}"
+            ))
+        })?;
     decode_body(&answer, 4, 0, name).map_err(|err| CliError::Client(err.to_string()))
 }
 

@@ -17,6 +17,7 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio::sync::watch;
 use tracing::info;
@@ -36,10 +37,6 @@ use fluvio_controlplane_metadata::mirror::{ClientTls, MirrorStatus, MirrorType};
 use mg_controlplane::operate::{
     MirrorAction, MirrorLinkReport, MirrorPartitionRow, TopicMirrorState,
 };
-
-/// A leader's link report older than this does not show a partition in
-/// sync (SPUs report every 400 ms).
-pub const FRESH_REPORT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The home a remote cluster mirrors with (its Home mirror object).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -660,7 +657,11 @@ impl Cluster {
     /// own topic now, which the peer's topic list no longer touches.
     fn detached(&self, topic: &str) -> bool {
         let state = self.lock();
-        let mut partitions = state.catalog.partitions.values().filter(|p| p.topic == topic);
+        let mut partitions = state
+            .catalog
+            .partitions
+            .values()
+            .filter(|p| p.topic == topic);
         partitions.all(|p| p.mirror_state.has_ended())
     }
 
@@ -760,7 +761,10 @@ impl Cluster {
         remote: Option<&str>,
         action: MirrorAction,
     ) -> Result<Vec<(String, u32)>, ApiError> {
-        let plan = self.lock().catalog.plan_mirror_action(topic, remote, action)?;
+        let plan = self
+            .lock()
+            .catalog
+            .plan_mirror_action(topic, remote, action)?;
         Ok(plan.targets)
     }
 
@@ -786,15 +790,21 @@ impl Cluster {
             |state, changed| changed.into_iter().for_each(|p| state.put_partition(p)),
         )?;
         if !targets.is_empty() {
-            info!(topic, remote, action = action.as_str(), partitions = targets.len(), "mirror action committed");
+            info!(
+                topic,
+                remote,
+                action = action.as_str(),
+                partitions = targets.len(),
+                "mirror action committed"
+            );
         }
         Ok(targets)
     }
 
     /// Why `targets` are not all in sync now (`None`: they are): each
-    /// leader must have reported within [`FRESH_REPORT`] a connected link
-    /// with no lag.
-    pub fn out_of_sync(&self, targets: &[(String, u32)]) -> Option<String> {
+    /// leader must have reported, since `since` and at the partition's
+    /// current epoch, a connected link with no lag.
+    pub fn out_of_sync(&self, targets: &[(String, u32)], since: Instant) -> Option<String> {
         let reasons: Vec<String> = targets
             .iter()
             .filter_map(|(topic, partition)| {
@@ -805,13 +815,24 @@ impl Cluster {
                 }
                 let leader = object.leader;
                 let Some(seen) = relock(&self.liveness).link_of(topic, *partition) else {
-                    return Some(format!("{name}: no report from its leader (SPU {leader}) yet"));
+                    return Some(format!(
+                        "{name}: no report from its leader (SPU {leader}) yet"
+                    ));
                 };
                 let lag = seen.report.lag;
-                if seen.spu != leader || seen.at.elapsed() > FRESH_REPORT {
-                    Some(format!("{name}: no recent report from its leader (SPU {leader})"))
+                let current = seen.report.epoch >= object.mirror_epoch;
+                if seen.spu != leader || seen.at < since || !current {
+                    Some(format!(
+                        "{name}: no recent report from its leader (SPU {leader})"
+                    ))
+                } else if lag < 0 {
+                    Some(format!(
+                        "{name}: the sender has not said where its log ends yet"
+                    ))
                 } else if !seen.report.connected {
-                    Some(format!("{name}: the sender is not connected (lag {lag} as last seen)"))
+                    Some(format!(
+                        "{name}: the sender is not connected (lag {lag} as last seen)"
+                    ))
                 } else if lag != 0 {
                     Some(format!("{name}: lag {lag} records"))
                 } else {
@@ -836,7 +857,11 @@ impl Cluster {
                 let fenced = seen.as_ref().is_some_and(|seen| {
                     seen.spu == object.leader && seen.report.epoch >= object.mirror_epoch
                 });
-                let online = if self.is_online(object.leader) { "online" } else { "offline" };
+                let online = if self.is_online(object.leader) {
+                    "online"
+                } else {
+                    "offline"
+                };
                 (!fenced).then(|| {
                     format!(
                         "{topic}-{partition}: SPU {} ({online}) has not confirmed mirror epoch {}",
@@ -876,7 +901,11 @@ impl Cluster {
 
     fn partition(&self, topic: &str, partition: u32) -> Option<PartitionObject> {
         let state = self.lock();
-        state.catalog.partitions.get(&(topic.to_string(), partition)).cloned()
+        state
+            .catalog
+            .partitions
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 
     /// Every mirror partition, as an operator sees it: state, epoch, and

@@ -103,10 +103,21 @@ impl Liveness {
     /// Records a leader's report of a mirror partition's link; returns
     /// whether something a waiter cares about changed (the epoch, the
     /// connection, the lag), not only counters and times.
-    pub fn link(&mut self, spu: i32, topic: &str, partition: u32, report: MirrorLinkReport) -> bool {
+    pub fn link(
+        &mut self,
+        spu: i32,
+        topic: &str,
+        partition: u32,
+        report: MirrorLinkReport,
+    ) -> bool {
         let key = (topic.to_string(), partition);
         let before = self.links.get(&key).map(|seen| {
-            (seen.spu, seen.report.epoch, seen.report.connected, seen.report.lag)
+            (
+                seen.spu,
+                seen.report.epoch,
+                seen.report.connected,
+                seen.report.lag,
+            )
         });
         let now = (spu, report.epoch, report.connected, report.lag);
         self.links.insert(

@@ -24,11 +24,11 @@ use mg_controlplane::keys::{
     CORRELATION_ID, REGISTER_WITH_FLAGS_VERSION, UPDATE_REPLICA_VERSION,
     UPDATE_REPLICA_WITHOUT_FLAGS,
 };
+use mg_controlplane::operate::{REGISTER_WITH_CONTROL_VERSION, UPDATE_REPLICA_CONTROL_VERSION};
 use mg_controlplane::{
     RegisterSpuRequest, RegisterSpuResponse, ReplicaRemovedRequest, ScKey, SpuKey,
     UpdateLrsRequest, UpdateMirrorRequest, UpdateMirrorStatRequest, UpdateSpuRequest,
 };
-use mg_controlplane::operate::{REGISTER_WITH_CONTROL_VERSION, UPDATE_REPLICA_CONTROL_VERSION};
 use mg_controlplane::{Replica, UpdateReplicaRequest};
 use mg_transport::{
     BodyError, EncodeError, FrameError, FrameLimits, FrameReader, RequestHeader, RunningServer,

@@ -267,8 +267,8 @@ fn unknown_envelope_fields_are_refused_not_dropped() {
 
 fn v2_store() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/metadata-v2/sc");
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/metadata-v2/sc");
     mg_testkit::copy_dir(&fixture, dir.path());
     dir
 }
@@ -296,10 +296,7 @@ fn schema_2_partitions_migrate_to_mirror_states() {
         text.contains("partition: 0 ok, 2 need migration, 0 unreadable, 0 too new"),
         "{text}"
     );
-    assert!(
-        text.contains("topic: 2 ok, 0 need migration"),
-        "{text}"
-    );
+    assert!(text.contains("topic: 2 ok, 0 need migration"), "{text}");
     upgrade::upgrade(dir.path(), &mut Steps::default(), |_, _| {}).unwrap();
 
     let cluster = Cluster::open(dir.path()).unwrap();
@@ -324,7 +321,10 @@ fn schema_2_partitions_migrate_to_mirror_states() {
         .act_on_mirror("broadcast", None, MirrorAction::Pause)
         .unwrap_err()
         .to_string();
-    assert!(refused.contains("this cluster sends topic \"broadcast\""), "{refused}");
+    assert!(
+        refused.contains("this cluster sends topic \"broadcast\""),
+        "{refused}"
+    );
     drop(cluster);
 
     let cluster = Cluster::open(dir.path()).unwrap();

@@ -518,12 +518,21 @@ impl Session<'_> {
             match self.disk.fence_mirror(&topic, partition, epoch).await {
                 Ok(()) => {
                     table.fenced(&topic, partition, epoch);
-                    info!(topic, partition, epoch, paused = control.paused, ended = control.ended, "mirror fence raised");
+                    info!(
+                        topic,
+                        partition,
+                        epoch,
+                        paused = control.paused,
+                        ended = control.ended,
+                        "mirror fence raised"
+                    );
                     self.unreported.mark(&topic, partition);
                 }
                 // Not reported as fenced: the SC keeps waiting, and the
                 // next push of the partition tries again.
-                Err(err) => warn!(topic, partition, epoch, %err, "could not fence a mirror partition"),
+                Err(err) => {
+                    warn!(topic, partition, epoch, %err, "could not fence a mirror partition")
+                }
             }
         }
     }

@@ -96,8 +96,9 @@ impl LinkStats {
         self.records.fetch_add(records, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
+    /// The lag as last seen; -1 while it is unknown (a new link).
     pub(crate) fn set_lag(&self, lag: i64) {
-        self.lag.store(lag.max(0), Ordering::Relaxed);
+        self.lag.store(lag.max(-1), Ordering::Relaxed);
     }
     pub(crate) fn refuse(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +372,7 @@ fn encode_links(encoder: &mut DescriptorEncoder, m: &Metrics) -> Result<(), std:
         ),
         (
             "mirror_guard_mirror_lag_records",
-            "Sender log end minus receiver log end, as last seen.",
+            "Sender log end minus receiver log end, as last seen; -1 until a new link hears it.",
             MetricType::Gauge,
             |l| l.lag(),
         ),

@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
@@ -139,4 +139,198 @@ pub fn kill9(pid: i32) {
             .unwrap()
             .success()
     });
+}
+
+/// Every record byte a cluster stores for a partition, in log order,
+/// whichever of its SPUs holds it.
+pub fn stored(cluster: &LocalCluster, topic: &str, partition: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for spu in std::fs::read_dir(cluster.dir.path()).unwrap() {
+        let dir = spu.unwrap().path().join(format!("{topic}-{partition}"));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            bytes.extend(std::fs::read(log).unwrap());
+        }
+    }
+    bytes
+}
+
+/// (LEO, records) as `partition list` reports them for `topic`.
+pub fn leo(cluster: &LocalCluster, topic: &str, partition: u32) -> Option<i64> {
+    let out = cluster.cli(&["partition", "list"], None);
+    let list = text(&out.stdout);
+    list.lines().find_map(|line| {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        (cells.first() == Some(&topic) && cells.get(1) == Some(&partition.to_string().as_str()))
+            .then(|| cells.last()?.parse().ok())
+            .flatten()
+    })
+}
+
+pub fn consume(cluster: &LocalCluster, topic: &str, partition: u32) -> String {
+    let p = partition.to_string();
+    text(
+        &cluster
+            .cli(&["consume", topic, "-B", "-d", "-p", &p], None)
+            .stdout,
+    )
+}
+
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Pairs `edge` with `home` as remote `id`: register, export, connect.
+pub fn pair(home: &LocalCluster, edge: &LocalCluster, id: &str) -> PathBuf {
+    ok(home.cli(&["remote", "register", id], None));
+    let file = home.dir.path().join(format!("{id}.json"));
+    let out = ok(home.cli(
+        &["remote", "export", id, "--file", file.to_str().unwrap()],
+        None,
+    ));
+    assert!(out.contains("exported"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the export file is private");
+    let out = ok(edge.cli(&["home", "connect", "--file", file.to_str().unwrap()], None));
+    assert_eq!(out, "connecting with \"home\" cluster\n");
+    file
+}
+
+pub fn mirror_topic(home: &LocalCluster, name: &str, remotes: &[&str], home_to_remote: bool) {
+    let list = home.dir.path().join(format!("{name}-remotes.json"));
+    std::fs::write(&list, serde_json::to_string(remotes).unwrap()).unwrap();
+    let mut args = vec![
+        "topic",
+        "create",
+        name,
+        "--mirror-apply",
+        list.to_str().unwrap(),
+    ];
+    if home_to_remote {
+        args.push("--home-to-remote");
+    }
+    ok(home.cli(&args, None));
+}
+
+pub fn has_topic(cluster: &LocalCluster, name: &str, kind: &str) -> bool {
+    let list = text(&cluster.cli(&["topic", "list"], None).stdout);
+    list.lines().any(|l| l.contains(name) && l.contains(kind))
+}
+
+pub fn log_lines(cluster: &LocalCluster, needle: &str) -> usize {
+    let logs = cluster.dir.path().join("logs");
+    std::fs::read_dir(logs)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .map(|log| log.lines().filter(|l| l.contains(needle)).count())
+        .sum()
+}
+
+/// Processes this test started again by hand, by (cluster, index); killed
+/// when the test ends.
+#[derive(Default)]
+pub struct Restarted(Vec<((String, usize), Child)>);
+
+impl Restarted {
+    /// The live pid of a cluster's process `index` (0: the SC, then the
+    /// SPUs): its last restart, or the one `cluster start` recorded.
+    pub fn pid(&self, cluster: &LocalCluster, index: usize) -> i32 {
+        let key = (cluster.sc.clone(), index);
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, child)| child.id() as i32)
+            .unwrap_or(cluster.pids()[index])
+    }
+}
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Kills a cluster's SC (`index` 0) or SPU (`index` 1..) with SIGKILL and
+/// starts it again on the same data and ports.
+pub fn kill_and_restart(cluster: &LocalCluster, index: usize, restarted: &mut Restarted) {
+    kill9(restarted.pid(cluster, index));
+    let file = cluster.file();
+    let dir: &Path = cluster.dir.path();
+    let private = file["sc_private"].as_str().unwrap();
+    let mut command = Command::new(BIN);
+    command.arg(if index == 0 { "sc" } else { "spu" });
+    command.arg("--tls-dir").arg(dir.join("tls"));
+    if index == 0 {
+        command
+            .arg("--data-dir")
+            .arg(dir.join("sc"))
+            .args(["--public", file["sc_public"].as_str().unwrap()])
+            .args(["--private", private]);
+    } else {
+        let spu = &file["spus"][index - 1];
+        let id = spu["id"].as_i64().unwrap().to_string();
+        command
+            .args(["--id", &id])
+            .args(["--listen", spu["public"].as_str().unwrap()])
+            .arg("--data-dir")
+            .arg(dir.join(format!("spu-{id}")))
+            .args(["--sc", private]);
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    restarted.0.push(((cluster.sc.clone(), index), child));
+    // Back before the test goes on: a client must find it serving.
+    let serves = if index == 0 {
+        file["sc_public"].as_str().unwrap().to_string()
+    } else {
+        file["spus"][index - 1]["public"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    eventually("the restarted process to serve", || {
+        std::net::TcpStream::connect(&serves).is_ok()
+    });
+}
+
+/// `GET /metrics` from `endpoint`, the whole answer.
+pub fn scrape(endpoint: &str) -> String {
+    let mut http = std::net::TcpStream::connect(endpoint).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
+}
+
+/// Sends `signal` (e.g. "STOP", "CONT") to process `pid`.
+pub fn signal(pid: i32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
 }

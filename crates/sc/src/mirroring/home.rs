@@ -31,10 +31,10 @@ use tracing::{info, warn};
 use super::{MIRRORING_KEY, MirroringAccess, sc_status};
 use crate::versions::{PLATFORM_VERSION, SERVED_VERSIONS};
 use bytes::BytesMut;
-use mg_transport::tls::Identity;
 use mg_controlplane::operate::{
     MIRROR_STATES_CORRELATION, MIRROR_STATES_KEY, MirrorStates, TopicMirrorState,
 };
+use mg_transport::tls::Identity;
 use mg_transport::{FrameLimits, RequestHeader, decode_body};
 use mg_wire::{ErrorCode as WireCode, write_api_versions};
 

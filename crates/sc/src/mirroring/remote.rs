@@ -31,12 +31,12 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{CLIENT_ID, MIRRORING_KEY, sc_status};
-use mg_controlplane::operate::{
-    MIRROR_STATES_CORRELATION, MIRROR_STATES_KEY, MirrorStates, TopicMirrorState,
-};
 use crate::cluster::{Cluster, HomeLink, RemoteCopy};
 use crate::error::ApiError;
 use crate::model::HomeSpu;
+use mg_controlplane::operate::{
+    MIRROR_STATES_CORRELATION, MIRROR_STATES_KEY, MirrorStates, TopicMirrorState,
+};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);

@@ -76,9 +76,12 @@ async fn operate(cluster: &Arc<Cluster>, request: MirrorOperateRequest) -> Mirro
         Err(err) => return failed(err.to_string()),
     };
     if action == MirrorAction::Promote {
+        // In sync means as reported after this request came: a report from
+        // before may predate records the sender took since.
+        let since = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
         if let Err(why) = cluster
-            .wait_until(deadline, |c| c.out_of_sync(&targets))
+            .wait_until(deadline, |c| c.out_of_sync(&targets, since))
             .await
         {
             return MirrorOperateResponse {
@@ -102,9 +105,7 @@ async fn operate(cluster: &Arc<Cluster>, request: MirrorOperateRequest) -> Mirro
         Err(err) => return failed(format!("the change failed: {err}")),
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    let fenced = cluster
-        .wait_until(deadline, |c| c.unfenced(&targets))
-        .await;
+    let fenced = cluster.wait_until(deadline, |c| c.unfenced(&targets)).await;
     MirrorOperateResponse {
         error: fenced.err().map(|why| {
             format!(

@@ -70,7 +70,8 @@ impl Controls {
 
     /// Keeps only the partitions in `led` (a full sync lists them all).
     pub fn retain(&self, led: impl Fn(&str, u32) -> bool) {
-        self.lock().retain(|(topic, partition), _| led(topic, *partition));
+        self.lock()
+            .retain(|(topic, partition), _| led(topic, *partition));
     }
 
     /// Forgets a partition (no longer led, or deleted).
@@ -81,14 +82,16 @@ impl Controls {
     /// The partition whose mirroring with `remote`'s `replica` ended, if
     /// one did: a link asking for it is fenced, not unknown.
     pub fn ended_for(&self, remote: &str, replica: &str) -> Option<(String, u32, u32)> {
-        self.lock().iter().find_map(|((topic, partition), c)| match &c.former {
-            Some(PartitionMirrorConfig::Home(home))
-                if home.remote_cluster == remote && home.remote_replica == replica =>
-            {
-                Some((topic.clone(), *partition, c.control.epoch))
-            }
-            _ => None,
-        })
+        self.lock()
+            .iter()
+            .find_map(|((topic, partition), c)| match &c.former {
+                Some(PartitionMirrorConfig::Home(home))
+                    if home.remote_cluster == remote && home.remote_replica == replica =>
+                {
+                    Some((topic.clone(), *partition, c.control.epoch))
+                }
+                _ => None,
+            })
     }
 
     /// Every partition with a control, and it.

@@ -42,6 +42,11 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
 /// A sender whose syncs go unanswered this long starts again from the
 /// receiver's last announced log end.
 const STALLED_AFTER: Duration = Duration::from_secs(10);
+/// How often, at most, an idle sender answers the receiver's log end with
+/// an empty SyncRecords carrying its own: the receiver then knows its lag
+/// (zero) without waiting for records. Fluvio's receivers skip an empty
+/// record set and answer with their offsets, so this is bounded here.
+const IDLE_SYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// What a link is: the partition on this side, who is on the other.
 #[derive(Debug, Clone)]
@@ -187,6 +192,8 @@ where
         .metrics
         .link(&link.remote, &link.topic, link.partition, "receiver");
     let _up = Up::new(&stats);
+    // Unknown until the sender says where its log ends.
+    stats.set_lag(-1);
     let mut leo = log_end(handles, link).await?;
     announce(writer, link, mine.offsets, leo).await?;
     // Paired once the sender's records come (the home side is paired as
@@ -306,6 +313,7 @@ where
     // This log's end as far as known: the watch, or a read that found more
     // (an append is announced on the watch a moment after it is readable).
     let mut local_leo = current;
+    let mut idle_sync_at: Option<tokio::time::Instant> = None;
     loop {
         local_leo = local_leo.max(*local.borrow_and_update());
         if peer_leo > local_leo {
@@ -345,6 +353,19 @@ where
             sent_upto = end;
         }
         stats.set_lag(local_leo - peer_leo);
+        let idle = in_flight.is_empty() && sent_upto >= local_leo;
+        if idle && idle_sync_at.is_none_or(|at| at.elapsed() >= IDLE_SYNC_EVERY) {
+            let sync = SyncRecords {
+                hw: local_leo,
+                leo: local_leo,
+                records: Bytes::new(),
+            };
+            correlation = correlation.wrapping_add(1);
+            writer
+                .write_all(&sync.encode_head(mine.sync, correlation, &client_id)?)
+                .await?;
+            idle_sync_at = Some(tokio::time::Instant::now());
+        }
         tokio::select! {
             reason = &mut stop => return Ok(Ended::Stopped(reason)),
             changed = local.changed() => {
