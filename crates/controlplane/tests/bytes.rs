@@ -166,3 +166,57 @@ fn a_frame_with_trailing_bytes_is_refused() {
         Err(BodyError::Trailing { count: 1, .. })
     ));
 }
+
+/// mirror-guard's extension stays out of Fluvio's versions: at v18 a
+/// replica's bytes are the same whatever its mirror control holds (so a
+/// Fluvio SPU reads exactly what Fluvio's SC sends), and only v19 appends
+/// the control (epoch u32, paused, ended).
+#[test]
+fn mirror_controls_travel_only_at_v19() {
+    let plain = replica();
+    let controlled = Replica {
+        control: operate::MirrorControl {
+            epoch: 7,
+            paused: true,
+            ended: false,
+        },
+        ..replica()
+    };
+    assert_eq!(encoded(&controlled, 18), encoded(&plain, 18));
+    let mut v19 = encoded(&plain, 18);
+    v19.extend_from_slice(&hex("00000007 01 00"));
+    assert_eq!(encoded(&controlled, 19), v19);
+    let back = Replica::decode_from(&mut std::io::Cursor::new(&v19), 19).unwrap();
+    assert_eq!(back, controlled);
+    let at_18 = Replica::decode_from(&mut std::io::Cursor::new(encoded(&plain, 18)), 18).unwrap();
+    assert_eq!(at_18.control, operate::MirrorControl::default());
+}
+
+/// Likewise for the link report in a status report: absent at v1 (Fluvio's
+/// SC decodes our v1 reports), an option at v2.
+#[test]
+fn link_reports_travel_only_at_lrs_v2() {
+    let plain = LrsRequest {
+        id: ReplicaKey::new("t", 0u32),
+        base_offset: 3,
+        ..Default::default()
+    };
+    let report = operate::MirrorLinkReport {
+        epoch: 2,
+        connected: true,
+        lag: 0,
+        records: 10,
+        bytes: 640,
+        last_seen_ms: 1_700_000_000_000,
+        refused: 1,
+    };
+    let reported = LrsRequest {
+        mirror: Some(report),
+        ..plain.clone()
+    };
+    assert_eq!(encoded(&reported, 1), encoded(&plain, 1));
+    let v2 = encoded(&reported, 2);
+    assert_eq!(v2.len(), encoded(&plain, 1).len() + 1 + 4 + 1 + 8 * 4 + 8);
+    let back = LrsRequest::decode_from(&mut std::io::Cursor::new(&v2), 2).unwrap();
+    assert_eq!(back, reported);
+}
