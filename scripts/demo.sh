@@ -56,3 +56,19 @@ echo '-> refused by the edge SPU: a home-to-remote topic is written at home only
 home partition list
 home remote list
 edge home status
+
+echo; echo '# Operating the mirror, at the home that receives it'
+home topic mirror-pause edge-metrics
+until_prints paused-by-peer env MIRROR_GUARD_SC=$EDGE_SC "$MG" home status
+edge produce edge-metrics <<< 'cpu=80'; printf '  < cpu=80\n'
+edge home status
+home consume edge-metrics -B -d
+echo '-> paused: cpu=80 waits at the edge'
+home topic mirror-resume edge-metrics
+home topic promote edge-metrics
+home consume edge-metrics -B -d
+home produce edge-metrics <<< 'written at home'; printf '  < written at home\n'
+echo '-> promoted: the partition is the home'"'"'s own, and the edge is fenced off'
+until_prints ended env MIRROR_GUARD_SC=$EDGE_SC "$MG" home status
+home topic list
+edge home status

@@ -207,6 +207,10 @@ fn pause_resume_and_promote_lose_nothing_and_wait_for_the_sync() {
     eventually("the edge to show the mirror ended", || {
         partition_json(&mirrors_json(&edge, false), "metrics")["state"] == "ended"
     });
+    // Ended, not failing: the edge's pairing with its home holds.
+    eventually("the edge's SPU pairing to hold", || {
+        mirrors_json(&edge, false)["mirrors"][0]["spu"] == "Connected"
+    });
     // Acting again on an ended mirror: promote is done already, pause is refused.
     ok(home.cli(&["topic", "promote", "metrics"], None));
     let out = home.cli(&["topic", "mirror-pause", "metrics"], None);

@@ -174,6 +174,9 @@ pub(crate) async fn serve_tls<S>(
                     stop,
                 )
                 .await;
+                // A link this side ends (paused, fenced, unregistered) is
+                // closed cleanly: TLS close_notify, then the socket.
+                let _ = write.shutdown().await;
                 return;
             }
             other => {

@@ -157,8 +157,17 @@ async fn run_link(plan: Plan, handles: MirrorHandles, mut stop: ShutdownSignal) 
         let stopped = matches!(ended, Ok(Ended::Stopped(_)));
         finish(&link, &handles, ended);
         if stopped || !backoff.wait(&mut stop).await {
-            return;
+            break;
         }
+    }
+    // Stopped because the partition was paused, or its mirroring ended:
+    // the home closed the link first (it fences at once), which is no
+    // failure of the pairing; it must not show as one.
+    let control = handles.controls.get(&plan.topic, plan.partition).control;
+    if control.paused || control.ended {
+        handles
+            .pairing
+            .set(&plan.home, MirrorPairStatus::Successful);
     }
 }
 
