@@ -220,3 +220,58 @@ fn pause_resume_and_promote_lose_nothing_and_wait_for_the_sync() {
     let out = edge.cli(&["topic", "promote", "metrics"], None);
     assert!(!out.status.success());
 }
+
+/// Home to remote: the remote receives, so the remote operates it; the
+/// home follows as the sender.
+#[test]
+fn a_remote_pauses_resumes_and_fails_over_what_the_home_sends_it() {
+    let home = LocalCluster::start(1);
+    let edge = LocalCluster::start(1);
+    pair(&home, &edge, "edge1");
+    mirror_topic(&home, "config", &["edge1"], true);
+    eventually("the edge's copy", || {
+        has_topic(&edge, "config", "from-home")
+    });
+    ok(home.cli(&["produce", "config", "-p", "0"], Some("c0\n")));
+    eventually("the home's record at the edge", || {
+        leo(&edge, "config", 0) == Some(1)
+    });
+    // The home sends: it is told to act where the topic is received.
+    let out = home.cli(&["topic", "mirror-pause", "config"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("this cluster sends topic \"config\""),
+        "{}",
+        text(&out.stderr)
+    );
+
+    ok(edge.cli(&["topic", "mirror-pause", "config"], None));
+    eventually("the home to hear of the pause", || {
+        partition_json(&mirrors_json(&home, true), "config")["state"] == "paused-by-peer"
+    });
+    ok(home.cli(&["produce", "config", "-p", "0"], Some("c1\n")));
+    eventually("the home's new record", || {
+        leo(&home, "config", 0) == Some(2)
+    });
+    assert_eq!(leo(&edge, "config", 0), Some(1), "paused: nothing came");
+    ok(edge.cli(&["topic", "mirror-resume", "config"], None));
+    eventually("the backlog at the edge", || {
+        leo(&edge, "config", 0) == Some(2)
+    });
+    assert_eq!(stored(&edge, "config", 0), stored(&home, "config", 0));
+
+    // Fail over at the edge: its copy takes local produce (no more 11006),
+    // and the home shows the mirror ended.
+    let refused = edge.cli(&["produce", "config"], Some("local\n"));
+    assert!(text(&refused.stderr).contains("11006"));
+    ok(edge.cli(&["topic", "failover", "config"], None));
+    ok(edge.cli(&["produce", "config"], Some("local\n")));
+    eventually("the local record at the edge", || {
+        leo(&edge, "config", 0) == Some(3)
+    });
+    eventually("the home to show the mirror ended", || {
+        partition_json(&mirrors_json(&home, true), "config")["state"] == "ended"
+    });
+    ok(home.cli(&["produce", "config", "-p", "0"], Some("c2\n")));
+    assert_eq!(consume(&edge, "config", 0), "c0\nc1\nlocal\n");
+}
