@@ -34,11 +34,54 @@ struct Window {
     suppressed: u64,
 }
 
+/// The log windows: peer -> topic -> client id. Nested so that a refusal
+/// inside an open window (the common case under a misconfigured producer)
+/// looks its window up by borrowed names, allocating nothing.
+#[derive(Debug, Default)]
+struct Windows {
+    by_peer: HashMap<SocketAddr, HashMap<String, HashMap<String, Window>>>,
+    len: usize,
+}
+
+impl Windows {
+    fn get_mut(&mut self, peer: SocketAddr, topic: &str, client_id: &str) -> Option<&mut Window> {
+        self.by_peer
+            .get_mut(&peer)?
+            .get_mut(topic)?
+            .get_mut(client_id)
+    }
+
+    fn insert(&mut self, peer: SocketAddr, topic: &str, client_id: &str, window: Window) {
+        let topics = self.by_peer.entry(peer).or_default();
+        let clients = match topics.get_mut(topic) {
+            Some(clients) => clients,
+            None => topics.entry(topic.to_string()).or_default(),
+        };
+        if clients.insert(client_id.to_string(), window).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Drops the windows `keep` refuses, and the maps left empty.
+    fn retain(&mut self, keep: impl Fn(&Window) -> bool) {
+        let mut len = 0;
+        self.by_peer.retain(|_, topics| {
+            topics.retain(|_, clients| {
+                clients.retain(|_, window| keep(window));
+                len += clients.len();
+                !clients.is_empty()
+            });
+            !topics.is_empty()
+        });
+        self.len = len;
+    }
+}
+
 /// The refusals an SPU has seen.
 #[derive(Debug, Default)]
 pub struct Refusals {
     counts: Mutex<Counts>,
-    windows: Mutex<HashMap<(String, String, SocketAddr), Window>>,
+    windows: Mutex<Windows>,
 }
 
 impl Refusals {
@@ -86,8 +129,7 @@ impl Refusals {
             }
         }
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (topic.to_string(), client_id.to_string(), peer);
-        let suppressed = match windows.get_mut(&key) {
+        let suppressed = match windows.get_mut(peer, topic, client_id) {
             Some(window) if now.duration_since(window.started) < LOG_INTERVAL => {
                 window.suppressed += 1;
                 return None;
@@ -101,21 +143,19 @@ impl Refusals {
                 suppressed
             }
             None => {
-                if windows.len() >= MAX_WINDOWS {
-                    windows.retain(|_, w| now.duration_since(w.started) < LOG_INTERVAL);
+                if windows.len >= MAX_WINDOWS {
+                    windows.retain(|w| now.duration_since(w.started) < LOG_INTERVAL);
                 }
-                if windows.len() >= MAX_WINDOWS {
+                if windows.len >= MAX_WINDOWS {
                     // Too many producers refused at once: counted, not
                     // logged, rather than a line each.
                     return None;
                 }
-                windows.insert(
-                    key,
-                    Window {
-                        started: now,
-                        suppressed: 0,
-                    },
-                );
+                let window = Window {
+                    started: now,
+                    suppressed: 0,
+                };
+                windows.insert(peer, topic, client_id, window);
                 0
             }
         };
@@ -196,6 +236,29 @@ mod tests {
             Some(2)
         );
         assert_eq!(refusals.count("m", 11003, "app"), 5);
+    }
+
+    #[test]
+    fn windows_are_bounded_and_expired_ones_make_room() {
+        let refusals = Refusals::default();
+        let t0 = Instant::now();
+        let peer = |n: usize| SocketAddr::from(([127, 0, 0, 1], 1000 + (n % 50_000) as u16));
+        for n in 0..MAX_WINDOWS {
+            assert_eq!(
+                refusals.refused_at("m", 0, 11003, &format!("c{n}"), peer(n), t0),
+                Some(0)
+            );
+        }
+        // Full: a new producer is counted, not logged, while all are open.
+        let extra = refusals.refused_at("m", 0, 11003, "late", peer(1), t0);
+        assert_eq!(extra, None);
+        // Once they expired, the next one is logged in a window of its own.
+        let later = t0 + LOG_INTERVAL;
+        assert_eq!(
+            refusals.refused_at("m", 0, 11003, "late", peer(1), later),
+            Some(0)
+        );
+        assert_eq!(refusals.windows.lock().unwrap().len, 1);
     }
 
     #[test]
