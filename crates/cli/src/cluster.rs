@@ -47,6 +47,8 @@ pub enum ClusterCommand {
         /// instead of generated.
         #[arg(long)]
         ca_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: crate::sc::StoreArgs,
     },
     /// Stop the cluster's processes, keeping its data.
     Shutdown {
@@ -105,6 +107,12 @@ struct ClusterFile {
     /// Plaintext mirror traffic let in (`--insecure-mirroring`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     insecure_mirroring: bool,
+    /// The SC's metadata on etcd (`--store`); files when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
+    /// The cluster's key prefix on etcd (`--etcd-prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    etcd_prefix: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -138,12 +146,14 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             base_port,
             insecure_mirroring,
             ca_dir,
+            store,
         } => start(
             &data_dir.unwrap_or_else(default_data_dir),
             spus,
             base_port,
             insecure_mirroring,
             ca_dir.as_deref(),
+            &store,
         ),
         ClusterCommand::Shutdown { data_dir } => {
             shutdown(&data_dir.unwrap_or_else(default_data_dir))
@@ -212,10 +222,14 @@ fn start(
     base_port: u16,
     insecure_mirroring: bool,
     ca_dir: Option<&Path>,
+    store: &crate::sc::StoreArgs,
 ) -> Result<()> {
     if file_path(data_dir).exists() {
         return Err(CliError::ClusterExists(data_dir.to_path_buf()));
     }
+    store
+        .config()
+        .map_err(|reason| CliError::Client(format!("--store: {reason}")))?;
     if spus == 0 {
         return Err(CliError::NoSpu);
     }
@@ -245,6 +259,8 @@ fn start(
         pids: Vec::new(),
         sc_metrics: Some(port(2 + spus)?),
         insecure_mirroring,
+        store: store.store.clone(),
+        etcd_prefix: store.store.as_ref().map(|_| store.etcd_prefix.clone()),
     };
     // The cluster's CA, for mirroring over mutual TLS: it signs the SC's
     // and SPUs' server certificate here, and each remote's at `remote export`.
@@ -377,6 +393,12 @@ fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<()> {
         mirroring.push("--insecure-mirroring".to_string());
     }
     sc_args.extend(mirroring.iter().cloned());
+    if let Some(url) = &file.store {
+        sc_args.extend(["--store".to_string(), url.clone()]);
+        if let Some(prefix) = &file.etcd_prefix {
+            sc_args.extend(["--etcd-prefix".to_string(), prefix.clone()]);
+        }
+    }
     if let Some(metrics) = file.sc_metrics {
         sc_args.push("--metrics-port".into());
         sc_args.push(metrics.port().to_string());

@@ -37,6 +37,31 @@ pub struct ScArgs {
     /// Port for the SC's Prometheus `/metrics` on 127.0.0.1 (none if absent).
     #[arg(long)]
     metrics_port: Option<u16>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Where the SC keeps its metadata (`sc` and `cluster start`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// `etcd://HOST:PORT[,HOST:PORT…]` to keep the metadata on etcd v3;
+    /// files under --data-dir when absent.
+    #[arg(long, value_name = "etcd://HOST:PORT[,…]")]
+    pub store: Option<String>,
+    /// The key prefix of this cluster on etcd.
+    #[arg(long, default_value = "/mirror-guard/default", requires = "store")]
+    pub etcd_prefix: String,
+}
+
+impl StoreArgs {
+    /// The store these arguments name.
+    pub fn config(&self) -> Result<mg_sc::persist::StoreConfig, String> {
+        match &self.store {
+            None => Ok(mg_sc::persist::StoreConfig::Files),
+            Some(url) => mg_sc::etcd::EtcdConfig::parse(url, &self.etcd_prefix)
+                .map(mg_sc::persist::StoreConfig::Etcd),
+        }
+    }
 }
 
 pub fn run(args: ScArgs) -> ExitCode {
@@ -56,7 +81,14 @@ pub fn run(args: ScArgs) -> ExitCode {
         };
         spus.push((id, public.to_string()));
     }
-    let cluster = match Cluster::open(&args.data_dir) {
+    let store = match args.store.config() {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("error: --store: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let cluster = match Cluster::open_with(&args.data_dir, &store) {
         Ok(cluster) => Arc::new(cluster),
         Err(err) => {
             eprintln!("error: cannot load the metadata: {err}");

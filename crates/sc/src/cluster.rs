@@ -31,8 +31,9 @@ use crate::model::{
     HomeSpu, MirrorKind, MirrorObject, MirrorState, PartitionMirror, PartitionObject, SpuObject,
     TopicObject, TopicReplicas,
 };
+use crate::persist::{Changeset, Persistence, StoreConfig};
 use crate::secrets::Secrets;
-use crate::store::{LoadError, MetadataStore, remove_stale_temps};
+use crate::store::{LoadError, remove_stale_temps};
 use fluvio_controlplane_metadata::mirror::{ClientTls, MirrorStatus, MirrorType};
 use mg_controlplane::operate::{
     MirrorAction, MirrorLinkReport, MirrorPartitionRow, TopicMirrorState,
@@ -94,7 +95,7 @@ impl State {
 /// The SC's metadata, shared by its servers.
 #[derive(Debug)]
 pub struct Cluster {
-    store: MetadataStore,
+    store: Persistence,
     secrets: Secrets,
     /// Held for the whole of a change, persistence included.
     writer: Mutex<()>,
@@ -117,14 +118,22 @@ impl Cluster {
     /// Refuses, too, metadata that needs migrating, metadata from a newer
     /// schema, and an interrupted upgrade.
     pub fn open(data_dir: &Path) -> Result<Self, LoadError> {
+        Self::open_with(data_dir, &StoreConfig::Files)
+    }
+
+    /// [`open`](Self::open), the metadata kept where `config` says; local
+    /// state (the secrets) stays under `data_dir`.
+    pub fn open_with(data_dir: &Path, config: &StoreConfig) -> Result<Self, LoadError> {
         let list_error = |source| LoadError::List {
             path: data_dir.to_path_buf(),
             source,
         };
-        if let Some(interrupted) = crate::upgrade::interrupted(data_dir).map_err(list_error)? {
+        if *config == StoreConfig::Files
+            && let Some(interrupted) = crate::upgrade::interrupted(data_dir).map_err(list_error)?
+        {
             return Err(LoadError::IncompleteUpgrade(interrupted));
         }
-        let store = MetadataStore::open(data_dir).map_err(list_error)?;
+        let store = Persistence::open(config, data_dir).map_err(list_error)?;
         let mut catalog = Catalog::default();
         for spu in store.load_all::<SpuObject>()? {
             catalog.spus.insert(spu.id, spu);
@@ -143,9 +152,12 @@ impl Cluster {
         catalog.settle_deletions();
         // Everything loaded: what crashed writes left behind can go (the
         // objects they were replacing are whole, and were just read).
-        let stale = remove_stale_temps(data_dir)
-            .and_then(|top| Ok(top + store.remove_stale_temps()?))
-            .map_err(list_error)?;
+        let stale = match &store {
+            Persistence::Files(files) => remove_stale_temps(data_dir)
+                .and_then(|top| Ok(top + files.remove_stale_temps()?))
+                .map_err(list_error)?,
+            Persistence::Etcd(_) => 0,
+        };
         if stale > 0 {
             info!(
                 files = stale,
@@ -153,6 +165,7 @@ impl Cluster {
             );
         }
         info!(
+            store = %store.describe(),
             spus = catalog.spus.len(),
             topics = catalog.topics.len(),
             partitions = catalog.partitions.len(),
@@ -183,7 +196,7 @@ impl Cluster {
     fn change<T>(
         &self,
         plan: impl FnOnce(&Catalog) -> Result<T, ApiError>,
-        persist: impl FnOnce(&MetadataStore, &T) -> std::io::Result<()>,
+        persist: impl FnOnce(&mut Changeset, &T) -> std::io::Result<()>,
         apply: impl FnOnce(&mut State, T),
     ) -> Result<(), ApiError> {
         self.change_if(|catalog| plan(catalog).map(Some), persist, apply)
@@ -193,14 +206,16 @@ impl Cluster {
     fn change_if<T>(
         &self,
         plan: impl FnOnce(&Catalog) -> Result<Option<T>, ApiError>,
-        persist: impl FnOnce(&MetadataStore, &T) -> std::io::Result<()>,
+        persist: impl FnOnce(&mut Changeset, &T) -> std::io::Result<()>,
         apply: impl FnOnce(&mut State, T),
     ) -> Result<(), ApiError> {
         let _writer = relock(&self.writer);
         let Some(planned) = plan(&self.lock().catalog)? else {
             return Ok(());
         };
-        persist(&self.store, &planned)?;
+        let mut changes = Changeset::default();
+        persist(&mut changes, &planned)?;
+        self.store.commit(changes)?;
         apply(&mut self.lock(), planned);
         self.changed.send_modify(|generation| *generation += 1);
         Ok(())
@@ -311,7 +326,7 @@ impl Cluster {
         };
         self.change(
             |_| Ok(spu),
-            |store, spu| store.put(spu),
+            |changes, spu| changes.put(spu),
             |state, spu| {
                 state.catalog.spus.insert(id, spu);
                 state.distribution.spu_epoch += 1;
@@ -387,7 +402,7 @@ impl Cluster {
     fn add_mirror(&self, kind: ObjectKind, name: &str, mirror: MirrorKind) -> Result<(), ApiError> {
         self.change(
             |catalog| catalog.plan_mirror(kind, name, mirror),
-            |store, mirror| store.put(mirror),
+            |changes, mirror| changes.put(mirror),
             |state, mirror| {
                 state.catalog.mirrors.insert(mirror.name.clone(), mirror);
                 state.distribution.mirror_epoch += 1;
@@ -399,7 +414,7 @@ impl Cluster {
     pub fn unregister_remote(&self, id: &str) -> Result<(), ApiError> {
         self.change(
             |catalog| catalog.check_unregister(id),
-            |store, ()| store.delete::<MirrorObject>(id),
+            |changes, ()| changes.delete::<MirrorObject>(id),
             |state, ()| {
                 state.catalog.mirrors.remove(id);
                 state.distribution.mirror_epoch += 1;
@@ -467,14 +482,14 @@ impl Cluster {
     ) -> Result<(), ApiError> {
         self.change(
             |catalog| catalog.plan_topic(name, replicas, mirror),
-            |store, new: &TopicPlan| {
+            |changes, new: &TopicPlan| {
                 // Partitions first: a crash before the topic file leaves
                 // partitions that the next start reports, never a topic
                 // without its partitions.
                 for partition in &new.partitions {
-                    store.put(partition)?;
+                    changes.put(partition)?;
                 }
-                store.put(&new.topic)
+                changes.put(&new.topic)
             },
             State::put_topic,
         )
@@ -494,7 +509,7 @@ impl Cluster {
                     ..catalog.partition(topic, partition)?.clone()
                 })
             },
-            |store, updated| store.put(updated),
+            |changes, updated| changes.put(updated),
             State::put_partition,
         )
     }
@@ -514,12 +529,12 @@ impl Cluster {
     fn delete(&self, name: &str, mirrored: bool) -> Result<(), ApiError> {
         self.change(
             |catalog| catalog.plan_deletion(name, mirrored),
-            |store, deletion: &TopicPlan| {
+            |changes, deletion: &TopicPlan| {
                 // The topic first: a crash after it leaves a topic being
                 // deleted, whose partitions the next start marks too.
-                store.put(&deletion.topic)?;
+                changes.put(&deletion.topic)?;
                 for partition in &deletion.partitions {
-                    store.put(partition)?;
+                    changes.put(partition)?;
                 }
                 Ok(())
             },
@@ -533,13 +548,13 @@ impl Cluster {
     pub fn replica_removed(&self, spu: i32, topic: &str, partition: u32) -> Result<(), ApiError> {
         self.change_if(
             |catalog| Ok(catalog.plan_removal(spu, topic, partition)),
-            |store, removal: &Removal| {
-                store.delete::<PartitionObject>(&format!(
+            |changes, removal: &Removal| {
+                changes.delete::<PartitionObject>(&format!(
                     "{}-{}",
                     removal.topic, removal.partition
                 ))?;
                 if removal.last {
-                    store.delete::<TopicObject>(&removal.topic)?;
+                    changes.delete::<TopicObject>(&removal.topic)?;
                 }
                 Ok(())
             },
@@ -706,11 +721,11 @@ impl Cluster {
                     partitions,
                 })
             },
-            |store, plan: &TopicPlan| {
+            |changes, plan: &TopicPlan| {
                 for partition in &plan.partitions {
-                    store.put(partition)?;
+                    changes.put(partition)?;
                 }
-                store.put(&plan.topic)
+                changes.put(&plan.topic)
             },
             State::put_topic,
         )
@@ -786,7 +801,9 @@ impl Cluster {
                 targets = plan.targets;
                 Ok((!plan.changed.is_empty()).then_some(plan.changed))
             },
-            |store, changed: &Vec<PartitionObject>| changed.iter().try_for_each(|p| store.put(p)),
+            |changes, changed: &Vec<PartitionObject>| {
+                changed.iter().try_for_each(|p| changes.put(p))
+            },
             |state, changed| changed.into_iter().for_each(|p| state.put_partition(p)),
         )?;
         if !targets.is_empty() {
@@ -978,7 +995,7 @@ impl Cluster {
                     .collect();
                 Ok((!changed.is_empty()).then_some(changed))
             },
-            |store, changed: &Vec<PartitionObject>| changed.iter().try_for_each(|p| store.put(p)),
+            |changes, changed: &Vec<PartitionObject>| changed.iter().try_for_each(|p| changes.put(p)),
             |state, changed| {
                 for p in changed {
                     info!(topic = %p.topic, partition = p.partition, peer, state = p.mirror_state.as_str(), "following the receiving side");

@@ -5,6 +5,9 @@
 //!
 //! Map:
 //! - [`store`]: one file per object, written atomically, schema-versioned.
+//! - [`etcd`]: the same objects as keys on etcd v3, one transaction a change.
+//! - [`persist`]: which of the two a cluster runs on, and a change's writes
+//!   ([`persist::Changeset`]), committed together.
 //! - [`model`]: the objects (SPUs, topics, partitions, mirrors) and their
 //!   control-plane forms.
 //! - [`catalog`]: the objects in memory and the rules a change must pass.
@@ -30,16 +33,18 @@
 //!   (ApiVersions, Create, Delete, List, Watch), on fluvio-sc-schema's
 //!   types: listener, dispatch, projection, watches.
 //!
-//! Persistence is [`store`]; both servers listen through `mg-transport`.
+//! Persistence is [`persist`] over [`store`] or [`etcd`]; both servers listen through `mg-transport`.
 
 pub mod catalog;
 pub mod cluster;
 pub mod distribution;
 pub mod error;
+pub mod etcd;
 pub mod liveness;
 pub mod metrics;
 pub mod mirroring;
 pub mod model;
+pub mod persist;
 pub mod private;
 pub mod public;
 pub mod secrets;

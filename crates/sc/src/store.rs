@@ -199,30 +199,42 @@ impl MetadataStore {
     /// too new or in need of migration fails the whole load, naming the
     /// file. The SC never starts on a partial or unmigrated view.
     pub fn load_all<T: Object>(&self) -> Result<Vec<T>, LoadError> {
-        self.scan::<T>()?
-            .into_iter()
-            .map(|scanned| match scanned.stored {
-                Stored::Current(object) => Ok(object),
-                Stored::Migratable { from, .. } => Err(LoadError::NeedsMigration {
-                    path: scanned.path,
-                    found: from,
-                    current: T::SCHEMA,
-                }),
-                Stored::TooNew { found } => Err(LoadError::TooNew {
-                    path: scanned.path,
-                    found,
-                    supported: T::SCHEMA,
-                }),
-                Stored::Unreadable(reason) => Err(LoadError::Unreadable {
-                    path: scanned.path,
-                    reason,
-                }),
-            })
-            .collect()
+        strictly(self.scan::<T>()?)
     }
 
     /// Reads every file of a kind and says what each holds; writes nothing.
     pub fn scan<T: Object>(&self) -> Result<Vec<Scanned<T>>, LoadError> {
+        self.scan_files::<T>()
+    }
+}
+
+/// The objects of a scan, if every one of them is current; else the first
+/// one that is not, named.
+pub fn strictly<T: Object>(scanned: Vec<Scanned<T>>) -> Result<Vec<T>, LoadError> {
+    scanned
+        .into_iter()
+        .map(|scanned| match scanned.stored {
+            Stored::Current(object) => Ok(object),
+            Stored::Migratable { from, .. } => Err(LoadError::NeedsMigration {
+                path: scanned.path,
+                found: from,
+                current: T::SCHEMA,
+            }),
+            Stored::TooNew { found } => Err(LoadError::TooNew {
+                path: scanned.path,
+                found,
+                supported: T::SCHEMA,
+            }),
+            Stored::Unreadable(reason) => Err(LoadError::Unreadable {
+                path: scanned.path,
+                reason,
+            }),
+        })
+        .collect()
+}
+
+impl MetadataStore {
+    fn scan_files<T: Object>(&self) -> Result<Vec<Scanned<T>>, LoadError> {
         let dir = self.dir::<T>();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -254,39 +266,35 @@ impl MetadataStore {
 
     /// Writes an object atomically (temp file, fsync, rename, fsync dir).
     pub fn put<T: Object>(&self, object: &T) -> io::Result<()> {
-        let (dir, file, bytes) = self.encode(object)?;
-        write_atomically(&dir, &file, &bytes)
+        self.put_encoded(T::KIND, &object.name(), &encode(object)?)
+    }
+
+    /// Writes an encoded object of `kind` atomically.
+    pub fn put_encoded(&self, kind: &str, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let dir = self.root.join(kind);
+        fs::create_dir_all(&dir)?;
+        write_atomically(&dir, &format!("{}.json", file_name(name)), bytes)
     }
 
     /// Writes an object into a staging generation: no temporary file and no
     /// sync, because the whole directory becomes visible only by its own
     /// rename, after [`sync_filesystem`] made every file in it durable.
     pub fn put_staged<T: Object>(&self, object: &T) -> io::Result<()> {
-        let (dir, file, bytes) = self.encode(object)?;
-        fs::write(dir.join(file), bytes)
-    }
-
-    /// An object's directory (created), file name and bytes.
-    fn encode<T: Object>(&self, object: &T) -> io::Result<(PathBuf, String, Vec<u8>)> {
         let dir = self.dir::<T>();
         fs::create_dir_all(&dir)?;
-        let name = object.name();
-        let envelope = Envelope {
-            schema: T::SCHEMA,
-            kind: T::KIND.to_string(),
-            name: name.clone(),
-            spec: serde_json::to_value(object).map_err(io::Error::other)?,
-            extra: Map::new(),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        Ok((dir, format!("{}.json", file_name(&name)), bytes))
+        let file = format!("{}.json", file_name(&object.name()));
+        fs::write(dir.join(file), encode(object)?)
     }
 
     /// Removes an object's file, durably.
     pub fn delete<T: Object>(&self, name: &str) -> io::Result<()> {
-        let dir = self.dir::<T>();
-        match fs::remove_file(self.path::<T>(name)) {
+        self.delete_encoded(T::KIND, name)
+    }
+
+    /// Removes the file of `kind`'s object `name`, durably.
+    pub fn delete_encoded(&self, kind: &str, name: &str) -> io::Result<()> {
+        let dir = self.root.join(kind);
+        match fs::remove_file(dir.join(format!("{}.json", file_name(name)))) {
             Ok(()) => sync_dir(&dir),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(err),
@@ -294,13 +302,31 @@ impl MetadataStore {
     }
 }
 
+/// An object as it is stored: its envelope, as JSON.
+pub fn encode<T: Object>(object: &T) -> io::Result<Vec<u8>> {
+    let envelope = Envelope {
+        schema: T::SCHEMA,
+        kind: T::KIND.to_string(),
+        name: object.name(),
+        spec: serde_json::to_value(object).map_err(io::Error::other)?,
+        extra: Map::new(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 /// Reads one file.
 fn read_file<T: Object>(path: &Path) -> Stored<T> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) => return Stored::Unreadable(err.to_string()),
-    };
-    let envelope: Envelope = match serde_json::from_str(&text) {
+    match fs::read_to_string(path) {
+        Ok(text) => decode(&text),
+        Err(err) => Stored::Unreadable(err.to_string()),
+    }
+}
+
+/// What a stored object's text holds, as this binary sees it.
+pub fn decode<T: Object>(text: &str) -> Stored<T> {
+    let envelope: Envelope = match serde_json::from_str(text) {
         Ok(envelope) => envelope,
         Err(err) => return Stored::Unreadable(err.to_string()),
     };

@@ -5,12 +5,13 @@
 //! pair is refused as fenced, and the partition takes local produce from
 //! the offset the mirror stopped at.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use fluvio_spu_schema::server::mirror::StartMirrorRequest;
 use mg_controlplane::operate::MirrorAction;
-use mg_sc::{Cluster, serve_private};
+use mg_sc::serve_private;
 use mg_spu::mirroring::protocol::{
     HOME_UPDATE_OFFSET, MIRROR_VERSION, REMOTE_SYNC_RECORDS, ReplicaOffsets, START_MIRROR,
     SyncRecords,
@@ -76,7 +77,8 @@ fn sync(base: i64, values: &[&[u8]]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_failover_appends_nothing_more_from_the_old_link() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Arc::new(Cluster::open(&dir.path().join("sc")).unwrap());
+    let store = common::TestStore::from_env();
+    let cluster = store.open(&dir.path().join("sc"));
     let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
         .await
         .unwrap();
@@ -195,7 +197,8 @@ async fn a_confirmed_failover_appends_nothing_more_from_the_old_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_spu_without_controls_gets_an_ended_mirror_as_an_ordinary_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Arc::new(Cluster::open(&dir.path().join("sc")).unwrap());
+    let store = common::TestStore::from_env();
+    let cluster = store.open(&dir.path().join("sc"));
     let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
         .await
         .unwrap();

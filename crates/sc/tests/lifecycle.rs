@@ -4,6 +4,8 @@
 //! away meanwhile; partitions with no records are reported to the SC at
 //! once; partitions the SC does not know are set aside, never served.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -112,8 +114,8 @@ async fn synced_spu(
     (spu, control)
 }
 
-async fn sc(dir: &Path) -> (Arc<Cluster>, mg_sc::RunningPrivate) {
-    let cluster = Arc::new(Cluster::open(dir).unwrap());
+async fn sc(store: &common::TestStore, dir: &Path) -> (Arc<Cluster>, mg_sc::RunningPrivate) {
+    let cluster = store.open(dir);
     cluster
         .register_spu(SPU, "127.0.0.1:0", "127.0.0.1:0")
         .unwrap();
@@ -126,7 +128,8 @@ async fn sc(dir: &Path) -> (Arc<Cluster>, mg_sc::RunningPrivate) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_topic_created_again_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, private) = sc(dir.path()).await;
+    let store = common::TestStore::from_env();
+    let (cluster, private) = sc(&store, dir.path()).await;
     let (spu, mut control) = synced_spu(dir.path(), &private).await;
 
     cluster.create_topic("events", 1).unwrap();
@@ -160,7 +163,8 @@ async fn a_deleted_topic_created_again_starts_empty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_partitions_are_reported_as_soon_as_they_are_led() {
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, private) = sc(dir.path()).await;
+    let store = common::TestStore::from_env();
+    let (cluster, private) = sc(&store, dir.path()).await;
     let (spu, _control) = synced_spu(dir.path(), &private).await;
 
     // Created after the session's first sync, and never written.
@@ -182,7 +186,8 @@ async fn empty_partitions_are_reported_as_soon_as_they_are_led() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_deleted_and_created_again_while_its_spu_was_away_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, private) = sc(dir.path()).await;
+    let store = common::TestStore::from_env();
+    let (cluster, private) = sc(&store, dir.path()).await;
     cluster.create_topic("kept", 1).unwrap();
     cluster.create_topic("gone", 1).unwrap();
     let (spu, _control) = synced_spu(dir.path(), &private).await;
@@ -219,7 +224,8 @@ async fn a_topic_deleted_and_created_again_while_its_spu_was_away_starts_empty()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_the_sc_does_not_know_are_set_aside() {
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, private) = sc(dir.path()).await;
+    let store = common::TestStore::from_env();
+    let (cluster, private) = sc(&store, dir.path()).await;
     cluster.create_topic("kept", 1).unwrap();
     // A partition left on the SPU's disk that the SC never heard of.
     let spu_dir = dir.path().join("spu");

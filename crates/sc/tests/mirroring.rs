@@ -3,6 +3,8 @@
 //! by them. And two real SCs: a remote keeps its copies of the home's
 //! topics in step, and a client cannot delete them there.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,8 +68,8 @@ impl HomeTls {
     }
 }
 
-fn home_cluster(dir: &std::path::Path) -> Arc<Cluster> {
-    let cluster = Cluster::open(dir).unwrap();
+fn home_cluster(store: &common::TestStore, dir: &std::path::Path) -> Arc<Cluster> {
+    let cluster = store.open(dir);
     cluster
         .register_spu(5001, "127.0.0.1:31005", "127.0.0.1:31004")
         .unwrap();
@@ -80,7 +82,7 @@ fn home_cluster(dir: &std::path::Path) -> Arc<Cluster> {
     cluster
         .create_mirror_topic("config", &remotes[1..], true)
         .unwrap();
-    Arc::new(cluster)
+    cluster
 }
 
 /// Opens a MirrorConnect stream as `remote_id`, over TLS with a
@@ -152,7 +154,8 @@ async fn next<R: AsyncRead + Unpin>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregistered() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = home_cluster(dir.path());
+    let store = common::TestStore::from_env();
+    let cluster = home_cluster(&store, dir.path());
     let home_tls = HomeTls::new();
     let public = serve_public(
         "127.0.0.1:0".parse().unwrap(),
@@ -223,7 +226,8 @@ async fn the_home_streams_each_remote_its_own_topics_and_ends_when_it_is_unregis
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_sc_keeps_its_copies_in_step_with_the_home() {
     let home_dir = tempfile::tempdir().unwrap();
-    let home = home_cluster(home_dir.path());
+    let store = common::TestStore::from_env();
+    let home = home_cluster(&store, home_dir.path());
     let home_tls = HomeTls::new();
     let public = serve_public(
         "127.0.0.1:0".parse().unwrap(),
@@ -233,7 +237,7 @@ async fn a_remote_sc_keeps_its_copies_in_step_with_the_home() {
     .await
     .unwrap();
     let edge_dir = tempfile::tempdir().unwrap();
-    let edge = Arc::new(Cluster::open(edge_dir.path()).unwrap());
+    let edge = store.open(edge_dir.path());
     edge.register_spu(6001, "127.0.0.1:32005", "127.0.0.1:32004")
         .unwrap();
     // A local topic that happens to share a home topic's name stays local.

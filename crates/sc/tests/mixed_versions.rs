@@ -5,11 +5,12 @@
 //! partition without the flag refuses anyway). The new SPU gets v18 roles
 //! and the exact verdicts.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use mg_sc::model::PartitionMirror;
-use mg_sc::{Cluster, serve_private};
+use mg_sc::serve_private;
 use mg_spu::{RunningSpu, Spu, SpuConfig};
 
 async fn produce(spu: &RunningSpu, topic: &str, partition: u32) -> i16 {
@@ -22,7 +23,8 @@ async fn produce(spu: &RunningSpu, topic: &str, partition: u32) -> i16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_spu_never_fails_open() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Arc::new(Cluster::open(&dir.path().join("sc")).unwrap());
+    let store = common::TestStore::from_env();
+    let cluster = store.open(&dir.path().join("sc"));
     let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
         .await
         .unwrap();

@@ -5,7 +5,8 @@
 
 #![allow(deprecated)] // `partition_consumer` is the 0.50 client's simplest consumer
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use fluvio::metadata::topic::{
@@ -14,7 +15,7 @@ use fluvio::metadata::topic::{
 use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
 use fluvio_controlplane_metadata::mirror::{Home, MirrorSpec, MirrorType, Remote};
 use futures_util::StreamExt;
-use mg_sc::{Cluster, serve_private, serve_public};
+use mg_sc::{serve_private, serve_public};
 use mg_spu::{Spu, SpuConfig};
 
 const SPU: i32 = 5001;
@@ -22,7 +23,8 @@ const SPU: i32 = 5001;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_client_works_against_our_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Arc::new(Cluster::open(&dir.path().join("sc")).unwrap());
+    let store = common::TestStore::from_env();
+    let cluster = store.open(&dir.path().join("sc"));
     let private = serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
         .await
         .unwrap();

@@ -11,6 +11,10 @@
 //! - [`frame`] / [`framed`]: header + body, without or with the size prefix.
 //! - [`sized_request`]: the benchmark shape (one topic, N entries, one batch of
 //!   a given payload size each).
+//! - [`etcd`]: a real etcd on loopback for the tests of the etcd store.
+//! - [`port_base`]: blocks of free loopback ports for the servers a test starts.
+
+pub mod etcd;
 
 use bytes::Bytes;
 use fluvio_protocol::Encoder;

@@ -1,0 +1,154 @@
+//! A real etcd for tests: members on loopback, in a temporary directory, on
+//! free ports, each awaited until it says it serves clients, and stopped by
+//! its pid. Needs the `etcd` binary (Debian's `etcd-server`; `.ci/run`
+//! installs it).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// What etcd prints once a member serves clients.
+const READY: &str = "ready to serve client requests";
+/// How long a member may take to get there.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One member.
+struct Member {
+    child: Option<Child>,
+    client: u16,
+}
+
+/// A running etcd cluster of one or more members.
+pub struct Etcd {
+    members: Vec<Member>,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// One member.
+    pub fn start() -> Self {
+        Self::cluster(1)
+    }
+
+    /// `size` members forming one cluster.
+    pub fn cluster(size: usize) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ports: Vec<(u16, u16)> = (0..size)
+            .map(|_| {
+                let base = crate::port_base();
+                (base, base + 1)
+            })
+            .collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        let mut members = Vec::new();
+        let mut ready = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let mut child = Command::new("etcd")
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("m{i}")))
+                .args([
+                    "--listen-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                ])
+                .args([
+                    "--advertise-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                ])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                ])
+                .args(["--initial-cluster", &initial])
+                .args(["--initial-cluster-state", "new"])
+                // Big topics are one transaction of many writes.
+                .args(["--max-txn-ops", "100000"])
+                .args(["--max-request-bytes", "67108864"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the etcd binary (Debian's etcd-server) must be installed");
+            ready.push(watch_log(&mut child, i));
+            members.push(Member {
+                child: Some(child),
+                client: *client,
+            });
+        }
+        for (i, ready) in ready.into_iter().enumerate() {
+            ready
+                .recv_timeout(START_TIMEOUT)
+                .unwrap_or_else(|_| panic!("etcd member m{i} did not start serving"));
+        }
+        Self { members, _dir: dir }
+    }
+
+    /// The client endpoints (`host:port`) of the members still running.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect()
+    }
+
+    /// Every member's client endpoint, running or not, as `etcd://a,b,c`.
+    pub fn url(&self) -> String {
+        let all: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect();
+        format!("etcd://{}", all.join(","))
+    }
+
+    /// The pid of member `index`, while it runs.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.members[index].child.as_ref().map(Child::id)
+    }
+
+    /// Kills member `index` with SIGKILL and waits for it to be gone.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.members[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for index in 0..self.members.len() {
+            self.kill(index);
+        }
+    }
+}
+
+/// Drains the member's log for as long as it runs (a full pipe would stop
+/// it), and says when it serves clients.
+fn watch_log(child: &mut Child, index: usize) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::thread::Builder::new()
+        .name(format!("etcd-m{index}-log"))
+        .spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(READY)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+        })
+        .expect("a log thread");
+    rx
+}
