@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: run example test fmt lint bench bench-baseline bench-report fuzz ci clean
+.PHONY: run example test deps fmt lint bench bench-baseline bench-report fuzz ci clean
 
 DEMO_DIR ?= target/demo
 DEMO_PORT ?= 19003
@@ -11,6 +11,7 @@ MG := target/release/mirror-guard
 
 ## run: the main job: a home and an edge cluster mirroring both ways, the guard refusing (see README)
 run:
+	@scripts/deps.sh build
 	$(CARGO) build --release -p mirror-guard
 	@scripts/demo.sh $(MG) $(DEMO_DIR) $(DEMO_PORT)
 
@@ -19,8 +20,14 @@ example:
 	$(CARGO) run --quiet -p mg-guard --example judge
 
 ## test: format check, clippy with warnings denied, every test in the workspace
-test: fmt lint
+test: deps fmt lint
 	$(CARGO) test --workspace --all-features
+	# The SC's tests again, its metadata on a real etcd each test starts.
+	MG_TEST_STORE=etcd $(CARGO) test -p mg-sc --all-features
+
+## deps: install the Debian packages the build and tests need, if missing
+deps:
+	@scripts/deps.sh test
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -43,7 +50,7 @@ ALIGNED_BENCH = CARGO_TARGET_DIR=target/aligned CRITERION_HOME=$(CURDIR)/target/
 # The guard-off comparison runs the same code built with `bench-hooks`
 # (which adds a hidden --bench-disable-guard); the production binary is
 # rebuilt without it before anything else runs.
-bench:
+bench: deps
 	$(CARGO) build --release -p mirror-guard --features bench-hooks
 	cp target/release/mirror-guard target/release/mirror-guard-unguarded
 	$(CARGO) build --release -p mirror-guard

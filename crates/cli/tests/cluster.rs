@@ -139,3 +139,38 @@ fn shutdown_and_resume_keep_the_data() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("already exists"));
 }
+
+/// `cluster start --store etcd://…`: the SC keeps its metadata on a real
+/// etcd (started here), none under its data directory; shutdown and resume
+/// find it there.
+#[test]
+fn a_cluster_on_etcd_keeps_its_metadata_there() {
+    let etcd = mg_testkit::etcd::Etcd::start();
+    let url = etcd.url();
+    let cluster = LocalCluster::start_with(
+        1,
+        &["--store", &url, "--etcd-prefix", "/mirror-guard/cli-test"],
+    );
+    let out = cluster.cli(&["topic", "create", "kept"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cluster.cli(&["produce", "kept"], Some("on etcd\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sc_log = std::fs::read_to_string(cluster.dir.path().join("logs/sc.log")).unwrap();
+    assert!(sc_log.contains("store=etcd://127.0.0.1:"), "{sc_log}");
+    assert!(
+        !cluster.dir.path().join("sc/metadata/topic").exists(),
+        "no topic file: the metadata is on etcd"
+    );
+    for command in ["shutdown", "resume"] {
+        let out = run(
+            &["cluster", command, "--data-dir"],
+            Some(cluster.dir.path()),
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = cluster.cli(&["consume", "kept", "-B", "-d"], None);
+    assert_eq!(text(&out.stdout), "on etcd\n", "{}", text(&out.stderr));
+    let listed = text(&cluster.cli(&["topic", "list"], None).stdout);
+    assert!(listed.contains("kept"), "{listed}");
+}

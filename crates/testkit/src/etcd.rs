@@ -33,6 +33,12 @@ impl Etcd {
 
     /// `size` members forming one cluster.
     pub fn cluster(size: usize) -> Self {
+        Self::cluster_with(size, &[])
+    }
+
+    /// `size` members, each also given `extra` flags (which override the
+    /// defaults here, e.g. `--max-txn-ops`).
+    pub fn cluster_with(size: usize, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ports: Vec<(u16, u16)> = (0..size)
             .map(|_| {
@@ -71,6 +77,7 @@ impl Etcd {
                 // Big topics are one transaction of many writes.
                 .args(["--max-txn-ops", "100000"])
                 .args(["--max-request-bytes", "67108864"])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

@@ -17,21 +17,25 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     pub fn start(spus: u16) -> Self {
+        Self::start_with(spus, &[])
+    }
+
+    /// [`start`](Self::start) with more `cluster start` flags.
+    pub fn start_with(spus: u16, flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let base = mg_testkit::port_base();
-        let out = run(
-            &[
-                "cluster",
-                "start",
-                "--spus",
-                &spus.to_string(),
-                "--base-port",
-                &base.to_string(),
-                "--data-dir",
-            ],
-            Some(dir.path()),
-            None,
-        );
+        let (spus, base_port) = (spus.to_string(), base.to_string());
+        let mut args = vec![
+            "cluster",
+            "start",
+            "--spus",
+            &spus,
+            "--base-port",
+            &base_port,
+        ];
+        args.extend_from_slice(flags);
+        args.push("--data-dir");
+        let out = run(&args, Some(dir.path()), None);
         assert!(out.status.success(), "cluster start: {}", text(&out.stderr));
         LocalCluster {
             dir,

@@ -1,0 +1,125 @@
+//! The SC's metadata on a real etcd (started here on loopback, stopped by
+//! its pid): a change commits whole or not at all, an unreadable key is
+//! named as an unreadable file is, and with etcd gone a change fails
+//! cleanly while the SC keeps answering from memory. (Every other SC test
+//! also runs on etcd: `MG_TEST_STORE=etcd`, see `make test`.)
+
+use etcd_client::{Client, GetOptions};
+use mg_sc::Cluster;
+use mg_sc::etcd::EtcdConfig;
+use mg_sc::persist::StoreConfig;
+use mg_testkit::etcd::Etcd;
+
+fn config(etcd: &Etcd) -> StoreConfig {
+    StoreConfig::Etcd(EtcdConfig::parse(&etcd.url(), "/mirror-guard/t1").unwrap())
+}
+
+async fn keys(etcd: &Etcd, prefix: &str) -> Vec<String> {
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+    let found = client
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .unwrap();
+    found
+        .kvs()
+        .iter()
+        .map(|kv| kv.key_str().unwrap().to_string())
+        .collect()
+}
+
+/// etcd refuses a transaction of more operations than it allows: a topic of
+/// 20 partitions (21 writes) is refused whole, nothing of it stored or
+/// shown, while one of 3 (4 writes) commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_commits_whole_or_not_at_all() {
+    let etcd = Etcd::cluster_with(1, &["--max-txn-ops", "8"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::open_with(dir.path(), &config(&etcd)).unwrap();
+    cluster.register_spu(5001, "127.0.0.1:1", "").unwrap();
+    let err = cluster.create_topic("big", 20).unwrap_err().to_string();
+    assert!(
+        err.contains("etcd") && err.contains("too many operations"),
+        "{err}"
+    );
+    assert!(cluster.topics().is_empty() && cluster.partitions().is_empty());
+    assert!(
+        keys(&etcd, "/mirror-guard/t1/metadata/partition/")
+            .await
+            .is_empty()
+    );
+    cluster.create_topic("small", 3).unwrap();
+    let stored = keys(&etcd, "/mirror-guard/t1/metadata/").await;
+    assert_eq!(
+        stored,
+        vec![
+            "/mirror-guard/t1/metadata/partition/small-0",
+            "/mirror-guard/t1/metadata/partition/small-1",
+            "/mirror-guard/t1/metadata/partition/small-2",
+            "/mirror-guard/t1/metadata/spu/5001",
+            "/mirror-guard/t1/metadata/topic/small",
+        ]
+    );
+    drop(cluster);
+    let again = Cluster::open_with(dir.path(), &config(&etcd)).unwrap();
+    assert_eq!(again.topics().len(), 1);
+    assert_eq!(again.partitions().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_key_is_named() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::open_with(dir.path(), &config(&etcd)).unwrap();
+    cluster.register_spu(5001, "127.0.0.1:1", "").unwrap();
+    cluster.create_topic("orders", 1).unwrap();
+    drop(cluster);
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+    client
+        .put("/mirror-guard/t1/metadata/topic/orders", "{ not json", None)
+        .await
+        .unwrap();
+    let err = Cluster::open_with(dir.path(), &config(&etcd))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("/mirror-guard/t1/metadata/topic/orders: "),
+        "{err}"
+    );
+    // A newer schema is refused the same way, named.
+    client
+        .put(
+            "/mirror-guard/t1/metadata/topic/orders",
+            r#"{"schema": 9, "kind": "topic", "name": "orders", "spec": {}}"#,
+            None,
+        )
+        .await
+        .unwrap();
+    let err = Cluster::open_with(dir.path(), &config(&etcd))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("orders") && err.contains("newer"), "{err}");
+}
+
+/// etcd gone: a change fails with a clear error and is not applied; what
+/// the SC holds in memory is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_gone_a_change_fails_cleanly() {
+    let mut etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::open_with(dir.path(), &config(&etcd)).unwrap();
+    cluster.register_spu(5001, "127.0.0.1:1", "").unwrap();
+    cluster.create_topic("orders", 1).unwrap();
+    etcd.kill(0);
+    let err = cluster.create_topic("later", 1).unwrap_err().to_string();
+    assert!(err.contains("etcd"), "{err}");
+    let names: Vec<String> = cluster.topics().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, vec!["orders".to_string()]);
+    // And opening a cluster on it fails, naming where it looked.
+    let err = Cluster::open_with(dir.path(), &config(&etcd))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("etcd"), "{err}");
+}
