@@ -20,7 +20,8 @@ use mg_controlplane::operate::{MirrorAction, MirrorPartitionRow};
 /// Where the cluster's SC is.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
-    /// The SC's public endpoint.
+    /// The SC's public endpoint; with SC high availability every SC's,
+    /// comma-separated (the active one answers).
     #[arg(long, env = "MIRROR_GUARD_SC", default_value = "127.0.0.1:9003")]
     pub(crate) sc: String,
 }
@@ -223,13 +224,25 @@ pub fn run(command: Command) -> ExitCode {
     }
 }
 
+/// The official client, connected to the first SC of `--sc` that answers
+/// (a highly available cluster lists them all; only the active listens).
 async fn connect(target: &Target) -> Result<Fluvio> {
-    Fluvio::connect_with_config(&FluvioClusterConfig::new(target.sc.clone()))
-        .await
-        .map_err(|err| CliError::Connect {
-            sc: target.sc.clone(),
-            reason: err.to_string(),
-        })
+    let mut reason = String::from("no SC endpoint given");
+    for endpoint in target
+        .sc
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        match Fluvio::connect_with_config(&FluvioClusterConfig::new(endpoint)).await {
+            Ok(fluvio) => return Ok(fluvio),
+            Err(err) => reason = err.to_string(),
+        }
+    }
+    Err(CliError::Connect {
+        sc: target.sc.clone(),
+        reason,
+    })
 }
 
 /// A client certificate for remote `id` from the home CA in `tls_dir`

@@ -118,9 +118,10 @@ struct SpuArgs {
     /// `=remote:HOME` or `=remote-target:HOME`. Repeatable.
     #[arg(long = "lead", value_name = "TOPIC:PARTITION[=ROLE]")]
     lead: Vec<String>,
-    /// The SC's private endpoint, where roles come from.
-    #[arg(long)]
-    sc: Option<SocketAddr>,
+    /// The SC's private endpoint, where roles come from; with SC high
+    /// availability every SC's, comma-separated (the SPU finds the active).
+    #[arg(long, value_delimiter = ',')]
+    sc: Vec<SocketAddr>,
     /// Benchmark builds only: skip the guard, to measure what it costs.
     #[cfg(feature = "bench-hooks")]
     #[arg(long, hide = true)]
@@ -195,7 +196,8 @@ fn run_spu(args: SpuArgs) -> ExitCode {
     if let Some(lanes) = args.storage_lanes {
         config.storage_lanes = lanes;
     }
-    config.sc = args.sc;
+    config.sc = args.sc.first().copied();
+    config.sc_standbys = args.sc.iter().skip(1).copied().collect();
     config.tls_dir = args.tls_dir;
     config.insecure_mirroring = args.insecure_mirroring;
     #[cfg(feature = "bench-hooks")]

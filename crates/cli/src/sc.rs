@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use mg_sc::persist::{Persistence, StoreConfig};
 use mg_sc::{Cluster, serve_private, serve_public};
 
 /// Arguments of `mirror-guard sc`.
@@ -64,6 +65,34 @@ impl StoreArgs {
     }
 }
 
+/// The store to run on: files at once; on etcd, once this SC is elected
+/// (with the receiver that says when it lost the leadership), or `None` if
+/// it was told to stop while standing by.
+async fn elected(
+    store: &StoreConfig,
+    data_dir: &std::path::Path,
+    candidate: String,
+) -> std::io::Result<Option<(Persistence, Option<tokio::sync::watch::Receiver<bool>>)>> {
+    let etcd = match store {
+        StoreConfig::Files => return Ok(Some((Persistence::open(store, data_dir)?, None))),
+        StoreConfig::Etcd(etcd) => etcd.clone(),
+    };
+    let campaign = tokio::task::spawn_blocking(move || {
+        let etcd = mg_sc::etcd::EtcdStore::open(etcd)?;
+        let lost = etcd.campaign(&candidate)?;
+        Ok::<_, std::io::Error>((etcd, lost))
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        elected = campaign => {
+            let (etcd, lost) = elected.map_err(std::io::Error::other)??;
+            Ok(Some((Persistence::Etcd(Box::new(etcd)), Some(lost))))
+        }
+        _ = tokio::signal::ctrl_c() => Ok(None),
+        _ = term.recv() => Ok(None),
+    }
+}
+
 pub fn run(args: ScArgs) -> ExitCode {
     if let Err(err) = crate::init_logging(&args.log_level) {
         eprintln!("error: {err}");
@@ -88,7 +117,29 @@ pub fn run(args: ScArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cluster = match Cluster::open_with(&args.data_dir, &store) {
+    let runtime = match crate::runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // On etcd, SCs sharing a prefix elect one: the others stand by here,
+    // serving nothing, until the leader's lease is gone.
+    let candidate = format!("{} (pid {})", args.public, std::process::id());
+    let (persistence, lost) = match runtime.block_on(elected(&store, &args.data_dir, candidate)) {
+        Ok(Some(elected)) => elected,
+        Ok(None) => {
+            // Stopped while standing by: the campaign's thread still waits.
+            runtime.shutdown_background();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cluster = match Cluster::open_on(&args.data_dir, persistence) {
         Ok(cluster) => Arc::new(cluster),
         Err(err) => {
             eprintln!("error: cannot load the metadata: {err}");
@@ -119,13 +170,6 @@ pub fn run(args: ScArgs) -> ExitCode {
         metrics: Default::default(),
     };
     let counters = access.metrics.clone();
-    let runtime = match crate::runtime() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result: std::io::Result<()> = runtime.block_on(async move {
         let private = serve_private(args.private, cluster.clone()).await?;
         let public = serve_public(args.public, cluster.clone(), access).await?;
@@ -147,14 +191,32 @@ pub fn run(args: ScArgs) -> ExitCode {
             private.addr()
         );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut lost = lost;
+        let leadership_lost = async {
+            match &mut lost {
+                Some(lost) => {
+                    let _ = lost.wait_for(|lost| *lost).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let mut fenced = false;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            () = leadership_lost => fenced = true,
         }
         stop_mirroring.trigger();
         let _ = mirroring.await;
         public.shutdown().await;
         private.shutdown().await;
+        if fenced {
+            // Its writes are refused already (each is conditioned on the
+            // lease); it stops serving, for a standby to take over.
+            return Err(std::io::Error::other(
+                "lost the leadership (the etcd lease is gone): stopped",
+            ));
+        }
         Ok(())
     });
     match result {

@@ -134,6 +134,17 @@ impl Cluster {
             return Err(LoadError::IncompleteUpgrade(interrupted));
         }
         let store = Persistence::open(config, data_dir).map_err(list_error)?;
+        Self::open_on(data_dir, store)
+    }
+
+    /// [`open_with`](Self::open_with) on a store already open: an etcd
+    /// store this SC was elected on, whose commits are then conditioned on
+    /// keeping the leadership.
+    pub fn open_on(data_dir: &Path, store: Persistence) -> Result<Self, LoadError> {
+        let list_error = |source| LoadError::List {
+            path: data_dir.to_path_buf(),
+            source,
+        };
         let mut catalog = Catalog::default();
         for spu in store.load_all::<SpuObject>()? {
             catalog.spus.insert(spu.id, spu);

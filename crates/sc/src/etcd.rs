@@ -16,7 +16,11 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions, Txn, TxnOp};
+use std::sync::Mutex;
+
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use tokio::sync::watch;
+use tracing::{info, warn};
 
 use crate::store::{Object, Scanned, decode};
 
@@ -26,6 +30,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The generation used before any upgrade (as with files).
 pub const FIRST_GENERATION: &str = "metadata";
+/// The leader's lease: a standby takes over at most this long after the
+/// leader stops renewing it (it renews every third of it).
+pub const LEADER_TTL: Duration = Duration::from_secs(3);
+/// How often a standby looks whether the leader key is gone.
+const STANDBY_POLL: Duration = Duration::from_millis(250);
 
 /// Where on etcd, and under which prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +81,9 @@ pub struct EtcdStore {
     client: Client,
     config: EtcdConfig,
     generation: String,
+    /// Once elected: the leader key and this SC's lease on it. Every commit
+    /// is then conditioned on the key still being held under that lease.
+    leadership: Mutex<Option<(String, i64)>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -120,6 +132,7 @@ impl EtcdStore {
             client,
             config,
             generation: FIRST_GENERATION.to_string(),
+            leadership: Mutex::new(None),
         };
         if let Some(current) = store.get(&store.current_key())? {
             store.generation = String::from_utf8(current)
@@ -194,6 +207,39 @@ impl EtcdStore {
             .collect())
     }
 
+    /// The key the elected SC holds under its lease.
+    pub fn leader_key(&self) -> String {
+        format!("{}/LEADER", self.config.prefix)
+    }
+
+    /// Waits until this SC is elected (it holds the leader key under a
+    /// lease of [`LEADER_TTL`]), then keeps the lease alive; from then on
+    /// every commit is conditioned on holding it, so an SC that lost it
+    /// (paused past its lease, cut off) writes nothing more. Returns a
+    /// receiver that turns `true` when the lease is lost. `candidate` is
+    /// what the key says about who leads.
+    pub fn campaign(&self, candidate: &str) -> io::Result<watch::Receiver<bool>> {
+        let (client, key, candidate) = (
+            self.client.clone(),
+            self.leader_key(),
+            candidate.to_string(),
+        );
+        let ttl = LEADER_TTL.as_secs() as i64;
+        let lease = run_unbounded(self.runtime(), async move {
+            elect(client, key, candidate, ttl).await.map_err(etcd_error)
+        })?;
+        *self.leadership.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((self.leader_key(), lease));
+        let (lost_tx, lost) = watch::channel(false);
+        let client = self.client.clone();
+        self.runtime().spawn(async move {
+            let reason = keep_alive(client, lease, ttl).await;
+            warn!(lease, %reason, "lost the leadership");
+            let _ = lost_tx.send(true);
+        });
+        Ok(lost)
+    }
+
     /// Applies `writes` in one transaction: all of them, or none.
     pub fn commit(&self, writes: Vec<crate::persist::Write>) -> io::Result<()> {
         let ops: Vec<TxnOp> = writes
@@ -207,19 +253,121 @@ impl EtcdStore {
                 }
             })
             .collect();
+        let leadership = self
+            .leadership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let txn = match leadership {
+            Some((key, lease)) => Txn::new().when([Compare::lease(key, CompareOp::Equal, lease)]),
+            None => Txn::new(),
+        };
         let mut client = self.client.clone();
         run(self.runtime(), async move {
-            let response = client
-                .txn(Txn::new().and_then(ops))
-                .await
-                .map_err(etcd_error)?;
+            let response = client.txn(txn.and_then(ops)).await.map_err(etcd_error)?;
             if response.succeeded() {
                 Ok(())
             } else {
-                Err(io::Error::other("etcd: the transaction did not apply"))
+                Err(io::Error::other(
+                    "etcd: this SC no longer holds the leadership (its lease is gone): nothing was written",
+                ))
             }
         })
     }
+}
+
+/// Holds the leader key under a new lease once it is free; returns the lease.
+async fn elect(
+    mut client: Client,
+    key: String,
+    candidate: String,
+    ttl: i64,
+) -> Result<i64, etcd_client::Error> {
+    let mut announced = false;
+    loop {
+        let lease = client.lease_grant(ttl, None).await?.id();
+        let claim = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                candidate.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        if client.txn(claim).await?.succeeded() {
+            info!(%key, lease, "elected: this SC leads");
+            return Ok(lease);
+        }
+        let _ = client.lease_revoke(lease).await;
+        // Someone leads: stand by until its key is gone (deleted, or its
+        // lease expired).
+        loop {
+            let current = client.get(key.clone(), None).await?;
+            let Some(leader) = current.kvs().first() else {
+                break;
+            };
+            if !announced {
+                let leader = leader.value_str().unwrap_or("?");
+                info!(%key, leader, "standing by: another SC leads");
+                announced = true;
+            }
+            tokio::time::sleep(STANDBY_POLL).await;
+        }
+    }
+}
+
+/// Renews `lease` every third of its TTL for as long as it can; returns
+/// why it stopped. A failed renewal (a member of the etcd cluster gone, a
+/// stream cut) is retried on a new stream while the lease is surely still
+/// valid; only then is the leadership given up.
+async fn keep_alive(mut client: Client, lease: i64, ttl: i64) -> String {
+    let every = Duration::from_millis((ttl as u64 * 1000) / 3);
+    let mut valid_until = tokio::time::Instant::now() + Duration::from_secs(ttl as u64);
+    let mut stream = None;
+    loop {
+        let sent = tokio::time::Instant::now();
+        let renewed = async {
+            if stream.is_none() {
+                stream = Some(client.lease_keep_alive(lease).await?);
+            }
+            let (keeper, answers) = stream.as_mut().expect("just opened");
+            keeper.keep_alive().await?;
+            answers.message().await
+        };
+        match tokio::time::timeout(every, renewed).await {
+            Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
+                valid_until = sent + Duration::from_secs(answer.ttl() as u64);
+                tokio::time::sleep(every).await;
+            }
+            Ok(Ok(Some(_))) => return "the lease expired".into(),
+            failed => {
+                stream = None;
+                let why = match failed {
+                    Ok(Err(err)) => err.to_string(),
+                    Ok(Ok(None)) => "the keep-alive stream ended".into(),
+                    _ => "no answer to a keep-alive".into(),
+                };
+                if tokio::time::Instant::now() + every >= valid_until {
+                    return format!("could not renew the lease before it expired: {why}");
+                }
+                warn!(lease, %why, "renewing the leader lease again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Runs `work` on the store's runtime and waits for it, however long.
+fn run_unbounded<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    work: impl Future<Output = io::Result<T>> + Send + 'static,
+) -> io::Result<T> {
+    let (done, result) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let _ = done.send(work.await);
+    });
+    result
+        .recv()
+        .unwrap_or_else(|_| Err(io::Error::other("etcd: the client's runtime stopped")))
 }
 
 /// Runs `work` on the store's runtime and waits for it, from any thread.

@@ -123,3 +123,66 @@ async fn with_etcd_gone_a_change_fails_cleanly() {
         .to_string();
     assert!(err.contains("etcd"), "{err}");
 }
+
+/// Two SCs on one etcd prefix: one is elected, the other stands by until
+/// the leader's lease is gone. A leader whose lease expired (paused past
+/// it, say) writes nothing more: every commit is conditioned on the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_elected_sc_writes_and_a_fenced_one_cannot() {
+    use mg_sc::etcd::EtcdStore;
+    use mg_sc::persist::Persistence;
+    let etcd = Etcd::start();
+    let cfg = EtcdConfig::parse(&etcd.url(), "/mirror-guard/ha").unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    let a = EtcdStore::open(cfg.clone()).unwrap();
+    let mut a_lost = tokio::task::spawn_blocking(move || {
+        let lost = a.campaign("sc-a").unwrap();
+        (a, lost)
+    })
+    .await
+    .unwrap();
+    let a = Cluster::open_on(dir_a.path(), Persistence::Etcd(Box::new(a_lost.0))).unwrap();
+    a.register_spu(5001, "127.0.0.1:1", "").unwrap();
+    a.create_topic("before", 1).unwrap();
+
+    // B stands by while A holds the lease.
+    let b_cfg = cfg.clone();
+    let standby = tokio::task::spawn_blocking(move || {
+        let b = EtcdStore::open(b_cfg).unwrap();
+        let lost = b.campaign("sc-b").unwrap();
+        (b, lost)
+    });
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+    let leader = client.get("/mirror-guard/ha/LEADER", None).await.unwrap();
+    let leader = leader.kvs().first().unwrap();
+    assert_eq!(leader.value_str().unwrap(), "sc-a");
+    assert!(!standby.is_finished());
+
+    // A "pauses" past its lease: the lease is gone as if it had expired.
+    client.lease_revoke(leader.lease()).await.unwrap();
+    let (b, _b_lost) = tokio::time::timeout(std::time::Duration::from_secs(20), standby)
+        .await
+        .expect("the standby is elected once the lease is gone")
+        .unwrap();
+    let b = Cluster::open_on(dir_b.path(), Persistence::Etcd(Box::new(b))).unwrap();
+    assert_eq!(b.topics().len(), 1, "the new leader has what was committed");
+    b.create_topic("after", 1).unwrap();
+
+    // A wakes: its writes are refused, and it hears it lost the leadership.
+    let err = a.create_topic("stale", 1).unwrap_err().to_string();
+    assert!(err.contains("no longer holds the leadership"), "{err}");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        a_lost.1.wait_for(|lost| *lost),
+    )
+    .await
+    .expect("the old leader learns it lost the lease")
+    .unwrap();
+    drop((a, b));
+    let check =
+        Cluster::open_with(tempfile::tempdir().unwrap().path(), &StoreConfig::Etcd(cfg)).unwrap();
+    let mut names: Vec<String> = check.topics().into_iter().map(|t| t.name).collect();
+    names.sort();
+    assert_eq!(names, vec!["after".to_string(), "before".to_string()]);
+}

@@ -114,7 +114,9 @@ pub struct ControlState {
 /// How the control client reaches the SC.
 #[derive(Clone, Debug)]
 pub(crate) struct ControlConfig {
-    pub(crate) sc: SocketAddr,
+    /// Every SC's private endpoint: one is active, the others stand by
+    /// (they do not listen); sessions go round them.
+    pub(crate) scs: Vec<SocketAddr>,
     pub(crate) spu_id: i32,
     pub(crate) limits: FrameLimits,
     /// RegisterSpu version: 1 declares that this SPU reads the mirror
@@ -161,8 +163,12 @@ pub(crate) async fn run(
     } = handles;
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut first_sync_of_process = true;
+    let mut turn = 0usize;
     loop {
+        let sc = config.scs[turn % config.scs.len()];
+        turn += 1;
         let session = Session {
+            sc,
             config: &config,
             roles: &roles,
             disk: &disk,
@@ -183,19 +189,22 @@ pub(crate) async fn run(
             Ok(()) => backoff.reset(),
             Err(err) => {
                 match &err {
-                    SessionError::Connect(_) => debug!(sc = %config.sc, %err, "SC unreachable"),
-                    _ => warn!(sc = %config.sc, %err, "control-plane session ended"),
+                    SessionError::Connect(_) => debug!(%sc, %err, "SC unreachable"),
+                    _ => warn!(%sc, %err, "control-plane session ended"),
                 }
                 state.send_modify(|s| s.last_error = Some(err.to_string()));
             }
         }
-        if !backoff.wait(&mut shutdown).await {
+        // The next SC at once; a pause only once all were tried.
+        if turn % config.scs.len() == 0 && !backoff.wait(&mut shutdown).await {
             return;
         }
     }
 }
 
 struct Session<'a> {
+    /// The SC this session dials.
+    sc: SocketAddr,
     config: &'a ControlConfig,
     roles: &'a Arc<RoleTable>,
     disk: &'a Disk,
@@ -227,7 +236,7 @@ struct Applied {
 
 impl Session<'_> {
     async fn run(mut self) -> Result<(), SessionError> {
-        let stream = dial(self.config.sc).await.map_err(SessionError::Connect)?;
+        let stream = dial(self.sc).await.map_err(SessionError::Connect)?;
         let (read, mut write) = stream.into_split();
         let mut frames = FrameReader::new(read, self.config.limits);
 
@@ -253,7 +262,7 @@ impl Session<'_> {
                 .unwrap_or_else(|| response.error_code.to_string());
             return Err(SessionError::Refused(reason));
         }
-        info!(sc = %self.config.sc, spu = spu_id, "registered with the SC");
+        info!(sc = %self.sc, spu = spu_id, "registered with the SC");
         self.state.send_modify(|s| {
             s.connected = true;
             s.sessions += 1;

@@ -63,6 +63,9 @@ pub struct SpuConfig {
     pub log: LogConfig,
     /// The SC's private endpoint, where roles come from (none: standalone).
     pub sc: Option<SocketAddr>,
+    /// The private endpoints of standby SCs (SC high availability): the
+    /// SPU goes round `sc` and these until one, the active, answers.
+    pub sc_standbys: Vec<SocketAddr>,
     /// The home's TLS directory (`ca.pem`, `server.pem`, `server.key`):
     /// mirror traffic over TLS is accepted on the public port, each remote
     /// proving its id with a certificate of that CA.
@@ -100,6 +103,7 @@ impl SpuConfig {
             storage_lanes: DEFAULT_STORAGE_LANES,
             log: LogConfig::default(),
             sc: None,
+            sc_standbys: Vec::new(),
             tls_dir: None,
             insecure_mirroring: false,
             #[cfg(feature = "test-hooks")]
@@ -125,7 +129,9 @@ impl SpuConfig {
 
     fn control(&self, sc: SocketAddr) -> ControlConfig {
         ControlConfig {
-            sc,
+            scs: std::iter::once(sc)
+                .chain(self.sc_standbys.iter().copied())
+                .collect(),
             spu_id: self.spu_id,
             limits: self.frame_limits(),
             #[cfg(feature = "test-hooks")]

@@ -28,16 +28,27 @@ pub async fn dial(addr: SocketAddr) -> io::Result<TcpStream> {
 
 /// Connects to `endpoint` (`host:port`, a name or an address): each address
 /// it resolves to is tried in turn, since a peer may listen on one family
-/// only (Fluvio's SPUs advertise `localhost` and bind IPv4).
+/// only (Fluvio's SPUs advertise `localhost` and bind IPv4). A
+/// comma-separated list (the SCs of a highly available cluster, of which
+/// only the active one listens) is tried in order too.
 pub async fn dial_endpoint(endpoint: &str) -> io::Result<TcpStream> {
     let mut last = io::Error::new(
         io::ErrorKind::NotFound,
         format!("{endpoint} resolves to no address"),
     );
-    for addr in tokio::net::lookup_host(endpoint).await? {
-        match dial(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(err) => last = err,
+    for one in endpoint.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let addrs = match tokio::net::lookup_host(one).await {
+            Ok(addrs) => addrs,
+            Err(err) => {
+                last = err;
+                continue;
+            }
+        };
+        for addr in addrs {
+            match dial(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) => last = err,
+            }
         }
     }
     Err(last)
