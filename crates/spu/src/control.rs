@@ -196,7 +196,7 @@ pub(crate) async fn run(
             }
         }
         // The next SC at once; a pause only once all were tried.
-        if turn % config.scs.len() == 0 && !backoff.wait(&mut shutdown).await {
+        if turn.is_multiple_of(config.scs.len()) && !backoff.wait(&mut shutdown).await {
             return;
         }
     }
