@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need, if missing:
-# protoc (protobuf-compiler) builds the etcd client; etcd (etcd-server) is
-# the real etcd the SC's tests start. Usage: scripts/deps.sh [build|test]
+# protoc (protobuf-compiler) builds the etcd client, with the well-known
+# types it imports (google/protobuf/*.proto, in libprotobuf-dev: only a
+# recommendation of protobuf-compiler, which --no-install-recommends
+# leaves out); etcd (etcd-server) is the real etcd the SC's tests start.
+# Usage: scripts/deps.sh [build|test]
 set -euo pipefail
 missing=()
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 if [ "${1:-build}" = test ]; then
   command -v etcd >/dev/null || missing+=(etcd-server)
 fi
