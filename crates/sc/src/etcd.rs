@@ -30,9 +30,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The generation used before any upgrade (as with files).
 pub const FIRST_GENERATION: &str = "metadata";
-/// The leader's lease: a standby takes over at most this long after the
-/// leader stops renewing it (it renews every third of it).
-pub const LEADER_TTL: Duration = Duration::from_secs(3);
+/// The leader's lease: a standby takes over at most this long (plus one
+/// [`STANDBY_POLL`]) after the leader stops renewing it. The leader renews
+/// it every [`RENEW_EVERY`], so a renewal that fails (an etcd member gone)
+/// is tried again several times before the lease could run out.
+pub const LEADER_TTL: Duration = Duration::from_secs(4);
+/// How often the leader renews its lease.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How long one renewal may take before it is tried again.
+const RENEW_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often a standby looks whether the leader key is gone.
 const STANDBY_POLL: Duration = Duration::from_millis(250);
 
@@ -315,12 +321,12 @@ async fn elect(
     }
 }
 
-/// Renews `lease` every third of its TTL for as long as it can; returns
+/// Renews `lease` every [`RENEW_EVERY`] for as long as it can; returns
 /// why it stopped. A failed renewal (a member of the etcd cluster gone, a
 /// stream cut) is retried on a new stream while the lease is surely still
 /// valid; only then is the leadership given up.
 async fn keep_alive(mut client: Client, lease: i64, ttl: i64) -> String {
-    let every = Duration::from_millis((ttl as u64 * 1000) / 3);
+    let every = RENEW_EVERY;
     let mut valid_until = tokio::time::Instant::now() + Duration::from_secs(ttl as u64);
     let mut stream = None;
     loop {
@@ -333,7 +339,7 @@ async fn keep_alive(mut client: Client, lease: i64, ttl: i64) -> String {
             keeper.keep_alive().await?;
             answers.message().await
         };
-        match tokio::time::timeout(every, renewed).await {
+        match tokio::time::timeout(RENEW_TIMEOUT, renewed).await {
             Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
                 valid_until = sent + Duration::from_secs(answer.ttl() as u64);
                 tokio::time::sleep(every).await;
@@ -346,7 +352,7 @@ async fn keep_alive(mut client: Client, lease: i64, ttl: i64) -> String {
                     Ok(Ok(None)) => "the keep-alive stream ended".into(),
                     _ => "no answer to a keep-alive".into(),
                 };
-                if tokio::time::Instant::now() + every >= valid_until {
+                if tokio::time::Instant::now() + RENEW_TIMEOUT >= valid_until {
                     return format!("could not renew the lease before it expired: {why}");
                 }
                 warn!(lease, %why, "renewing the leader lease again");
