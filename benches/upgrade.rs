@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mg_sc::upgrade::{self, Steps, Upgraded};
+use mg_sc::upgrade::{self, Generations, Steps, Upgraded};
 
 const TOPICS: usize = 10_000;
 
@@ -52,7 +52,7 @@ fn upgrade_10k_topics(c: &mut Criterion) {
                 // The copy must not be charged to the upgrade's sync.
                 mg_sc::store::sync_filesystem(run.path()).unwrap();
                 let start = Instant::now();
-                let outcome = upgrade::upgrade(run.path(), &mut Steps::default(), |_, _| {}).unwrap();
+                let outcome = upgrade::upgrade(&Generations::files(run.path()), &mut Steps::default(), |_, _| {}).unwrap();
                 total += start.elapsed();
                 assert!(matches!(outcome, Upgraded::Migrated { objects, .. } if objects == 2 * TOPICS + 1));
             }

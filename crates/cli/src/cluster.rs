@@ -68,11 +68,14 @@ pub enum ClusterCommand {
         #[arg(long)]
         skip_unreadable: bool,
     },
-    /// Upgrade the metadata of a shut-down cluster to this binary's schema.
+    /// Upgrade the metadata of a shut-down cluster to this binary's schema
+    /// (on the store `cluster.json` names, or on `--store`).
     Upgrade {
         /// The cluster's data directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: crate::sc::StoreArgs,
         /// Only read and report; exit 0 only if everything can be upgraded.
         #[arg(long)]
         check: bool,
@@ -90,6 +93,25 @@ pub enum ClusterCommand {
         /// The cluster's data directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: crate::sc::StoreArgs,
+    },
+    /// Move a shut-down cluster's metadata from its files to etcd: every
+    /// object is checked first, written under the prefix, and made current
+    /// in one transaction; `cluster.json` then names etcd. The files stay.
+    MigrateStore {
+        /// The cluster's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where to: `etcd://HOST:PORT[,HOST:PORT…]`.
+        #[arg(long, value_name = "etcd://HOST:PORT[,…]")]
+        to: String,
+        /// The cluster's key prefix on etcd; it must hold nothing yet.
+        #[arg(long, default_value = "/mirror-guard/default")]
+        etcd_prefix: String,
+        /// Only check that everything can move; write nothing.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -164,6 +186,7 @@ pub fn run(command: ClusterCommand) -> ExitCode {
         } => resume(&data_dir.unwrap_or_else(default_data_dir), skip_unreadable),
         ClusterCommand::Upgrade {
             data_dir,
+            store,
             check,
             finalize,
             #[cfg(feature = "test-hooks")]
@@ -175,11 +198,39 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             let steps = mg_sc::upgrade::Steps::new();
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             ensure_stopped(&data_dir)
-                .and_then(|()| crate::upgrade::run(&data_dir, check, finalize, steps))
+                .and_then(|()| metadata(&data_dir, &store))
+                .and_then(|metadata| crate::upgrade::run(&metadata, check, finalize, steps))
         }
-        ClusterCommand::Rollback { data_dir } => {
+        ClusterCommand::Rollback { data_dir, store } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
-            ensure_stopped(&data_dir).and_then(|()| crate::upgrade::rollback(&data_dir))
+            ensure_stopped(&data_dir)
+                .and_then(|()| metadata(&data_dir, &store))
+                .and_then(|metadata| crate::upgrade::rollback(&metadata))
+        }
+        ClusterCommand::MigrateStore {
+            data_dir,
+            to,
+            etcd_prefix,
+            check,
+        } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            ensure_stopped(&data_dir)
+                .and_then(|()| match read(&data_dir) {
+                    Ok(ClusterFile {
+                        store: Some(store), ..
+                    }) => Err(CliError::Client(format!(
+                        "the cluster's metadata is on {store} already (cluster.json); nothing to migrate"
+                    ))),
+                    _ => Ok(()),
+                })
+                .and_then(|()| {
+                crate::upgrade::migrate_store(&data_dir, &to, &etcd_prefix, check, |to| {
+                    let mut file = read(&data_dir)?;
+                    file.store = Some(to.to_string());
+                    file.etcd_prefix = Some(etcd_prefix.clone());
+                    write(&data_dir, &file)
+                })
+            })
         }
     };
     match result {
@@ -189,6 +240,28 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The metadata a `cluster` command acts on: on `--store` if given, else
+/// where `cluster.json` says (files when it names no store, or when there
+/// is no `cluster.json`, as in a copied SC data directory).
+fn metadata(data_dir: &Path, store: &crate::sc::StoreArgs) -> Result<mg_sc::upgrade::Generations> {
+    let args = match (&store.store, read(data_dir)) {
+        (Some(_), _) => store.clone(),
+        (None, Ok(file)) => crate::sc::StoreArgs {
+            store: file.store,
+            etcd_prefix: file.etcd_prefix.unwrap_or(store.etcd_prefix.clone()),
+        },
+        (None, Err(_)) => crate::sc::StoreArgs::default(),
+    };
+    let config = args
+        .config()
+        .map_err(|reason| CliError::Client(format!("--store: {reason}")))?;
+    let sc = data_dir.join("sc");
+    if config == mg_sc::persist::StoreConfig::Files && !sc.exists() {
+        return Err(CliError::NoMetadata(data_dir.to_path_buf()));
+    }
+    Ok(mg_sc::upgrade::Generations::open(&sc, &config)?)
 }
 
 fn file_path(data_dir: &Path) -> PathBuf {
@@ -289,11 +362,13 @@ fn start(
 fn resume(data_dir: &Path, skip_unreadable: bool) -> Result<()> {
     let mut file = read(data_dir)?;
     ensure_stopped(data_dir)?;
-    let set_aside = mg_sc::upgrade::resume_check(&data_dir.join("sc"), skip_unreadable)
-        .map_err(CliError::Resume)?;
+    let metadata = metadata(data_dir, &crate::sc::StoreArgs::default())?;
+    let set_aside =
+        mg_sc::upgrade::resume_check(&metadata, skip_unreadable).map_err(CliError::Resume)?;
+    drop(metadata);
     for path in set_aside {
         eprintln!(
-            "warning: set aside unreadable metadata {} (see sc/quarantine/)",
+            "warning: set aside unreadable metadata {} (see the quarantine)",
             path.display()
         );
     }

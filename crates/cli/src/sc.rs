@@ -170,6 +170,7 @@ pub fn run(args: ScArgs) -> ExitCode {
         metrics: Default::default(),
     };
     let counters = access.metrics.clone();
+    let cluster_for_resign = cluster.clone();
     let result: std::io::Result<()> = runtime.block_on(async move {
         let private = serve_private(args.private, cluster.clone()).await?;
         let public = serve_public(args.public, cluster.clone(), access).await?;
@@ -210,6 +211,13 @@ pub fn run(args: ScArgs) -> ExitCode {
         let _ = mirroring.await;
         public.shutdown().await;
         private.shutdown().await;
+        if !fenced {
+            // A graceful stop hands the leadership on at once.
+            let resigned = tokio::task::spawn_blocking(move || cluster_for_resign.resign()).await;
+            if let Ok(Err(err)) = resigned {
+                eprintln!("warning: could not resign the leadership: {err}");
+            }
+        }
         if fenced {
             // Its writes are refused already (each is conditioned on the
             // lease); it stops serving, for a standby to take over.

@@ -174,3 +174,136 @@ fn a_cluster_on_etcd_keeps_its_metadata_there() {
     let listed = text(&cluster.cli(&["topic", "list"], None).stdout);
     assert!(listed.contains("kept"), "{listed}");
 }
+
+/// `cluster migrate-store`: a cluster on files, with topics and records,
+/// moves to a real etcd. The check writes nothing; a prefix holding
+/// anything else is refused; what a cut-short migration left is written
+/// again; the resumed cluster runs on etcd with every topic, its records
+/// (on the SPUs, untouched) and its mirror roles; a second migration is
+/// refused.
+#[test]
+fn a_file_cluster_migrates_to_etcd() {
+    let etcd = mg_testkit::etcd::Etcd::start();
+    let url = etcd.url();
+    let cluster = LocalCluster::start(1);
+    let dir = cluster.dir.path();
+    let ok = |args: &[&str], stdin: Option<&str>| {
+        let out = cluster.cli(args, stdin);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(&["topic", "create", "orders"], None);
+    ok(&["topic", "create", "wide", "--partitions", "3"], None);
+    ok(&["produce", "orders"], Some("before the move\n"));
+    ok(&["remote", "register", "edge1"], None);
+    let remotes = dir.join("remotes.json");
+    std::fs::write(&remotes, r#"["edge1"]"#).unwrap();
+    ok(
+        &[
+            "topic",
+            "create",
+            "m",
+            "--mirror-apply",
+            remotes.to_str().unwrap(),
+        ],
+        None,
+    );
+    let migrate = |prefix: &str, check: bool| {
+        let mut args = vec![
+            "cluster",
+            "migrate-store",
+            "--to",
+            &url,
+            "--etcd-prefix",
+            prefix,
+        ];
+        if check {
+            args.push("--check");
+        }
+        args.push("--data-dir");
+        run(&args, Some(dir), None)
+    };
+    // Running: refused.
+    let out = migrate("/mirror-guard/moved", true);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is running"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["cluster", "shutdown", "--data-dir"], Some(dir), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The check: every object counted, nothing written.
+    let out = migrate("/mirror-guard/moved", true);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("1 spu, 3 topic, 5 partition, 1 mirror")
+            && said.contains("nothing was written"),
+        "{said}"
+    );
+    assert!(etcd.snapshot("/mirror-guard/").is_empty());
+
+    // A prefix that holds anything else is refused.
+    etcd.put("/mirror-guard/taken/CURRENT", "gen-000007");
+    let out = migrate("/mirror-guard/taken", false);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already holds 1 key(s)"),
+        "{}",
+        text(&out.stderr)
+    );
+    // What a cut-short migration left (its own generation, no CURRENT) is
+    // dropped and written again.
+    etcd.put(
+        "/mirror-guard/moved/gen-000001/topic/half-written",
+        "left by a migration killed mid-way",
+    );
+    let out = migrate("/mirror-guard/moved", false);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("migrated 10 objects"),
+        "{}",
+        text(&out.stdout)
+    );
+    let keys = etcd.snapshot("/mirror-guard/moved/");
+    assert_eq!(keys["/mirror-guard/moved/CURRENT"], b"gen-000001");
+    assert!(!keys.contains_key("/mirror-guard/moved/gen-000001/topic/half-written"));
+    assert_eq!(keys.len(), 11, "ten objects and CURRENT: {:?}", keys.keys());
+    assert_eq!(cluster.file()["store"], url.as_str());
+
+    // Resumed on etcd: everything is there, and it is where changes go.
+    let out = run(&["cluster", "resume", "--data-dir"], Some(dir), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sc_log = std::fs::read_to_string(dir.join("logs/sc.log")).unwrap();
+    assert!(sc_log.contains("store=etcd://127.0.0.1:"), "{sc_log}");
+    let listed = ok(&["topic", "list"], None);
+    assert!(
+        listed.contains("orders") && listed.contains(" m "),
+        "{listed}"
+    );
+    assert_eq!(
+        ok(&["consume", "orders", "-B", "-d"], None),
+        "before the move\n"
+    );
+    assert_eq!(
+        produce_to_spu(&cluster.spu_addr(), "m"),
+        11003,
+        "the mirror role moved too"
+    );
+    ok(&["topic", "create", "after"], None);
+    assert!(
+        etcd.snapshot("/mirror-guard/moved/gen-000001/topic/")
+            .contains_key("/mirror-guard/moved/gen-000001/topic/after")
+    );
+    let out = run(&["cluster", "shutdown", "--data-dir"], Some(dir), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = migrate("/mirror-guard/again", false);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already"),
+        "{}",
+        text(&out.stderr)
+    );
+}

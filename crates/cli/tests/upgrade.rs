@@ -1,8 +1,10 @@
 //! `cluster upgrade` interrupted at every write step in turn, and killed
-//! with SIGKILL at pseudo-random moments: after each interruption the store
-//! is consistent (`upgrade --check` passes, and the SC either starts on the
-//! new generation or refuses with a clear reason), and re-running the upgrade
-//! completes. `cluster resume` refuses what it must.
+//! with SIGKILL at pseudo-random moments, with the metadata in files and on
+//! a real etcd: after each interruption the store is consistent (`upgrade
+//! --check` passes, and the SC either starts on the new generation or
+//! refuses with a clear reason), and re-running the upgrade completes.
+//! `cluster resume` refuses what it must. `cluster migrate-store` moves a
+//! file store to etcd, checking first.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mg_sc::Cluster;
+use mg_sc::etcd::EtcdConfig;
+use mg_sc::persist::StoreConfig;
 use mg_sc::store::LoadError;
+use mg_testkit::etcd::Etcd;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
 
@@ -32,9 +37,60 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Where a test's metadata lives: files in the data directory, or a prefix
+/// on a real etcd that the data directory's `cluster.json` names.
+enum Store<'a> {
+    Files,
+    Etcd(&'a Etcd, String),
+}
+
+impl Store<'_> {
+    /// The schema-1 fixture, in this store; `dir` is the cluster's data dir.
+    fn load_v1(&self, dir: &Path) {
+        match self {
+            Store::Files => mg_testkit::copy_dir(&fixture(), dir),
+            Store::Etcd(etcd, prefix) => {
+                etcd.load_files(prefix, &fixture().join("sc"));
+                let file = serde_json::json!({
+                    "sc_public": "127.0.0.1:1", "sc_private": "127.0.0.1:2",
+                    "spus": [{"id": 5001, "public": "127.0.0.1:3"}], "pids": [],
+                    "store": etcd.url(), "etcd_prefix": prefix,
+                });
+                fs::create_dir_all(dir).unwrap();
+                fs::write(dir.join("cluster.json"), file.to_string()).unwrap();
+            }
+        }
+    }
+
+    fn open(&self, dir: &Path) -> Result<Cluster, LoadError> {
+        let config = match self {
+            Store::Files => StoreConfig::Files,
+            Store::Etcd(etcd, prefix) => {
+                StoreConfig::Etcd(EtcdConfig::parse(&etcd.url(), prefix).unwrap())
+            }
+        };
+        Cluster::open_with(&dir.join("sc"), &config)
+    }
+
+    /// The stored text of topic `orders` in the current generation.
+    fn orders(&self, dir: &Path) -> String {
+        match self {
+            Store::Files => {
+                let current = fs::read_to_string(dir.join("sc/CURRENT")).unwrap();
+                fs::read_to_string(dir.join("sc").join(current).join("topic/orders.json")).unwrap()
+            }
+            Store::Etcd(etcd, prefix) => {
+                let keys = etcd.snapshot(prefix);
+                let current = text(&keys[&format!("{prefix}/CURRENT")]);
+                text(&keys[&format!("{prefix}/{current}/topic/orders")])
+            }
+        }
+    }
+}
+
 /// The store is consistent: the check reads every object, and the SC either
 /// starts (on the new generation) or refuses for a reason an operator can act on.
-fn assert_consistent(data_dir: &Path, context: &str) {
+fn assert_consistent(store: &Store, data_dir: &Path, context: &str) {
     let out = cli(&["cluster", "upgrade", "--check"], data_dir);
     assert!(
         out.status.success(),
@@ -42,40 +98,39 @@ fn assert_consistent(data_dir: &Path, context: &str) {
         text(&out.stdout),
         text(&out.stderr)
     );
-    match Cluster::open(&data_dir.join("sc")) {
+    match store.open(data_dir) {
         Ok(cluster) => assert_eq!(cluster.topics().len(), 2, "{context}"),
         Err(LoadError::NeedsMigration { .. } | LoadError::IncompleteUpgrade(_)) => {}
         Err(other) => panic!("{context}: inconsistent store: {other}"),
     }
 }
 
-fn assert_upgraded(data_dir: &Path, context: &str) {
-    let cluster = Cluster::open(&data_dir.join("sc")).unwrap_or_else(|e| panic!("{context}: {e}"));
+fn assert_upgraded(store: &Store, data_dir: &Path, context: &str) {
+    let cluster = store
+        .open(data_dir)
+        .unwrap_or_else(|e| panic!("{context}: {e}"));
     assert_eq!(cluster.topics().len(), 2, "{context}");
     assert_eq!(cluster.partitions().len(), 2, "{context}");
-    let current = fs::read_to_string(data_dir.join("sc/CURRENT")).unwrap();
-    let orders =
-        fs::read_to_string(data_dir.join("sc").join(current).join("topic/orders.json")).unwrap();
     assert!(
-        orders.contains("billing team"),
+        store.orders(data_dir).contains("billing team"),
         "{context}: the unknown field survived"
     );
 }
 
-#[test]
-fn an_upgrade_aborted_at_every_step_recovers() {
+fn aborted_at_every_step<'a>(store_for: impl Fn(usize) -> (Store<'a>, String)) {
     let mut step = 1;
     loop {
         let dir = tempfile::tempdir().unwrap();
-        mg_testkit::copy_dir(&fixture(), dir.path());
+        let (store, name) = store_for(step);
+        store.load_v1(dir.path());
         let out = cli(
             &["cluster", "upgrade", "--crash-at-step", &step.to_string()],
             dir.path(),
         );
         if out.status.success() {
             // Past the last write step: the upgrade simply completed.
-            assert!(step > 5, "the upgrade has several write steps");
-            assert_upgraded(dir.path(), "uninterrupted");
+            assert!(step > 5, "{name}: the upgrade has several write steps");
+            assert_upgraded(&store, dir.path(), &format!("{name}: uninterrupted"));
             break;
         }
         assert!(
@@ -83,23 +138,38 @@ fn an_upgrade_aborted_at_every_step_recovers() {
             "{}",
             text(&out.stderr)
         );
-        let context = format!("aborted at step {step}");
-        assert_consistent(dir.path(), &context);
+        let context = format!("{name}: aborted at step {step}");
+        assert_consistent(&store, dir.path(), &context);
         let out = cli(&["cluster", "upgrade"], dir.path());
         assert!(
             out.status.success(),
             "{context}: re-run failed: {}",
             text(&out.stderr)
         );
-        assert_upgraded(dir.path(), &context);
+        assert_upgraded(&store, dir.path(), &context);
         step += 1;
     }
 }
 
-/// A larger store, so that kills land in the middle of the work.
-fn big_v1_store(dir: &Path, topics: usize) {
-    mg_testkit::copy_dir(&fixture(), dir);
-    let meta = dir.join("sc/metadata");
+#[test]
+fn an_upgrade_aborted_at_every_step_recovers() {
+    aborted_at_every_step(|_| (Store::Files, "files".into()));
+}
+
+#[test]
+fn an_upgrade_on_etcd_aborted_at_every_step_recovers() {
+    let etcd = Etcd::start();
+    aborted_at_every_step(|step| {
+        let prefix = format!("/mirror-guard/step{step}");
+        (Store::Etcd(&etcd, prefix), "etcd".into())
+    });
+}
+
+/// A larger schema-1 store, so that kills land in the middle of the work.
+fn big_v1_store(store: &Store, dir: &Path, topics: usize) {
+    let staged = tempfile::tempdir().unwrap();
+    mg_testkit::copy_dir(&fixture(), staged.path());
+    let meta = staged.path().join("sc/metadata");
     for i in 0..topics {
         let name = format!("bulk-{i:05}");
         let topic = format!(
@@ -111,10 +181,16 @@ fn big_v1_store(dir: &Path, topics: usize) {
         );
         fs::write(meta.join(format!("partition/{name}-0.json")), partition).unwrap();
     }
+    match store {
+        Store::Files => mg_testkit::copy_dir(staged.path(), dir),
+        Store::Etcd(etcd, prefix) => {
+            store.load_v1(dir);
+            etcd.load_files(prefix, &staged.path().join("sc"));
+        }
+    }
 }
 
-#[test]
-fn an_upgrade_killed_at_random_moments_recovers() {
+fn killed_at_random_moments<'a>(store_for: impl Fn(usize) -> Store<'a>, window: Duration) {
     let mut seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -122,11 +198,12 @@ fn an_upgrade_killed_at_random_moments_recovers() {
         | 1;
     for round in 0..8 {
         let dir = tempfile::tempdir().unwrap();
-        big_v1_store(dir.path(), 300);
+        let store = store_for(round);
+        big_v1_store(&store, dir.path(), 300);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_micros(seed % 40_000);
+        let delay = Duration::from_micros(seed % window.as_micros() as u64);
         let mut child = Command::new(BIN)
             .args(["cluster", "upgrade", "--data-dir"])
             .arg(dir.path())
@@ -135,21 +212,42 @@ fn an_upgrade_killed_at_random_moments_recovers() {
             .spawn()
             .unwrap();
         std::thread::sleep(delay); // the kill must land at an arbitrary moment
+        let finished = child.try_wait().unwrap();
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let context = format!("round {round}, killed after {delay:?} (seed {seed})");
         let out = cli(&["cluster", "upgrade", "--check"], dir.path());
         assert!(out.status.success(), "{context}: {}", text(&out.stdout));
-        let out = cli(&["cluster", "upgrade"], dir.path());
-        assert!(
-            out.status.success(),
-            "{context}: re-run failed: {}",
-            text(&out.stderr)
-        );
-        let cluster =
-            Cluster::open(&dir.path().join("sc")).unwrap_or_else(|e| panic!("{context}: {e}"));
+        if let Some(status) = finished {
+            // It completed before the kill: nothing to redo.
+            assert!(status.success(), "{context}: the upgrade failed");
+        } else {
+            let out = cli(&["cluster", "upgrade"], dir.path());
+            assert!(
+                out.status.success(),
+                "{context}: re-run failed: {}",
+                text(&out.stderr)
+            );
+        }
+        let cluster = store
+            .open(dir.path())
+            .unwrap_or_else(|e| panic!("{context}: {e}"));
         assert_eq!(cluster.topics().len(), 302, "{context}");
     }
+}
+
+#[test]
+fn an_upgrade_killed_at_random_moments_recovers() {
+    killed_at_random_moments(|_| Store::Files, Duration::from_millis(40));
+}
+
+#[test]
+fn an_upgrade_on_etcd_killed_at_random_moments_recovers() {
+    let etcd = Etcd::start();
+    killed_at_random_moments(
+        |round| Store::Etcd(&etcd, format!("/mirror-guard/kill{round}")),
+        Duration::from_millis(300),
+    );
 }
 
 fn with_cluster_file(dir: &Path) {

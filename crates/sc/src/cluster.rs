@@ -128,8 +128,12 @@ impl Cluster {
             path: data_dir.to_path_buf(),
             source,
         };
+        // (On etcd an upgrade records itself and switches generations in one
+        // transaction: it is never seen interrupted.)
         if *config == StoreConfig::Files
-            && let Some(interrupted) = crate::upgrade::interrupted(data_dir).map_err(list_error)?
+            && let Some(interrupted) =
+                crate::upgrade::interrupted(&crate::upgrade::Generations::files(data_dir))
+                    .map_err(list_error)?
         {
             return Err(LoadError::IncompleteUpgrade(interrupted));
         }
@@ -195,6 +199,13 @@ impl Cluster {
             changed: watch::channel(0).0,
             status: watch::channel(0).0,
         })
+    }
+
+    /// Gives up the leadership of the metadata, if this SC holds one (on
+    /// etcd), so that a standby takes over at once: the last step of a
+    /// graceful stop. Blocks on etcd.
+    pub fn resign(&self) -> std::io::Result<()> {
+        self.store.resign()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -3,8 +3,17 @@
 //!
 //! ```text
 //! <prefix>/CURRENT                      the active generation (absent: "metadata")
+//! <prefix>/UPGRADE                      an upgrade's record, as the file `UPGRADE`
+//! <prefix>/LEADER                       the elected SC, under its lease
 //! <prefix>/<generation>/<kind>/<name>   one object's envelope, as in its file
+//! <prefix>/quarantine/<generation>/<kind>/<name>   set aside by `resume --skip-unreadable`
 //! ```
+//!
+//! Every commit is conditioned on `CURRENT` still naming the generation the
+//! store opened on (so an SC never writes into a generation an upgrade
+//! switched away from) and, once elected, on holding the leader's lease.
+//! Scans go in pages of [`SCAN_PAGE`] keys: one range of 100k partitions
+//! would exceed what a gRPC message may carry.
 //!
 //! The SC's logic is synchronous (a change is planned, persisted, applied
 //! under its writer lock); etcd's client is async. The store runs the
@@ -41,6 +50,11 @@ const RENEW_EVERY: Duration = Duration::from_secs(1);
 const RENEW_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often a standby looks whether the leader key is gone.
 const STANDBY_POLL: Duration = Duration::from_millis(250);
+/// Keys per range request of a scan.
+pub const SCAN_PAGE: i64 = 1000;
+/// Writes per transaction when a whole generation is written (an upgrade,
+/// a migration): below etcd's default `--max-txn-ops` of 128.
+pub const BULK_TXN_OPS: usize = 100;
 
 /// Where on etcd, and under which prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +101,8 @@ pub struct EtcdStore {
     client: Client,
     config: EtcdConfig,
     generation: String,
+    /// `CURRENT` as the store found it: every commit is conditioned on it.
+    generation_guard: Compare,
     /// Once elected: the leader key and this SC's lease on it. Every commit
     /// is then conditioned on the key still being held under that lease.
     leadership: Mutex<Option<(String, i64)>>,
@@ -138,13 +154,32 @@ impl EtcdStore {
             client,
             config,
             generation: FIRST_GENERATION.to_string(),
+            generation_guard: Compare::create_revision(Vec::new(), CompareOp::Equal, 0),
             leadership: Mutex::new(None),
         };
-        if let Some(current) = store.get(&store.current_key())? {
-            store.generation = String::from_utf8(current)
-                .map_err(|_| io::Error::other(format!("{}: not UTF-8", store.current_key())))?;
-        }
+        let (generation, guard) = store.current_guard()?;
+        store.generation = generation;
+        store.generation_guard = guard;
         Ok(store)
+    }
+
+    /// The generation `CURRENT` names now, and a compare that holds for as
+    /// long as `CURRENT` is unchanged: on its value, or, when it is absent
+    /// (the first generation), on its never having been created. (etcd
+    /// fails every value compare on a missing key.)
+    pub fn current_guard(&self) -> io::Result<(String, Compare)> {
+        let key = self.current_key();
+        Ok(match self.get(&key)? {
+            Some(value) => {
+                let generation = String::from_utf8(value.clone())
+                    .map_err(|_| io::Error::other(format!("{key}: not UTF-8")))?;
+                (generation, Compare::value(key, CompareOp::Equal, value))
+            }
+            None => (
+                FIRST_GENERATION.to_string(),
+                Compare::create_revision(key, CompareOp::Equal, 0),
+            ),
+        })
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
@@ -158,7 +193,32 @@ impl EtcdStore {
 
     /// The prefix of `kind`'s keys in the current generation.
     fn kind_prefix(&self, kind: &str) -> String {
-        format!("{}/{}/{kind}/", self.config.prefix, self.generation)
+        self.kind_prefix_in(&self.generation, kind)
+    }
+
+    /// The prefix of `kind`'s keys in `generation`.
+    fn kind_prefix_in(&self, generation: &str, kind: &str) -> String {
+        format!("{}/{generation}/{kind}/", self.config.prefix)
+    }
+
+    /// The prefix of every key of `generation`.
+    pub fn generation_prefix(&self, generation: &str) -> String {
+        format!("{}/{generation}/", self.config.prefix)
+    }
+
+    /// The key of `kind`'s object `name` in `generation`.
+    pub fn key_in(&self, generation: &str, kind: &str, name: &str) -> String {
+        format!("{}{name}", self.kind_prefix_in(generation, kind))
+    }
+
+    /// The generation this store opened on (what `CURRENT` named).
+    pub fn generation(&self) -> &str {
+        &self.generation
+    }
+
+    /// The cluster's key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
     }
 
     /// The key of one object.
@@ -176,7 +236,8 @@ impl EtcdStore {
         )
     }
 
-    fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+    /// The value of one key, if it exists.
+    pub fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
         let (mut client, key) = (self.client.clone(), key.to_string());
         run(self.runtime(), async move {
             let response = client.get(key, None).await.map_err(etcd_error)?;
@@ -184,33 +245,107 @@ impl EtcdStore {
         })
     }
 
+    /// Every key under `prefix` with its value, in key order, read in pages
+    /// of [`SCAN_PAGE`] (`keys_only`: values left empty).
+    pub fn range(&self, prefix: &str, keys_only: bool) -> io::Result<Vec<(String, Vec<u8>)>> {
+        let end = prefix_end(prefix.as_bytes());
+        let mut found = Vec::new();
+        let mut from = prefix.as_bytes().to_vec();
+        loop {
+            let (mut client, start, end) = (self.client.clone(), from.clone(), end.clone());
+            let (page, more) = run(self.runtime(), async move {
+                let mut options = GetOptions::new().with_range(end).with_limit(SCAN_PAGE);
+                if keys_only {
+                    options = options.with_keys_only();
+                }
+                let response = client.get(start, Some(options)).await.map_err(etcd_error)?;
+                let page: Vec<(Vec<u8>, Vec<u8>)> = response
+                    .kvs()
+                    .iter()
+                    .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+                    .collect();
+                Ok((page, response.more()))
+            })?;
+            if let Some((last, _)) = page.last() {
+                // The next page starts just after the last key read.
+                from = last.clone();
+                from.push(0);
+            }
+            let empty = page.is_empty();
+            found.extend(
+                page.into_iter()
+                    .map(|(key, value)| (String::from_utf8_lossy(&key).into_owned(), value)),
+            );
+            if !more || empty {
+                return Ok(found);
+            }
+        }
+    }
+
     /// Every object of a kind, and what each holds; an unreadable one is
     /// named by its key.
     pub fn scan<T: Object>(&self) -> io::Result<Vec<Scanned<T>>> {
-        let (mut client, prefix) = (self.client.clone(), self.kind_prefix(T::KIND));
-        let kvs = run(self.runtime(), async move {
-            let options = GetOptions::new().with_prefix();
-            let response = client
-                .get(prefix, Some(options))
-                .await
-                .map_err(etcd_error)?;
-            Ok(response
-                .kvs()
-                .iter()
-                .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
-                .collect::<Vec<_>>())
-        })?;
+        self.scan_in::<T>(&self.generation)
+    }
+
+    /// Every object of a kind in `generation`, as [`scan`](Self::scan).
+    pub fn scan_in<T: Object>(&self, generation: &str) -> io::Result<Vec<Scanned<T>>> {
+        let kvs = self.range(&self.kind_prefix_in(generation, T::KIND), false)?;
         Ok(kvs
             .into_iter()
             .map(|(key, value)| {
-                let path = PathBuf::from(String::from_utf8_lossy(&key).into_owned());
                 let stored = match std::str::from_utf8(&value) {
                     Ok(text) => decode(text),
                     Err(err) => crate::store::Stored::Unreadable(format!("not UTF-8: {err}")),
                 };
-                Scanned { path, stored }
+                Scanned {
+                    path: PathBuf::from(key),
+                    stored,
+                }
             })
             .collect())
+    }
+
+    /// The generations that hold keys (complete or not), by name.
+    pub fn generations(&self) -> io::Result<Vec<String>> {
+        let root = format!("{}/", self.config.prefix);
+        let mut names: Vec<String> = Vec::new();
+        for (key, _) in self.range(&root, true)? {
+            let rest = &key[root.len()..];
+            // Only `<generation>/<kind>/<name>` keys name a generation.
+            if let Some((generation, tail)) = rest.split_once('/')
+                && generation != "quarantine"
+                && tail.contains('/')
+                && names.last().map(String::as_str) != Some(generation)
+            {
+                names.push(generation.to_string());
+            }
+        }
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Runs one transaction: `ops` if every compare holds. Returns whether
+    /// they held (and so whether anything was written).
+    pub fn transact(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> io::Result<bool> {
+        let mut client = self.client.clone();
+        run(self.runtime(), async move {
+            let txn = Txn::new().when(compares).and_then(ops);
+            let response = client.txn(txn).await.map_err(etcd_error)?;
+            Ok(response.succeeded())
+        })
+    }
+
+    /// Which SC holds the leadership on this prefix, if one does.
+    pub fn leader(&self) -> io::Result<Option<String>> {
+        Ok(self
+            .get(&self.leader_key())?
+            .map(|value| String::from_utf8_lossy(&value).into_owned()))
+    }
+
+    /// The key recording an upgrade.
+    pub fn upgrade_key(&self) -> String {
+        format!("{}/UPGRADE", self.config.prefix)
     }
 
     /// The key the elected SC holds under its lease.
@@ -246,6 +381,30 @@ impl EtcdStore {
         Ok(lost)
     }
 
+    /// Gives the leadership up at once (a graceful stop): the lease is
+    /// revoked, the leader key goes with it, and a standby takes over
+    /// within its poll instead of the lease's TTL. Nothing is written
+    /// under the leadership afterwards.
+    pub fn resign(&self) -> io::Result<()> {
+        // Commits from now on compare against a lease that is gone: they
+        // fail, as a fenced leader's would.
+        let held = self
+            .leadership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, lease)| *lease);
+        let Some(lease) = held else {
+            return Ok(());
+        };
+        let mut client = self.client.clone();
+        run(self.runtime(), async move {
+            client.lease_revoke(lease).await.map_err(etcd_error)?;
+            info!(lease, "resigned the leadership");
+            Ok(())
+        })
+    }
+
     /// Applies `writes` in one transaction: all of them, or none.
     pub fn commit(&self, writes: Vec<crate::persist::Write>) -> io::Result<()> {
         let ops: Vec<TxnOp> = writes
@@ -264,22 +423,55 @@ impl EtcdStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let txn = match leadership {
-            Some((key, lease)) => Txn::new().when([Compare::lease(key, CompareOp::Equal, lease)]),
-            None => Txn::new(),
-        };
-        let mut client = self.client.clone();
-        run(self.runtime(), async move {
-            let response = client.txn(txn.and_then(ops)).await.map_err(etcd_error)?;
-            if response.succeeded() {
-                Ok(())
-            } else {
-                Err(io::Error::other(
-                    "etcd: this SC no longer holds the leadership (its lease is gone): nothing was written",
-                ))
+        let mut compares = vec![self.generation_guard.clone()];
+        if let Some((key, lease)) = &leadership {
+            compares.push(Compare::lease(key.clone(), CompareOp::Equal, *lease));
+        }
+        let writes = ops.len();
+        match self.transact(compares, ops) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(err) if err.to_string().contains("too many operations") => {
+                // A change is one transaction, whole or not at all.
+                return Err(io::Error::other(format!(
+                    "{err}: this change is {writes} writes in one transaction, more than \
+                     etcd's --max-txn-ops allows (128 unless raised; a topic of N \
+                     partitions is N + 1 writes): raise it on every etcd member"
+                )));
             }
-        })
+            Err(err) => return Err(err),
+        }
+        // Which condition failed, for the message.
+        let current = self.get(&self.current_key())?;
+        let moved = current
+            .as_deref()
+            .map_or(self.generation != FIRST_GENERATION, |c| {
+                c != self.generation.as_bytes()
+            });
+        Err(io::Error::other(if moved {
+            format!(
+                "etcd: {} no longer names generation {} (an upgrade or migration switched it): nothing was written",
+                self.current_key(),
+                self.generation
+            )
+        } else {
+            "etcd: this SC no longer holds the leadership (its lease is gone): nothing was written"
+                .to_string()
+        }))
     }
+}
+
+/// The end of the key range of everything that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only 0xff bytes: every key from the prefix on.
+    vec![0]
 }
 
 /// Holds the leader key under a new lease once it is free; returns the lease.

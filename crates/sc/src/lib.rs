@@ -28,7 +28,9 @@
 //!   0600, out of the metadata.
 //! - [`versions`]: what the public port advertises (ApiVersions).
 //! - [`upgrade`]: check, migrate into a new generation, finalize, roll
-//!   back, and the checks that gate a resume.
+//!   back, and the checks that gate a resume, on files or etcd
+//!   ([`upgrade::Generations`]).
+//! - [`migrate`]: move a cluster's metadata from its files to etcd.
 //! - [`public`]: the Fluvio SC public API the official client uses
 //!   (ApiVersions, Create, Delete, List, Watch), on fluvio-sc-schema's
 //!   types: listener, dispatch, projection, watches.
@@ -42,6 +44,7 @@ pub mod error;
 pub mod etcd;
 pub mod liveness;
 pub mod metrics;
+pub mod migrate;
 pub mod mirroring;
 pub mod model;
 pub mod persist;

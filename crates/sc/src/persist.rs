@@ -120,6 +120,15 @@ impl Persistence {
         }
     }
 
+    /// Gives up the leadership, if this store holds one (etcd): a standby
+    /// takes over at once. Called on a graceful stop.
+    pub fn resign(&self) -> io::Result<()> {
+        match self {
+            Self::Files(_) => Ok(()),
+            Self::Etcd(etcd) => etcd.resign(),
+        }
+    }
+
     /// Where the metadata is, for messages.
     pub fn describe(&self) -> String {
         match self {

@@ -16,19 +16,31 @@
 //! new. An `UPGRADE` record whose generation is not current marks an
 //! interrupted upgrade: resuming refuses until `upgrade` is run again (it
 //! redoes the work) or `rollback` clears it.
+//!
+//! The same algorithm runs on both backends ([`Generations`]). On etcd a
+//! new generation's keys are written in batches under its own prefix,
+//! where nothing reads them, and the commit point is one transaction that
+//! records the upgrade and switches `CURRENT`, guarded by a compare on
+//! `CURRENT`'s old value and on no SC holding the leadership; rollback and
+//! finalize are one transaction each. So on etcd an upgrade is never seen
+//! half-switched: what a crash leaves is at most a generation nobody
+//! names, which the next upgrade drops.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use etcd_client::{Compare, CompareOp, DeleteOptions, TxnOp};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::etcd::{BULK_TXN_OPS, EtcdStore};
 use crate::model::{MirrorObject, PartitionObject, SpuObject, TopicObject};
+use crate::persist::StoreConfig;
 use crate::store::{
-    CURRENT_FILE, LoadError, MetadataStore, Object, Stored, current_generation, sync_dir,
-    sync_filesystem, write_atomically,
+    CURRENT_FILE, LoadError, MetadataStore, Object, Scanned, Stored, current_generation, encode,
+    sync_dir, sync_filesystem, write_atomically,
 };
 
 /// The file recording an upgrade.
@@ -80,28 +92,389 @@ pub struct UpgradeRecord {
     pub binary: String,
 }
 
-fn read_record(data_dir: &Path) -> io::Result<Option<UpgradeRecord>> {
-    match fs::read_to_string(data_dir.join(UPGRADE_FILE)) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{UPGRADE_FILE}: {e}"))
-        }),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
+/// The metadata's generations, wherever they are kept: the files under an
+/// SC's data directory, or the keys under a cluster's prefix on etcd.
+#[derive(Debug)]
+pub enum Generations {
+    /// Files under this data directory.
+    Files(PathBuf),
+    /// Keys on etcd.
+    Etcd(Box<EtcdStore>),
+}
+
+impl Generations {
+    /// The files under `data_dir`.
+    pub fn files(data_dir: &Path) -> Self {
+        Self::Files(data_dir.to_path_buf())
+    }
+
+    /// The metadata `config` names; files live under `data_dir`.
+    pub fn open(data_dir: &Path, config: &StoreConfig) -> io::Result<Self> {
+        Ok(match config {
+            StoreConfig::Files => Self::files(data_dir),
+            StoreConfig::Etcd(etcd) => Self::Etcd(Box::new(EtcdStore::open(etcd.clone())?)),
+        })
+    }
+
+    /// Where, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Files(dir) => dir.display().to_string(),
+            Self::Etcd(etcd) => format!("etcd prefix {}", etcd.prefix()),
+        }
+    }
+
+    /// The active generation.
+    pub fn current(&self) -> io::Result<String> {
+        match self {
+            Self::Files(dir) => current_generation(dir),
+            Self::Etcd(etcd) => Ok(etcd.current_guard()?.0),
+        }
+    }
+
+    /// The upgrade record, if there is one.
+    pub fn record(&self) -> io::Result<Option<UpgradeRecord>> {
+        let (text, name) = match self {
+            Self::Files(dir) => match fs::read(dir.join(UPGRADE_FILE)) {
+                Ok(text) => (text, UPGRADE_FILE.to_string()),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(err),
+            },
+            Self::Etcd(etcd) => match etcd.get(&etcd.upgrade_key())? {
+                Some(text) => (text, etcd.upgrade_key()),
+                None => return Ok(None),
+            },
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{name}: {e}")))
+    }
+
+    fn write_record(&self, record: &UpgradeRecord) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        match self {
+            Self::Files(dir) => write_atomically(dir, UPGRADE_FILE, &bytes),
+            Self::Etcd(etcd) => {
+                let op = TxnOp::put(etcd.upgrade_key(), bytes, None);
+                self.guarded(etcd, None, vec![op], "record the upgrade")
+            }
+        }
+    }
+
+    /// Every object of a kind in `generation`, and what each holds.
+    pub fn scan<T: Object>(&self, generation: &str) -> Result<Vec<Scanned<T>>, LoadError> {
+        match self {
+            Self::Files(dir) => MetadataStore::at(dir.join(generation)).scan::<T>(),
+            Self::Etcd(etcd) => etcd
+                .scan_in::<T>(generation)
+                .map_err(|source| LoadError::List {
+                    path: etcd.generation_prefix(generation).into(),
+                    source,
+                }),
+        }
+    }
+
+    /// Refuses to change metadata an SC may be running on. Files: the
+    /// caller checked the local processes. etcd: no SC may hold the
+    /// leadership (and the switch itself is guarded on that again).
+    pub fn ensure_idle(&self) -> Result<(), UpgradeError> {
+        match self {
+            Self::Files(_) => Ok(()),
+            Self::Etcd(etcd) => match etcd.leader()? {
+                Some(leader) => Err(UpgradeError::State(format!(
+                    "an SC is running on etcd prefix {} (the leader is {leader:?}): stop every SC first",
+                    etcd.prefix()
+                ))),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Runs `ops` on etcd if no SC leads and `CURRENT` still names
+    /// `current` (when given); an unmet condition is an error naming `what`.
+    fn guarded(
+        &self,
+        etcd: &EtcdStore,
+        current: Option<&str>,
+        ops: Vec<TxnOp>,
+        what: &str,
+    ) -> io::Result<()> {
+        let mut compares = vec![Compare::create_revision(
+            etcd.leader_key(),
+            CompareOp::Equal,
+            0,
+        )];
+        if let Some(expected) = current {
+            let (found, guard) = etcd.current_guard()?;
+            if found != expected {
+                return Err(io::Error::other(format!(
+                    "could not {what}: {} names {found}, not {expected}; nothing was written",
+                    etcd.current_key()
+                )));
+            }
+            compares.push(guard);
+        }
+        if etcd.transact(compares, ops)? {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "could not {what}: an SC was elected, or {} changed, meanwhile; nothing was written",
+                etcd.current_key()
+            )))
+        }
+    }
+
+    /// Drops a generation, whole.
+    fn drop_generation(&self, generation: &str) -> io::Result<()> {
+        match self {
+            Self::Files(dir) => remove_dir_if_exists(&dir.join(generation)),
+            Self::Etcd(etcd) => {
+                let op = delete_prefix(&etcd.generation_prefix(generation));
+                self.guarded(etcd, None, vec![op], "drop a generation")
+            }
+        }
+    }
+
+    /// Drops an interrupted upgrade: its generation and its record.
+    fn drop_interrupted(&self, record: &UpgradeRecord) -> io::Result<()> {
+        match self {
+            Self::Files(dir) => {
+                remove_dir_if_exists(&dir.join(&record.current))?;
+                fs::remove_file(dir.join(UPGRADE_FILE))?;
+                sync_dir(dir)
+            }
+            Self::Etcd(etcd) => {
+                let ops = vec![
+                    delete_prefix(&etcd.generation_prefix(&record.current)),
+                    TxnOp::delete(etcd.upgrade_key(), None),
+                ];
+                self.guarded(etcd, None, ops, "drop the interrupted upgrade")
+            }
+        }
+    }
+
+    /// Drops what upgrades cut short left behind (never the current
+    /// generation); returns the highest generation number in use.
+    fn drop_leftovers(&self, current: &str) -> io::Result<u32> {
+        let mut highest = 0;
+        match self {
+            Self::Files(dir) => {
+                // Leftovers of a crash before the rename are incomplete.
+                for entry in fs::read_dir(dir)? {
+                    let name = entry?.file_name().to_string_lossy().into_owned();
+                    if let Some(tmp) = name.strip_suffix(".tmp")
+                        && tmp.starts_with("gen-")
+                    {
+                        remove_dir_if_exists(&dir.join(&name))?;
+                    } else if let Some(n) = generation_number(&name) {
+                        highest = highest.max(n);
+                    }
+                }
+            }
+            Self::Etcd(etcd) => {
+                // With no upgrade pending, only the current generation is
+                // named by anything: any other is a cut-short upgrade's.
+                for name in etcd.generations()? {
+                    if name != current {
+                        warn!(generation = %name, "dropping what an interrupted upgrade wrote");
+                        self.drop_generation(&name)?;
+                    }
+                    if let Some(n) = generation_number(&name) {
+                        highest = highest.max(n);
+                    }
+                }
+            }
+        }
+        Ok(highest.max(generation_number(current).unwrap_or(0)))
+    }
+
+    /// Starts writing `generation`, which nothing reads until [`switch`](Self::switch).
+    fn stage(&self, generation: &str) -> io::Result<Stage<'_>> {
+        Ok(match self {
+            Self::Files(dir) => {
+                let staging = dir.join(format!("{generation}.tmp"));
+                fs::create_dir_all(&staging)?;
+                Stage::Files {
+                    target: MetadataStore::at(staging.clone()),
+                    staging,
+                    published: dir.join(generation),
+                    data_dir: dir,
+                }
+            }
+            Self::Etcd(etcd) => Stage::Etcd {
+                generations: self,
+                etcd,
+                generation: generation.to_string(),
+                batch: Vec::new(),
+            },
+        })
+    }
+
+    /// Records `record` (pending) and makes its generation current. Files:
+    /// two steps, the record first; etcd: one transaction.
+    fn switch(&self, record: &UpgradeRecord, steps: &mut Steps) -> io::Result<()> {
+        match self {
+            Self::Files(dir) => {
+                self.write_record(record)?;
+                steps.step();
+                write_atomically(dir, CURRENT_FILE, record.current.as_bytes())
+            }
+            Self::Etcd(etcd) => {
+                let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+                let ops = vec![
+                    TxnOp::put(etcd.upgrade_key(), bytes, None),
+                    TxnOp::put(etcd.current_key(), record.current.as_bytes(), None),
+                ];
+                self.guarded(etcd, Some(&record.previous), ops, "switch generations")
+            }
+        }
+    }
+
+    /// Marks `record` finalized and prunes its previous generation.
+    fn finalize(&self, record: &UpgradeRecord) -> io::Result<()> {
+        let mut record = record.clone();
+        record.state = UpgradeState::Finalized;
+        match self {
+            Self::Files(dir) => {
+                self.write_record(&record)?;
+                remove_dir_if_exists(&dir.join(&record.previous))?;
+                sync_dir(dir)
+            }
+            Self::Etcd(etcd) => {
+                let bytes = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+                let ops = vec![
+                    TxnOp::put(etcd.upgrade_key(), bytes, None),
+                    delete_prefix(&etcd.generation_prefix(&record.previous)),
+                ];
+                self.guarded(etcd, Some(&record.current), ops, "finalize")
+            }
+        }
+    }
+
+    /// Restores `record`'s previous generation and drops its new one.
+    fn rollback(&self, record: &UpgradeRecord) -> io::Result<()> {
+        match self {
+            Self::Files(dir) => {
+                write_atomically(dir, CURRENT_FILE, record.previous.as_bytes())?;
+                remove_dir_if_exists(&dir.join(&record.current))?;
+                fs::remove_file(dir.join(UPGRADE_FILE))?;
+                sync_dir(dir)
+            }
+            Self::Etcd(etcd) => {
+                let ops = vec![
+                    TxnOp::put(etcd.current_key(), record.previous.as_bytes(), None),
+                    delete_prefix(&etcd.generation_prefix(&record.current)),
+                    TxnOp::delete(etcd.upgrade_key(), None),
+                ];
+                self.guarded(etcd, Some(&record.current), ops, "roll back")
+            }
+        }
+    }
+
+    /// Moves one unreadable object (`at`, its file or key) of `kind` in
+    /// `generation` into the quarantine; returns where it went.
+    fn set_aside(&self, generation: &str, kind: &str, at: &Path) -> io::Result<PathBuf> {
+        let name = at.file_name().unwrap_or_default();
+        match self {
+            Self::Files(dir) => {
+                let quarantine = dir.join("quarantine").join(generation).join(kind);
+                fs::create_dir_all(&quarantine)?;
+                fs::rename(at, quarantine.join(name))?;
+                Ok(quarantine.join(name))
+            }
+            Self::Etcd(etcd) => {
+                let key = at.to_string_lossy().into_owned();
+                let value = etcd.get(&key)?.unwrap_or_default();
+                let aside = format!(
+                    "{}/quarantine/{generation}/{kind}/{}",
+                    etcd.prefix(),
+                    name.to_string_lossy()
+                );
+                let ops = vec![
+                    TxnOp::put(aside.clone(), value, None),
+                    TxnOp::delete(key, None),
+                ];
+                self.guarded(etcd, Some(generation), ops, "set an object aside")?;
+                Ok(PathBuf::from(aside))
+            }
+        }
     }
 }
 
-fn write_record(data_dir: &Path, record: &UpgradeRecord) -> io::Result<()> {
-    write_atomically(
-        data_dir,
-        UPGRADE_FILE,
-        &serde_json::to_vec_pretty(record).map_err(io::Error::other)?,
-    )
+fn delete_prefix(prefix: &str) -> TxnOp {
+    TxnOp::delete(prefix, Some(DeleteOptions::new().with_prefix()))
+}
+
+/// A generation being written.
+enum Stage<'a> {
+    Files {
+        data_dir: &'a Path,
+        staging: PathBuf,
+        published: PathBuf,
+        target: MetadataStore,
+    },
+    Etcd {
+        generations: &'a Generations,
+        etcd: &'a EtcdStore,
+        generation: String,
+        batch: Vec<TxnOp>,
+    },
+}
+
+impl Stage<'_> {
+    fn put<T: Object>(&mut self, object: &T) -> io::Result<()> {
+        match self {
+            Self::Files { target, .. } => target.put_staged(object),
+            Self::Etcd {
+                generations,
+                etcd,
+                generation,
+                batch,
+            } => {
+                let key = etcd.key_in(generation, T::KIND, &object.name());
+                batch.push(TxnOp::put(key, encode(object)?, None));
+                if batch.len() >= BULK_TXN_OPS {
+                    let ops = std::mem::take(batch);
+                    generations.guarded(etcd, None, ops, "write the new generation")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes everything written durable, and (files) the generation appear.
+    fn seal(self) -> io::Result<()> {
+        match self {
+            Self::Files {
+                data_dir,
+                staging,
+                published,
+                ..
+            } => {
+                // Every staged file and directory durable, then the generation appears.
+                sync_filesystem(&staging)?;
+                fs::rename(&staging, published)?;
+                sync_dir(data_dir)
+            }
+            Self::Etcd {
+                generations,
+                etcd,
+                batch,
+                ..
+            } => {
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                generations.guarded(etcd, None, batch, "write the new generation")
+            }
+        }
+    }
 }
 
 /// An interrupted upgrade's description, if there is one.
-pub fn interrupted(data_dir: &Path) -> io::Result<Option<String>> {
-    let current = current_generation(data_dir)?;
-    Ok(read_record(data_dir)?.and_then(|record| {
+pub fn interrupted(store: &Generations) -> io::Result<Option<String>> {
+    let current = store.current()?;
+    Ok(store.record()?.and_then(|record| {
         (record.state == UpgradeState::Pending && record.current != current).then(|| {
             format!(
                 "{} was prepared but {} is still current",
@@ -212,8 +585,12 @@ impl Report {
     }
 }
 
-fn classify<T: Object>(store: &MetadataStore, lines: &mut Vec<Line>) -> Result<(), LoadError> {
-    for scanned in store.scan::<T>()? {
+fn classify<T: Object>(
+    store: &Generations,
+    generation: &str,
+    lines: &mut Vec<Line>,
+) -> Result<(), LoadError> {
+    for scanned in store.scan::<T>(generation)? {
         let status = match scanned.stored {
             Stored::Current(_) => Status::Ok,
             Stored::Migratable { from, .. } => Status::NeedsMigration {
@@ -233,18 +610,17 @@ fn classify<T: Object>(store: &MetadataStore, lines: &mut Vec<Line>) -> Result<(
 }
 
 /// Reads and classifies every object of the active generation; writes nothing.
-pub fn check(data_dir: &Path) -> Result<Report, UpgradeError> {
-    let generation = current_generation(data_dir)?;
-    let store = MetadataStore::at(data_dir.join(&generation));
+pub fn check(store: &Generations) -> Result<Report, UpgradeError> {
+    let generation = store.current()?;
     let mut lines = Vec::new();
-    classify::<SpuObject>(&store, &mut lines)?;
-    classify::<TopicObject>(&store, &mut lines)?;
-    classify::<PartitionObject>(&store, &mut lines)?;
-    classify::<MirrorObject>(&store, &mut lines)?;
+    classify::<SpuObject>(store, &generation, &mut lines)?;
+    classify::<TopicObject>(store, &generation, &mut lines)?;
+    classify::<PartitionObject>(store, &generation, &mut lines)?;
+    classify::<MirrorObject>(store, &generation, &mut lines)?;
     Ok(Report {
         generation,
         lines,
-        interrupted: interrupted(data_dir)?,
+        interrupted: interrupted(store)?,
     })
 }
 
@@ -308,20 +684,19 @@ fn generation_number(name: &str) -> Option<u32> {
 /// Checks, then migrates every object into a new generation, atomically.
 /// `progress` is called with (objects written, objects in all).
 pub fn upgrade(
-    data_dir: &Path,
+    store: &Generations,
     steps: &mut Steps,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Upgraded, UpgradeError> {
+    store.ensure_idle()?;
     // An interrupted upgrade is redone from the start: its generation and
     // record are dropped (CURRENT never pointed at them).
-    if interrupted(data_dir)?.is_some()
-        && let Some(record) = read_record(data_dir)?
+    if interrupted(store)?.is_some()
+        && let Some(record) = store.record()?
     {
-        remove_dir_if_exists(&data_dir.join(&record.current))?;
-        fs::remove_file(data_dir.join(UPGRADE_FILE))?;
-        sync_dir(data_dir)?;
+        store.drop_interrupted(&record)?;
     }
-    if let Some(record) = read_record(data_dir)?
+    if let Some(record) = store.record()?
         && record.state == UpgradeState::Pending
     {
         return Err(UpgradeError::State(format!(
@@ -329,7 +704,7 @@ pub fn upgrade(
             record.current
         )));
     }
-    let report = check(data_dir)?;
+    let report = check(store)?;
     if !report.upgradable() {
         return Err(UpgradeError::NotUpgradable(report.render()));
     }
@@ -337,30 +712,15 @@ pub fn upgrade(
         return Ok(Upgraded::UpToDate);
     }
     let previous = report.generation.clone();
-    let source = MetadataStore::at(data_dir.join(&previous));
-
-    // Leftovers of a crash before the rename are incomplete: drop them.
-    let mut highest = 0;
-    for entry in fs::read_dir(data_dir)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some(tmp) = name.strip_suffix(".tmp")
-            && tmp.starts_with("gen-")
-        {
-            remove_dir_if_exists(&data_dir.join(&name))?;
-        } else if let Some(n) = generation_number(&name) {
-            highest = highest.max(n);
-        }
-    }
+    let highest = store.drop_leftovers(&previous)?;
     let current = format!("gen-{:06}", highest + 1);
-    let staging = data_dir.join(format!("{current}.tmp"));
     steps.step();
-    fs::create_dir_all(&staging)?;
-    let target = MetadataStore::at(staging.clone());
+    let mut target = store.stage(&current)?;
 
-    let spus = source.scan::<SpuObject>()?;
-    let topics = source.scan::<TopicObject>()?;
-    let partitions = source.scan::<PartitionObject>()?;
-    let mirrors = source.scan::<MirrorObject>()?;
+    let spus = store.scan::<SpuObject>(&previous)?;
+    let topics = store.scan::<TopicObject>(&previous)?;
+    let partitions = store.scan::<PartitionObject>(&previous)?;
+    let mirrors = store.scan::<MirrorObject>(&previous)?;
     let total = spus.len() + topics.len() + partitions.len() + mirrors.len();
     let mut written = 0;
     macro_rules! migrate {
@@ -377,7 +737,7 @@ pub fn upgrade(
                     }
                 };
                 steps.step();
-                target.put_staged(&object)?;
+                target.put(&object)?;
                 written += 1;
                 progress(written, total);
             }
@@ -389,10 +749,7 @@ pub fn upgrade(
     migrate!(mirrors);
 
     steps.step();
-    // Every staged file and directory durable, then the generation appears.
-    sync_filesystem(&staging)?;
-    fs::rename(&staging, data_dir.join(&current))?;
-    sync_dir(data_dir)?;
+    target.seal()?;
 
     steps.step();
     let record = UpgradeRecord {
@@ -402,10 +759,7 @@ pub fn upgrade(
         schemas: schema_changes(&report),
         binary: env!("CARGO_PKG_VERSION").into(),
     };
-    write_record(data_dir, &record)?;
-
-    steps.step();
-    write_atomically(data_dir, CURRENT_FILE, current.as_bytes())?;
+    store.switch(&record, steps)?;
     Ok(Upgraded::Migrated {
         previous,
         current,
@@ -434,27 +788,27 @@ fn remove_dir_if_exists(path: &Path) -> io::Result<()> {
 }
 
 /// Commits a pending upgrade; only then is the previous generation pruned.
-pub fn finalize(data_dir: &Path) -> Result<UpgradeRecord, UpgradeError> {
-    let Some(mut record) = read_record(data_dir)? else {
+pub fn finalize(store: &Generations) -> Result<UpgradeRecord, UpgradeError> {
+    store.ensure_idle()?;
+    let Some(record) = store.record()? else {
         return Err(UpgradeError::State("no upgrade to finalize".into()));
     };
-    if let Some(interrupted) = interrupted(data_dir)? {
+    if let Some(interrupted) = interrupted(store)? {
         return Err(UpgradeError::State(format!(
             "the upgrade was interrupted ({interrupted}); run `cluster upgrade` again"
         )));
     }
-    if record.state != UpgradeState::Finalized {
-        record.state = UpgradeState::Finalized;
-        write_record(data_dir, &record)?;
-    }
-    remove_dir_if_exists(&data_dir.join(&record.previous))?;
-    sync_dir(data_dir)?;
-    Ok(record)
+    store.finalize(&record)?;
+    Ok(UpgradeRecord {
+        state: UpgradeState::Finalized,
+        ..record
+    })
 }
 
 /// Restores the generation a pending upgrade started from.
-pub fn rollback(data_dir: &Path) -> Result<UpgradeRecord, UpgradeError> {
-    let Some(record) = read_record(data_dir)? else {
+pub fn rollback(store: &Generations) -> Result<UpgradeRecord, UpgradeError> {
+    store.ensure_idle()?;
+    let Some(record) = store.record()? else {
         return Err(UpgradeError::State("no upgrade to roll back".into()));
     };
     if record.state == UpgradeState::Finalized {
@@ -463,10 +817,7 @@ pub fn rollback(data_dir: &Path) -> Result<UpgradeRecord, UpgradeError> {
             record.current
         )));
     }
-    write_atomically(data_dir, CURRENT_FILE, record.previous.as_bytes())?;
-    remove_dir_if_exists(&data_dir.join(&record.current))?;
-    fs::remove_file(data_dir.join(UPGRADE_FILE))?;
-    sync_dir(data_dir)?;
+    store.rollback(&record)?;
     Ok(record)
 }
 
@@ -475,15 +826,15 @@ pub fn rollback(data_dir: &Path) -> Result<UpgradeRecord, UpgradeError> {
 /// `set_aside_unreadable`, unreadable files are moved to `quarantine/` (and
 /// logged) instead of failing; nothing else can be skipped.
 pub fn resume_check(
-    data_dir: &Path,
+    store: &Generations,
     set_aside_unreadable: bool,
 ) -> Result<Vec<PathBuf>, UpgradeError> {
-    if let Some(interrupted) = interrupted(data_dir)? {
+    if let Some(interrupted) = interrupted(store)? {
         return Err(UpgradeError::Load(LoadError::IncompleteUpgrade(
             interrupted,
         )));
     }
-    let report = check(data_dir)?;
+    let report = check(store)?;
     let mut set_aside = Vec::new();
     let mut problems = String::new();
     for line in &report.lines {
@@ -504,14 +855,8 @@ pub fn resume_check(
                 );
             }
             Status::Unreadable(reason) if set_aside_unreadable => {
-                let quarantine = data_dir
-                    .join("quarantine")
-                    .join(&report.generation)
-                    .join(line.kind);
-                fs::create_dir_all(&quarantine)?;
-                let name = line.path.file_name().unwrap_or_default();
-                fs::rename(&line.path, quarantine.join(name))?;
-                warn!(file = %line.path.display(), %reason, "unreadable object set aside by request");
+                let aside = store.set_aside(&report.generation, line.kind, &line.path)?;
+                warn!(object = %line.path.display(), to = %aside.display(), %reason, "unreadable object set aside by request");
                 set_aside.push(line.path.clone());
             }
             Status::Unreadable(reason) => {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use mg_controlplane::operate::MirrorAction;
 use mg_sc::model::{MirrorState, PartitionMirror, TopicReplicas};
 use mg_sc::store::LoadError;
-use mg_sc::upgrade::{self, Status, Steps, Upgraded};
+use mg_sc::upgrade::{self, Generations, Status, Steps, Upgraded};
 use mg_sc::{AdminError, Cluster};
 
 fn fixture() -> PathBuf {
@@ -47,7 +47,7 @@ fn v1_store() -> tempfile::TempDir {
 fn check_reports_every_object_and_writes_nothing() {
     let dir = v1_store();
     let before = snapshot(dir.path());
-    let report = upgrade::check(dir.path()).unwrap();
+    let report = upgrade::check(&Generations::files(dir.path())).unwrap();
     assert_eq!(snapshot(dir.path()), before, "check wrote something");
     assert!(report.upgradable() && report.needs_migration());
     let status = |name: &str| {
@@ -89,7 +89,7 @@ fn unmigrated_metadata_refuses_to_start() {
         "{err}"
     );
     assert!(
-        upgrade::resume_check(dir.path(), false)
+        upgrade::resume_check(&Generations::files(dir.path()), false)
             .unwrap_err()
             .to_string()
             .contains("run `cluster upgrade` first")
@@ -101,9 +101,11 @@ fn upgrade_rollback_upgrade_finalize() {
     let dir = v1_store();
     let original = snapshot(&dir.path().join("metadata"));
     let mut seen = Vec::new();
-    let outcome = upgrade::upgrade(dir.path(), &mut Steps::default(), |done, total| {
-        seen.push((done, total))
-    })
+    let outcome = upgrade::upgrade(
+        &Generations::files(dir.path()),
+        &mut Steps::default(),
+        |done, total| seen.push((done, total)),
+    )
     .unwrap();
     assert_eq!(
         outcome,
@@ -156,7 +158,7 @@ fn upgrade_rollback_upgrade_finalize() {
     drop(cluster);
 
     // Before finalizing, rollback restores the previous generation exactly.
-    let record = upgrade::rollback(dir.path()).unwrap();
+    let record = upgrade::rollback(&Generations::files(dir.path())).unwrap();
     assert_eq!(
         (record.previous.as_str(), record.current.as_str()),
         ("metadata", "gen-000001")
@@ -169,21 +171,36 @@ fn upgrade_rollback_upgrade_finalize() {
     ));
 
     // Again, then finalize: only now is the backup pruned, and rollback is over.
-    upgrade::upgrade(dir.path(), &mut Steps::default(), |_, _| {}).unwrap();
+    upgrade::upgrade(
+        &Generations::files(dir.path()),
+        &mut Steps::default(),
+        |_, _| {},
+    )
+    .unwrap();
     assert!(
-        upgrade::upgrade(dir.path(), &mut Steps::default(), |_, _| {}).is_err(),
+        upgrade::upgrade(
+            &Generations::files(dir.path()),
+            &mut Steps::default(),
+            |_, _| {}
+        )
+        .is_err(),
         "a pending upgrade blocks another"
     );
-    upgrade::finalize(dir.path()).unwrap();
+    upgrade::finalize(&Generations::files(dir.path())).unwrap();
     assert!(!dir.path().join("metadata").exists());
     assert!(
-        upgrade::rollback(dir.path())
+        upgrade::rollback(&Generations::files(dir.path()))
             .unwrap_err()
             .to_string()
             .contains("finalized")
     );
     assert_eq!(
-        upgrade::upgrade(dir.path(), &mut Steps::default(), |_, _| {}).unwrap(),
+        upgrade::upgrade(
+            &Generations::files(dir.path()),
+            &mut Steps::default(),
+            |_, _| {}
+        )
+        .unwrap(),
         Upgraded::UpToDate
     );
     let cluster = Cluster::open(dir.path()).unwrap();
@@ -205,15 +222,19 @@ fn newer_and_unreadable_objects_are_refused_and_named() {
         r#"{"schema": 9, "kind": "topic", "name": "future", "spec": {"name": "future"}}"#,
     )
     .unwrap();
-    let report = upgrade::check(dir.path()).unwrap();
+    let report = upgrade::check(&Generations::files(dir.path())).unwrap();
     assert!(!report.upgradable());
     assert!(report.render().contains("written by a newer schema (9)"));
-    let err = upgrade::upgrade(dir.path(), &mut Steps::default(), |_, _| {})
-        .unwrap_err()
-        .to_string();
+    let err = upgrade::upgrade(
+        &Generations::files(dir.path()),
+        &mut Steps::default(),
+        |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("future.json"), "{err}");
     assert!(!dir.path().join("CURRENT").exists(), "nothing was changed");
-    let err = upgrade::resume_check(dir.path(), true)
+    let err = upgrade::resume_check(&Generations::files(dir.path()), true)
         .unwrap_err()
         .to_string();
     assert!(
@@ -222,12 +243,17 @@ fn newer_and_unreadable_objects_are_refused_and_named() {
     );
     fs::remove_file(topics.join("future.json")).unwrap();
 
-    upgrade::upgrade(dir.path(), &mut Steps::default(), |_, _| {}).unwrap();
+    upgrade::upgrade(
+        &Generations::files(dir.path()),
+        &mut Steps::default(),
+        |_, _| {},
+    )
+    .unwrap();
     let broken = dir.path().join("gen-000001/topic/orders.json");
     fs::write(&broken, b"{\"schema\": 2, \"kind\": \"topic\"").unwrap();
     let err = Cluster::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("orders.json"), "{err}");
-    let err = upgrade::resume_check(dir.path(), false)
+    let err = upgrade::resume_check(&Generations::files(dir.path()), false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -235,7 +261,7 @@ fn newer_and_unreadable_objects_are_refused_and_named() {
         "{err}"
     );
     // The explicit opt-in sets the one bad object aside; the rest starts.
-    let set_aside = upgrade::resume_check(dir.path(), true).unwrap();
+    let set_aside = upgrade::resume_check(&Generations::files(dir.path()), true).unwrap();
     assert_eq!(set_aside, vec![broken.clone()]);
     assert!(
         dir.path()
@@ -256,7 +282,7 @@ fn unknown_envelope_fields_are_refused_not_dropped() {
         1,
     );
     fs::write(&path, text).unwrap();
-    let report = upgrade::check(dir.path()).unwrap();
+    let report = upgrade::check(&Generations::files(dir.path())).unwrap();
     assert!(
         report.render().contains(r#"unknown field "checksum""#),
         "{}",
@@ -290,14 +316,19 @@ fn schema_2_partitions_migrate_to_mirror_states() {
             ..
         }
     ));
-    let report = upgrade::check(dir.path()).unwrap();
+    let report = upgrade::check(&Generations::files(dir.path())).unwrap();
     let text = report.render();
     assert!(
         text.contains("partition: 0 ok, 2 need migration, 0 unreadable, 0 too new"),
         "{text}"
     );
     assert!(text.contains("topic: 2 ok, 0 need migration"), "{text}");
-    upgrade::upgrade(dir.path(), &mut Steps::default(), |_, _| {}).unwrap();
+    upgrade::upgrade(
+        &Generations::files(dir.path()),
+        &mut Steps::default(),
+        |_, _| {},
+    )
+    .unwrap();
 
     let cluster = Cluster::open(dir.path()).unwrap();
     for partition in cluster.partitions() {
@@ -341,6 +372,6 @@ fn schema_2_partitions_migrate_to_mirror_states() {
     assert!(replica.mirror.is_some());
     drop(cluster);
 
-    upgrade::rollback(dir.path()).unwrap();
+    upgrade::rollback(&Generations::files(dir.path())).unwrap();
     assert_eq!(snapshot(&dir.path().join("metadata")), original);
 }

@@ -3,7 +3,9 @@
 //! its pid. Needs the `etcd` binary (Debian's `etcd-server`; `.ci/run`
 //! installs it).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -127,6 +129,94 @@ impl Etcd {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Keys and values, read or written by the tests directly (not through the
+/// SC), each call on a runtime of its own so that plain tests can use them.
+impl Etcd {
+    fn client<T>(
+        &self,
+        work: impl AsyncFnOnce(etcd_client::Client) -> Result<T, etcd_client::Error>,
+    ) -> T {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let client = etcd_client::Client::connect(self.endpoints(), None)
+                .await
+                .expect("etcd answers");
+            work(client).await.expect("the etcd call succeeds")
+        })
+    }
+
+    /// Writes `key`.
+    pub fn put(&self, key: &str, value: impl Into<Vec<u8>>) {
+        let (key, value) = (key.to_string(), value.into());
+        self.client(async move |mut c| c.put(key, value, None).await.map(drop));
+    }
+
+    /// Every key under `prefix` with its value.
+    pub fn snapshot(&self, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+        let prefix = prefix.to_string();
+        self.client(async move |mut c| {
+            let found = c
+                .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+                .await?;
+            Ok(found
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    (
+                        String::from_utf8_lossy(kv.key()).into_owned(),
+                        kv.value().to_vec(),
+                    )
+                })
+                .collect())
+        })
+    }
+
+    /// Loads an SC's metadata directory as the SC would store it on etcd:
+    /// `<dir>/<generation>/<kind>/<name>.json` as
+    /// `<prefix>/<generation>/<kind>/<name>`, and `<dir>/CURRENT`.
+    pub fn load_files(&self, prefix: &str, dir: &Path) {
+        let mut keys = Vec::new();
+        for generation in std::fs::read_dir(dir).expect("the metadata directory") {
+            let generation = generation.expect("an entry").path();
+            let gen_name = generation
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if !generation.is_dir() {
+                if gen_name == "CURRENT" {
+                    keys.push((
+                        format!("{prefix}/CURRENT"),
+                        std::fs::read(&generation).unwrap(),
+                    ));
+                }
+                continue;
+            }
+            for kind in std::fs::read_dir(&generation).unwrap() {
+                let kind = kind.unwrap().path();
+                let kind_name = kind.file_name().unwrap().to_string_lossy().into_owned();
+                for object in std::fs::read_dir(&kind).unwrap() {
+                    let object = object.unwrap().path();
+                    let name = object.file_stem().unwrap().to_string_lossy().into_owned();
+                    keys.push((
+                        format!("{prefix}/{gen_name}/{kind_name}/{name}"),
+                        std::fs::read(&object).unwrap(),
+                    ));
+                }
+            }
+        }
+        self.client(async move |mut c| {
+            for (key, value) in keys {
+                c.put(key, value, None).await?;
+            }
+            Ok(())
+        });
     }
 }
 
