@@ -55,7 +55,7 @@ bench: deps
 	cp target/release/mirror-guard target/release/mirror-guard-unguarded
 	$(CARGO) build --release -p mirror-guard
 	$(ALIGNED_BENCH) $(CARGO) bench --bench verdict
-	$(CARGO) bench --bench roles --bench spu_produce --bench spu_load --bench mirroring --bench upgrade
+	$(CARGO) bench --bench roles --bench spu_produce --bench spu_load --bench mirroring --bench upgrade --bench control_scale
 	python3 benches/report.py
 
 # The last commit before the server reshape, for `spu_load` to measure

@@ -192,8 +192,8 @@ impl Cluster {
             secrets: Secrets::new(data_dir),
             writer: Mutex::new(()),
             state: Mutex::new(State {
+                distribution: Distribution::new(catalog.partitions.values()),
                 catalog,
-                distribution: Distribution::default(),
             }),
             liveness: Mutex::new(Liveness::default()),
             changed: watch::channel(0).0,
@@ -324,12 +324,23 @@ impl Cluster {
         }
     }
 
-    /// What a session at `epoch` (`None`: a new session) must be sent.
-    pub fn replicas_since(&self, epoch: Option<i64>) -> ReplicaCatchUp {
+    /// What the session of SPU `spu` at `epoch` (`None`: a new session)
+    /// must be sent: the partitions it leads, or their changes.
+    pub fn replicas_since(&self, spu: i32, epoch: Option<i64>) -> ReplicaCatchUp {
         let state = self.lock();
         state
             .distribution
-            .replicas_since(epoch, state.catalog.partitions.values())
+            .replicas_since(spu, epoch, |key| state.catalog.partitions.get(key))
+    }
+
+    /// The epochs of the SPU list and of the mirror objects: a session
+    /// fetches either only when its epoch moved.
+    pub fn push_epochs(&self) -> (i64, i64) {
+        let state = self.lock();
+        (
+            state.distribution.spu_epoch,
+            state.distribution.mirror_epoch,
+        )
     }
 
     /// Adds an SPU (it may then register) or updates its endpoints.
@@ -582,14 +593,16 @@ impl Cluster {
             },
             |state, removal| {
                 let key = (removal.topic.clone(), removal.partition);
-                state.catalog.partitions.remove(&key);
+                let leader = state.catalog.partitions.remove(&key).map(|p| p.leader);
                 relock(&self.liveness).forget(&removal.topic, removal.partition);
                 if removal.last {
                     state.catalog.topics.remove(&removal.topic);
                 }
-                state
-                    .distribution
-                    .log_change(ReplicaChange::Delete(removal.topic, removal.partition));
+                state.distribution.log_change(ReplicaChange::Delete(
+                    removal.topic,
+                    removal.partition,
+                    leader.unwrap_or(spu),
+                ));
             },
         )
     }

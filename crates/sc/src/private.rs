@@ -4,9 +4,10 @@
 //!
 //! ```text
 //! <- RegisterSpu        -> RegisterSpuResponse (unknown SPU: refused, closed)
-//! -> UpdateSpu (all), UpdateReplica (all; v17, v18 or v19 by the SPU's
-//!    registration version), UpdateMirror (all)
-//! -> UpdateReplica (changes since the session's epoch), on every change
+//! -> UpdateSpu (all), UpdateReplica (the partitions this SPU leads; v17,
+//!    v18 or v19 by the SPU's registration version), UpdateMirror (all)
+//! -> UpdateReplica (changes of its partitions since the session's epoch),
+//!    on every change that has any
 //! <- UpdateLrs / UpdatePartitionStat / UpdateMirrorStat every 400 ms
 //! ```
 //!
@@ -206,40 +207,46 @@ async fn push_loop(
     let mut silent_until = tokio::time::Instant::now() + HEALTH_TIMEOUT;
     loop {
         // Catch up first (the first pass is the session's full sync).
-        let (epoch, spus) = cluster.spus();
-        if spu_epoch != Some(epoch) {
+        let (spus_now, mirrors_now) = cluster.push_epochs();
+        if spu_epoch != Some(spus_now) {
+            let (epoch, spus) = cluster.spus();
             let request = UpdateSpuRequest::sync(epoch, spus.iter().map(|s| s.to_spec()).collect());
             send(write, SpuKey::UpdateSpu, &request).await?;
             spu_epoch = Some(epoch);
         }
-        if let ReplicaCatchUp::Send { request, epoch } = cluster.replicas_since(replica_epoch) {
-            debug!(
-                spu,
-                epoch,
-                all = request.all.len(),
-                changes = request.changes.len(),
-                "pushing replicas"
-            );
-            let (version, request) = match dialect {
-                Dialect::Controls => (UPDATE_REPLICA_CONTROL_VERSION, request),
-                Dialect::Flags => (UPDATE_REPLICA_VERSION, without_controls(request)),
-                Dialect::NoFlags => (
-                    UPDATE_REPLICA_WITHOUT_FLAGS,
-                    without_flags(without_controls(request)),
-                ),
-            };
-            let frame = encode_request(
-                SpuKey::UpdateReplica.code(),
-                version,
-                CORRELATION_ID,
-                "sc",
-                &request,
-            )?;
-            write.write_all(&frame).await?;
-            replica_epoch = Some(epoch);
+        match cluster.replicas_since(spu, replica_epoch) {
+            ReplicaCatchUp::Send { request, epoch } => {
+                debug!(
+                    spu,
+                    epoch,
+                    all = request.all.len(),
+                    changes = request.changes.len(),
+                    "pushing replicas"
+                );
+                let (version, request) = match dialect {
+                    Dialect::Controls => (UPDATE_REPLICA_CONTROL_VERSION, request),
+                    Dialect::Flags => (UPDATE_REPLICA_VERSION, without_controls(request)),
+                    Dialect::NoFlags => (
+                        UPDATE_REPLICA_WITHOUT_FLAGS,
+                        without_flags(without_controls(request)),
+                    ),
+                };
+                let frame = encode_request(
+                    SpuKey::UpdateReplica.code(),
+                    version,
+                    CORRELATION_ID,
+                    "sc",
+                    &request,
+                )?;
+                write.write_all(&frame).await?;
+                replica_epoch = Some(epoch);
+            }
+            // Changes of other SPUs' partitions only.
+            ReplicaCatchUp::Skip { epoch } => replica_epoch = Some(epoch),
+            ReplicaCatchUp::Nothing => {}
         }
-        let (epoch, mirrors) = cluster.mirror_pushes();
-        if mirror_epoch != Some(epoch) {
+        if mirror_epoch != Some(mirrors_now) {
+            let (epoch, mirrors) = cluster.mirror_pushes();
             let request = UpdateMirrorRequest::sync(epoch, mirrors);
             send(write, SpuKey::UpdateMirror, &request).await?;
             mirror_epoch = Some(epoch);

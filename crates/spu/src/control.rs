@@ -219,6 +219,15 @@ struct Session<'a> {
     controlled: bool,
 }
 
+/// The partitions led before a push, as much as the push needs.
+#[derive(Debug)]
+enum LedBefore {
+    /// Every one (a full sync).
+    All(HashSet<(String, u32)>),
+    /// The partitions a change push names, and whether each was led.
+    Changed(Vec<((String, u32), bool)>),
+}
+
 /// What a replica push did to the partitions this SPU leads.
 #[derive(Debug, Default)]
 struct Applied {
@@ -329,8 +338,8 @@ impl Session<'_> {
                 let request: UpdateReplicaRequest =
                     decode_body(frame, body, version, "UpdateReplica")?;
                 self.controlled |= version >= UPDATE_REPLICA_CONTROL_VERSION;
-                let before = self.led();
                 let first_of_session = !std::mem::replace(synced, true);
+                let before = self.led_before(&request, first_of_session);
                 let applied = self.apply_replicas(request, version, first_of_session);
                 let confirmed = self.settle(applied, before).await;
                 self.mirrors.roles_changed.send_modify(|n| *n += 1);
@@ -358,6 +367,29 @@ impl Session<'_> {
             Some(SpuKey::UpdateSmartModule) => Ok(Vec::new()),
             None => Err(SessionError::UnknownKey(header.api_key)),
         }
+    }
+
+    /// What a push must know of the partitions led before it: all of
+    /// them for a full sync (what it leaves out goes), else only whether
+    /// each partition it changes was led, so that a change costs what it
+    /// touches, not what the SPU leads.
+    fn led_before(&self, request: &UpdateReplicaRequest, first_of_session: bool) -> LedBefore {
+        if first_of_session || !request.all.is_empty() {
+            return LedBefore::All(self.led());
+        }
+        let snapshot = self.roles.snapshot();
+        LedBefore::Changed(
+            request
+                .changes
+                .iter()
+                .map(|change| {
+                    let (topic, partition) =
+                        (&change.content.id.topic, change.content.id.partition);
+                    let was = snapshot.get(topic, partition).is_some();
+                    ((topic.clone(), partition), was)
+                })
+                .collect(),
+        )
     }
 
     /// The partitions this SPU leads now.
@@ -462,13 +494,10 @@ impl Session<'_> {
     /// Acts on what a push changed: deleted partitions lose their records
     /// (awaited, so a topic created again by a later push starts empty),
     /// and newly led ones are reported to the SC at once, empty or not.
-    async fn settle(
-        &mut self,
-        mut applied: Applied,
-        before: HashSet<(String, u32)>,
-    ) -> Vec<(String, u32)> {
-        let now = self.led();
-        if let Some(listed) = &applied.listed {
+    async fn settle(&mut self, mut applied: Applied, before: LedBefore) -> Vec<(String, u32)> {
+        let now = self.roles.snapshot_arc();
+        let led_now = |topic: &str, partition: u32| now.get(topic, partition).is_some();
+        if let (Some(listed), LedBefore::All(before)) = (&applied.listed, &before) {
             let listed: HashSet<&(String, u32)> = listed.iter().collect();
             applied
                 .removed
@@ -476,7 +505,7 @@ impl Session<'_> {
         }
         let mut confirmed = Vec::new();
         for (topic, partition) in &applied.removed {
-            if now.contains(&(topic.clone(), *partition)) {
+            if led_now(topic, *partition) {
                 continue; // deleted and led again within one push
             }
             self.offsets.forget(topic, *partition);
@@ -503,10 +532,26 @@ impl Session<'_> {
                 warn!(%err, "could not set aside unknown partitions");
             }
         }
-        for (topic, partition) in now.difference(&before) {
-            self.unreported.mark(topic, *partition);
+        match &before {
+            LedBefore::All(before) => {
+                for topic in now.topics() {
+                    for role in topic.partitions() {
+                        let key = (topic.name().to_string(), role.partition());
+                        if !before.contains(&key) {
+                            self.unreported.mark(&key.0, key.1);
+                        }
+                    }
+                }
+            }
+            LedBefore::Changed(changed) => {
+                for ((topic, partition), was) in changed {
+                    if !was && led_now(topic, *partition) {
+                        self.unreported.mark(topic, *partition);
+                    }
+                }
+            }
         }
-        self.fence(applied.controls, &now).await;
+        self.fence(applied.controls, &led_now).await;
         confirmed
     }
 
@@ -516,10 +561,10 @@ impl Session<'_> {
     async fn fence(
         &mut self,
         controls: Vec<(String, u32, MirrorControl, Option<PartitionMirrorConfig>)>,
-        led: &HashSet<(String, u32)>,
+        led: &impl Fn(&str, u32) -> bool,
     ) {
         let table = &self.mirrors.controls;
-        table.retain(|topic, partition| led.contains(&(topic.to_string(), partition)));
+        table.retain(led);
         for (topic, partition, control, former) in controls {
             let Some(epoch) = table.set(&topic, partition, control, former) else {
                 continue;

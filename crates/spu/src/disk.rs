@@ -200,7 +200,7 @@ impl Disk {
             Ok(partitions
                 .into_iter()
                 .map(|(topic, partition)| {
-                    let read = store.read(&topic, partition, i64::MAX, 0);
+                    let read = store.offsets(&topic, partition);
                     ((topic, partition), read)
                 })
                 .collect())

@@ -42,6 +42,13 @@ pub trait PartitionStore: Send + Sync + 'static {
     fn commits_every_append(&self) -> bool {
         false
     }
+    /// A partition's offsets and size, for the SC's status report. A
+    /// partition that holds nothing yet may be answered as empty without
+    /// creating its log: an SPU told to lead 100k partitions creates a log
+    /// only for those it is written to or read from.
+    fn offsets(&self, topic: &str, partition: u32) -> io::Result<ReadResult> {
+        self.read(topic, partition, i64::MAX, 0)
+    }
     /// Reads whole batches from `offset`; returns them with the high
     /// watermark and log start offset.
     fn read(
@@ -178,6 +185,18 @@ impl PartitionStore for Store {
         self.config().fsync == mg_storage::FsyncPolicy::Always
     }
 
+    fn offsets(&self, topic: &str, partition: u32) -> io::Result<ReadResult> {
+        let on_disk = self
+            .partition_dir(topic, partition)
+            .map_err(|err| io::Error::other(err.to_string()))?
+            .exists();
+        if self.existing(topic, partition).is_none() && !on_disk {
+            // Never written: empty, and left uncreated.
+            return Ok(ReadResult::default());
+        }
+        self.read(topic, partition, i64::MAX, 0)
+    }
+
     fn remove(&self, topic: &str, partition: u32) -> io::Result<()> {
         Store::remove(self, topic, partition).map(drop)
     }
@@ -229,6 +248,9 @@ impl<S: PartitionStore + ?Sized> PartitionStore for Arc<S> {
         max_bytes: u64,
     ) -> io::Result<ReadResult> {
         (**self).read(topic, partition, offset, max_bytes)
+    }
+    fn offsets(&self, topic: &str, partition: u32) -> io::Result<ReadResult> {
+        (**self).offsets(topic, partition)
     }
     fn remove(&self, topic: &str, partition: u32) -> io::Result<()> {
         (**self).remove(topic, partition)
