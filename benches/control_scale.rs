@@ -11,7 +11,9 @@
 //!    time the change takes to reach all 200 (per change, p50 and p99) and
 //!    every (change, SPU) sample. Then changes that reach one SPU (a plain
 //!    topic of one partition). The SC runs in this process for these, so
-//!    that the commit instant is seen exactly.
+//!    that the commit instant is seen exactly. The steady state is
+//!    measured: the first change waits until the SPUs' first reports (the
+//!    offsets of all 100k partitions) are in.
 //! 2. **A full resync of 100k partitions to one SPU** after it reconnects:
 //!    an SC process (the release binary) whose 100k partitions one SPU
 //!    leads; from the restarted SPU's start until its table holds all of
@@ -154,6 +156,22 @@ async fn synced(spu: &RunningSpu, partitions: usize) {
     });
 }
 
+/// Waits until the SC holds reported offsets for every partition.
+async fn reported(cluster: &Cluster) {
+    let mut status = cluster.subscribe_status();
+    let partitions = cluster.partitions();
+    tokio::time::timeout(PATIENCE, async {
+        while !partitions
+            .iter()
+            .all(|p| cluster.offsets(&p.topic, p.partition).is_some())
+        {
+            status.changed().await.expect("the SC runs");
+        }
+    })
+    .await
+    .expect("every partition reported");
+}
+
 /// Watches every SPU for a role of `topic` in its table; returns when
 /// `expect` of them hold one, with the instant each was seen.
 fn watch_for(
@@ -207,8 +225,14 @@ fn summary(mut samples: Vec<Duration>) -> serde_json::Value {
     })
 }
 
-/// Phase 1 on one store: returns its figures.
-fn role_changes(runtime: &tokio::runtime::Runtime, store: &str) -> serde_json::Value {
+/// Phase 1 on one store: returns its figures. Its files go into `keep`,
+/// removed only once every phase is measured: deleting 100k files keeps
+/// the disk (and the kernel) busy for a while after.
+fn role_changes(
+    runtime: &tokio::runtime::Runtime,
+    store: &str,
+    keep: &mut Vec<tempfile::TempDir>,
+) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let sc_dir = dir.path().join("sc");
     let built = Instant::now();
@@ -230,7 +254,7 @@ fn role_changes(runtime: &tokio::runtime::Runtime, store: &str) -> serde_json::V
         built.elapsed().as_secs_f64()
     );
     let remotes = remotes();
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let private = mg_sc::serve_private("127.0.0.1:0".parse().unwrap(), cluster.clone())
             .await
             .unwrap();
@@ -245,6 +269,10 @@ fn role_changes(runtime: &tokio::runtime::Runtime, store: &str) -> serde_json::V
             "  {store}: {SPUS} SPUs registered and synced in {:.1} s",
             started.elapsed().as_secs_f64()
         );
+        // The steady state is measured: every SPU's first report (the
+        // offsets of its 500 partitions, 100k in all) is in before the
+        // first change, which would otherwise meet that storm.
+        reported(&cluster).await;
 
         let mut all_samples = Vec::new();
         let mut to_all = Vec::new();
@@ -297,7 +325,11 @@ fn role_changes(runtime: &tokio::runtime::Runtime, store: &str) -> serde_json::V
         });
         println!("  {store}: {result}");
         result
-    })
+    });
+    drop(cluster);
+    drop(etcd);
+    keep.push(dir);
+    result
 }
 
 /// An SC process on `sc_dir` (files).
@@ -355,8 +387,11 @@ impl Drop for ScProcess {
     }
 }
 
-/// Phases 2 and 3.
-fn sc_process(runtime: &tokio::runtime::Runtime) -> serde_json::Value {
+/// Phases 2 and 3 (their files go into `keep`, as in phase 1).
+fn sc_process(
+    runtime: &tokio::runtime::Runtime,
+    keep: &mut Vec<tempfile::TempDir>,
+) -> serde_json::Value {
     // 3: 200 SPUs on one SC of 100k partitions.
     let dir = tempfile::tempdir().unwrap();
     write_metadata(
@@ -388,6 +423,7 @@ fn sc_process(runtime: &tokio::runtime::Runtime) -> serde_json::Value {
         figures
     });
     drop(sc);
+    keep.push(dir);
     println!("  200 SPUs on one SC: {fleet}");
 
     // 2: one SPU leads all 100k partitions; it restarts and resyncs.
@@ -429,6 +465,8 @@ fn sc_process(runtime: &tokio::runtime::Runtime) -> serde_json::Value {
             "peak_rss_kib": peak_rss_kib_of(sc.pid()),
         })
     });
+    drop(sc);
+    keep.push(dir);
     println!("  resync of {all} partitions to one SPU: {resync}");
     serde_json::json!({ "fleet": fleet, "resync": resync })
 }
@@ -443,9 +481,10 @@ fn main() {
         .build()
         .unwrap();
     println!("control_scale: {SPUS} SPUs, {TOPICS} x {PARTITIONS_PER_TOPIC} partitions");
-    let files = role_changes(&runtime, "files");
-    let etcd = role_changes(&runtime, "etcd");
-    let process = sc_process(&runtime);
+    let mut keep = Vec::new();
+    let files = role_changes(&runtime, "files", &mut keep);
+    let etcd = role_changes(&runtime, "etcd", &mut keep);
+    let process = sc_process(&runtime, &mut keep);
     let out = serde_json::json!({
         "spus": SPUS,
         "partitions": TOPICS * PARTITIONS_PER_TOPIC as usize,

@@ -247,6 +247,32 @@ def main():
         print(f"\n(upgrade) 10k topics + 10k partitions from schema 1 to 2: {fmt(up)} (median)")
         checks.append(("upgrade: 10k topics in seconds", up < 60e9, fmt(up)))
 
+    scale_file = os.path.join(ROOT, "..", "control_scale.json")
+    if os.path.exists(scale_file):
+        with open(scale_file) as f:
+            sc = json.load(f)
+        print(f"\n(control_scale) one SC, {sc['spus']} SPU control sessions, {sc['partitions']:,} partitions (cargo bench --bench control_scale)")
+        for store in ("files", "etcd"):
+            r = sc.get(store)
+            if not r:
+                continue
+            a, p, o, c = r["to_all_200"], r["per_spu"], r["to_one"], r["commit_of_201_writes"]
+            print(f"  {store:>5}: a role change to all 200 SPUs: p50 {a['p50_ms']:.1f} ms, p99 {a['p99_ms']:.1f} ms over {a['samples']} changes "
+                  f"(each SPU: p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms); to one SPU: p50 {o['p50_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms; "
+                  f"the commit itself (201 writes): p50 {c['p50_ms']:.1f} ms")
+            checks.append((f"control_scale: one change to 200 SPUs, p99 < 100 ms ({store})", a["p99_ms"] < 100, f"{a['p99_ms']:.1f} ms"))
+        proc = sc.get("sc_process", {})
+        fleet, resync = proc.get("fleet"), proc.get("resync")
+        if resync:
+            rs = resync["resync"]
+            print(f"  full resync of {resync['partitions']:,} partitions to one SPU after a reconnect: p50 {rs['p50_ms']:.0f} ms, "
+                  f"max {rs['max_ms']:.0f} ms over {rs['samples']}; SC RSS {resync['rss_before_kib'] / 1024:.1f} MiB before, "
+                  f"peak {resync['peak_rss_kib'] / 1024:.1f} MiB")
+            checks.append(("control_scale: full resync of 100k partitions < 1 s", rs["max_ms"] < 1000, f"{rs['max_ms']:.0f} ms"))
+        if fleet:
+            print(f"  SC with 100k partitions: RSS {fleet['rss_loaded_kib'] / 1024:.1f} MiB loaded, "
+                  f"{fleet['rss_serving_kib'] / 1024:.1f} MiB serving 200 SPUs, peak {fleet['peak_rss_kib'] / 1024:.1f} MiB")
+
     print("\ntargets")
     for name, ok, value in checks:
         print(f"  [{'ok' if ok else 'MISS'}] {name}: {value}")
