@@ -105,7 +105,16 @@ pub fn migrate_store(
     let counts: Vec<String> = migration
         .objects
         .iter()
-        .map(|(kind, n)| format!("{n} {kind}"))
+        .map(|(kind, n)| {
+            let (one, many) = match *kind {
+                "spu" => ("SPU", "SPUs"),
+                "topic" => ("topic", "topics"),
+                "partition" => ("partition", "partitions"),
+                "mirror" => ("mirror object", "mirror objects"),
+                other => (other, other),
+            };
+            format!("{n} {}", if *n == 1 { one } else { many })
+        })
         .collect();
     let at = format!("{to} under {}/{}", config.prefix, migration.generation);
     if !migration.written {

@@ -239,7 +239,7 @@ fn a_file_cluster_migrates_to_etcd() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     assert!(
-        said.contains("1 spu, 3 topic, 5 partition, 1 mirror")
+        said.contains("1 SPU, 3 topics, 5 partitions, 1 mirror object")
             && said.contains("nothing was written"),
         "{said}"
     );

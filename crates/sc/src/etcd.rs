@@ -23,9 +23,10 @@
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::watch;
@@ -33,10 +34,13 @@ use tracing::{info, warn};
 
 use crate::store::{Object, Scanned, decode};
 
-/// How long one etcd call may take before it fails the change.
+/// How long one etcd call may take, over every member it tries, before it
+/// fails the change.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one try at one member may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting to one member may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The generation used before any upgrade (as with files).
 pub const FIRST_GENERATION: &str = "metadata";
 /// The leader's lease: a standby takes over at most this long (plus one
@@ -98,7 +102,7 @@ pub struct EtcdStore {
     /// Runs the client; shut down in the background on drop, so a store
     /// dropped inside an async context does not block it.
     runtime: Option<tokio::runtime::Runtime>,
-    client: Client,
+    members: Arc<Members>,
     config: EtcdConfig,
     generation: String,
     /// `CURRENT` as the store found it: every commit is conditioned on it.
@@ -128,6 +132,118 @@ impl Drop for EtcdStore {
     }
 }
 
+/// The members of the etcd cluster, one client each, and the one that
+/// answered last: calls go there, and on to the next member when one is
+/// down or cut off from the others, each member once per call. (One client
+/// over every endpoint, as etcd-client balances them, hands a call to a
+/// dead member and fails it: an SC could not even start with one member
+/// of three down.)
+///
+/// A read moves on after any failure to reach a member. A write moves on
+/// only when it provably was not applied (the member could not be reached,
+/// or had no leader): a write that timed out may have been applied, and
+/// trying it elsewhere could apply it twice, or fail a compare it already
+/// passed.
+struct Members {
+    clients: Vec<(String, Client)>,
+    preferred: AtomicUsize,
+}
+
+/// What a call is, for when it may move on to another member.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Read,
+    Write,
+}
+
+impl Members {
+    async fn connect(endpoints: &[String]) -> Result<Self, etcd_client::Error> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(ATTEMPT_TIMEOUT);
+        let mut clients = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            // Connects lazily: a member that is down now is tried later.
+            let client = Client::connect([endpoint.as_str()], Some(options.clone())).await?;
+            clients.push((endpoint.clone(), client));
+        }
+        Ok(Self {
+            clients,
+            preferred: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `call` on the preferred member, then on the others in turn
+    /// while each is unreachable (see the type's docs).
+    async fn call<T, F, Fut>(&self, kind: Call, mut call: F) -> io::Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let count = self.clients.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for step in 0..count {
+            let index = (first + step) % count;
+            let (endpoint, client) = &self.clients[index];
+            let why = match tokio::time::timeout(ATTEMPT_TIMEOUT, call(client.clone())).await {
+                Ok(Ok(value)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Ok(Err(err)) if moves_on(&err, kind) => err.to_string(),
+                Ok(Err(err)) => return Err(etcd_error(err)),
+                Err(_) if kind == Call::Read => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "etcd: no answer from {endpoint} within {ATTEMPT_TIMEOUT:?} (the write may or may not have been applied)"
+                        ),
+                    ));
+                }
+            };
+            if step + 1 < count {
+                warn!(member = %endpoint, %why, "etcd member unavailable: trying the next");
+            }
+            failures.push(format!("{endpoint}: {why}"));
+        }
+        Err(io::Error::other(format!(
+            "etcd: no member answered ({})",
+            failures.join("; ")
+        )))
+    }
+
+    /// The client of the member after `index`, and its index.
+    fn next(&self, index: usize) -> (usize, Client) {
+        let next = (index + 1) % self.clients.len();
+        (next, self.clients[next].1.clone())
+    }
+
+    fn preferred(&self) -> (usize, Client) {
+        let index = self.preferred.load(Ordering::Relaxed) % self.clients.len();
+        (index, self.clients[index].1.clone())
+    }
+}
+
+/// Whether a call that failed with `err` may go on to another member.
+fn moves_on(err: &etcd_client::Error, kind: Call) -> bool {
+    match err {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            // gRPC's UNAVAILABLE, 14: the member is not there, or (etcd)
+            // has no leader.
+            let unavailable = status.code() as i32 == 14;
+            let message = status.message();
+            let not_sent = message.contains("tcp connect error")
+                || message.contains("Connection refused")
+                || message.contains("no leader");
+            unavailable && (kind == Call::Read || not_sent)
+        }
+        _ => false,
+    }
+}
+
 fn etcd_error(err: etcd_client::Error) -> io::Error {
     io::Error::other(format!("etcd: {err}"))
 }
@@ -141,17 +257,12 @@ impl EtcdStore {
             .enable_all()
             .build()?;
         let endpoints = config.endpoints.clone();
-        let options = ConnectOptions::new()
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT);
-        let client = run(&runtime, async move {
-            Client::connect(endpoints, Some(options))
-                .await
-                .map_err(etcd_error)
+        let members = run(&runtime, async move {
+            Members::connect(&endpoints).await.map_err(etcd_error)
         })?;
         let mut store = Self {
             runtime: Some(runtime),
-            client,
+            members: Arc::new(members),
             config,
             generation: FIRST_GENERATION.to_string(),
             generation_guard: Compare::create_revision(Vec::new(), CompareOp::Equal, 0),
@@ -238,9 +349,14 @@ impl EtcdStore {
 
     /// The value of one key, if it exists.
     pub fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
-        let (mut client, key) = (self.client.clone(), key.to_string());
+        let (members, key) = (self.members.clone(), key.to_string());
         run(self.runtime(), async move {
-            let response = client.get(key, None).await.map_err(etcd_error)?;
+            let response = members
+                .call(Call::Read, |mut client| {
+                    let key = key.clone();
+                    async move { client.get(key, None).await }
+                })
+                .await?;
             Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
         })
     }
@@ -252,13 +368,20 @@ impl EtcdStore {
         let mut found = Vec::new();
         let mut from = prefix.as_bytes().to_vec();
         loop {
-            let (mut client, start, end) = (self.client.clone(), from.clone(), end.clone());
+            let (members, start, end) = (self.members.clone(), from.clone(), end.clone());
             let (page, more) = run(self.runtime(), async move {
-                let mut options = GetOptions::new().with_range(end).with_limit(SCAN_PAGE);
-                if keys_only {
-                    options = options.with_keys_only();
-                }
-                let response = client.get(start, Some(options)).await.map_err(etcd_error)?;
+                let response = members
+                    .call(Call::Read, |mut client| {
+                        let mut options = GetOptions::new()
+                            .with_range(end.clone())
+                            .with_limit(SCAN_PAGE);
+                        if keys_only {
+                            options = options.with_keys_only();
+                        }
+                        let start = start.clone();
+                        async move { client.get(start, Some(options)).await }
+                    })
+                    .await?;
                 let page: Vec<(Vec<u8>, Vec<u8>)> = response
                     .kvs()
                     .iter()
@@ -328,10 +451,15 @@ impl EtcdStore {
     /// Runs one transaction: `ops` if every compare holds. Returns whether
     /// they held (and so whether anything was written).
     pub fn transact(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> io::Result<bool> {
-        let mut client = self.client.clone();
+        let members = self.members.clone();
+        let txn = Txn::new().when(compares).and_then(ops);
         run(self.runtime(), async move {
-            let txn = Txn::new().when(compares).and_then(ops);
-            let response = client.txn(txn).await.map_err(etcd_error)?;
+            let response = members
+                .call(Call::Write, |mut client| {
+                    let txn = txn.clone();
+                    async move { client.txn(txn).await }
+                })
+                .await?;
             Ok(response.succeeded())
         })
     }
@@ -360,21 +488,21 @@ impl EtcdStore {
     /// receiver that turns `true` when the lease is lost. `candidate` is
     /// what the key says about who leads.
     pub fn campaign(&self, candidate: &str) -> io::Result<watch::Receiver<bool>> {
-        let (client, key, candidate) = (
-            self.client.clone(),
+        let (members, key, candidate) = (
+            self.members.clone(),
             self.leader_key(),
             candidate.to_string(),
         );
         let ttl = LEADER_TTL.as_secs() as i64;
         let lease = run_unbounded(self.runtime(), async move {
-            elect(client, key, candidate, ttl).await.map_err(etcd_error)
+            elect(&members, key, candidate, ttl).await
         })?;
         *self.leadership.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((self.leader_key(), lease));
         let (lost_tx, lost) = watch::channel(false);
-        let client = self.client.clone();
+        let members = self.members.clone();
         self.runtime().spawn(async move {
-            let reason = keep_alive(client, lease, ttl).await;
+            let reason = keep_alive(&members, lease, ttl).await;
             warn!(lease, %reason, "lost the leadership");
             let _ = lost_tx.send(true);
         });
@@ -397,9 +525,13 @@ impl EtcdStore {
         let Some(lease) = held else {
             return Ok(());
         };
-        let mut client = self.client.clone();
+        let members = self.members.clone();
         run(self.runtime(), async move {
-            client.lease_revoke(lease).await.map_err(etcd_error)?;
+            members
+                .call(Call::Write, |mut client| async move {
+                    client.lease_revoke(lease).await
+                })
+                .await?;
             info!(lease, "resigned the leadership");
             Ok(())
         })
@@ -475,15 +607,15 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Holds the leader key under a new lease once it is free; returns the lease.
-async fn elect(
-    mut client: Client,
-    key: String,
-    candidate: String,
-    ttl: i64,
-) -> Result<i64, etcd_client::Error> {
+async fn elect(members: &Members, key: String, candidate: String, ttl: i64) -> io::Result<i64> {
     let mut announced = false;
     loop {
-        let lease = client.lease_grant(ttl, None).await?.id();
+        let lease = members
+            .call(Call::Write, |mut client| async move {
+                client.lease_grant(ttl, None).await
+            })
+            .await?
+            .id();
         let claim = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -491,15 +623,30 @@ async fn elect(
                 candidate.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        if client.txn(claim).await?.succeeded() {
+        let claimed = members
+            .call(Call::Write, |mut client| {
+                let claim = claim.clone();
+                async move { client.txn(claim).await }
+            })
+            .await?;
+        if claimed.succeeded() {
             info!(%key, lease, "elected: this SC leads");
             return Ok(lease);
         }
-        let _ = client.lease_revoke(lease).await;
+        let _ = members
+            .call(Call::Write, |mut client| async move {
+                client.lease_revoke(lease).await
+            })
+            .await;
         // Someone leads: stand by until its key is gone (deleted, or its
         // lease expired).
         loop {
-            let current = client.get(key.clone(), None).await?;
+            let current = members
+                .call(Call::Read, |mut client| {
+                    let key = key.clone();
+                    async move { client.get(key, None).await }
+                })
+                .await?;
             let Some(leader) = current.kvs().first() else {
                 break;
             };
@@ -517,10 +664,11 @@ async fn elect(
 /// why it stopped. A failed renewal (a member of the etcd cluster gone, a
 /// stream cut) is retried on a new stream while the lease is surely still
 /// valid; only then is the leadership given up.
-async fn keep_alive(mut client: Client, lease: i64, ttl: i64) -> String {
+async fn keep_alive(members: &Members, lease: i64, ttl: i64) -> String {
     let every = RENEW_EVERY;
     let mut valid_until = tokio::time::Instant::now() + Duration::from_secs(ttl as u64);
     let mut stream = None;
+    let (mut member, mut client) = members.preferred();
     loop {
         let sent = tokio::time::Instant::now();
         let renewed = async {
@@ -538,7 +686,9 @@ async fn keep_alive(mut client: Client, lease: i64, ttl: i64) -> String {
             }
             Ok(Ok(Some(_))) => return "the lease expired".into(),
             failed => {
+                // Renewing is safe to repeat: on to the next member.
                 stream = None;
+                (member, client) = members.next(member);
                 let why = match failed {
                     Ok(Err(err)) => err.to_string(),
                     Ok(Ok(None)) => "the keep-alive stream ended".into(),
@@ -547,7 +697,7 @@ async fn keep_alive(mut client: Client, lease: i64, ttl: i64) -> String {
                 if tokio::time::Instant::now() + RENEW_TIMEOUT >= valid_until {
                     return format!("could not renew the lease before it expired: {why}");
                 }
-                warn!(lease, %why, "renewing the leader lease again");
+                warn!(lease, %why, "renewing the leader lease again, at another member");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -186,3 +186,43 @@ async fn only_the_elected_sc_writes_and_a_fenced_one_cannot() {
     names.sort();
     assert_eq!(names, vec!["after".to_string(), "before".to_string()]);
 }
+
+/// One member of three down: an SC still opens (the first endpoint it is
+/// given is the dead one), commits and campaigns. With two of three gone
+/// there is no quorum: a change fails cleanly and nothing of it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sc_opens_and_commits_with_a_member_down() {
+    let mut etcd = Etcd::cluster(3);
+    let endpoints = etcd.endpoints();
+    etcd.kill(0);
+    let url = format!("etcd://{}", endpoints.join(","));
+    let config = StoreConfig::Etcd(EtcdConfig::parse(&url, "/mirror-guard/down").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let opened = {
+        let (dir, config) = (dir.path().to_path_buf(), config.clone());
+        tokio::task::spawn_blocking(move || Cluster::open_with(&dir, &config))
+            .await
+            .unwrap()
+    };
+    let cluster = opened.expect("opens with the first member down");
+    cluster.register_spu(5001, "127.0.0.1:1", "").unwrap();
+    cluster.create_topic("orders", 2).unwrap();
+    // Elected, too: the campaign goes round the dead member.
+    let store =
+        mg_sc::etcd::EtcdStore::open(EtcdConfig::parse(&url, "/mirror-guard/down").unwrap())
+            .unwrap();
+    let store = tokio::task::spawn_blocking(move || {
+        store.campaign("sc-a").unwrap();
+        store
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.leader().unwrap().as_deref(), Some("sc-a"));
+
+    // Two of three down: no quorum; the change fails, naming who was tried.
+    etcd.kill(1);
+    let err = cluster.create_topic("later", 1).unwrap_err().to_string();
+    assert!(err.contains("etcd"), "{err}");
+    let names: Vec<String> = cluster.topics().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, vec!["orders".to_string()], "nothing half-applied");
+}
