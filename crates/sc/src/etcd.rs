@@ -45,9 +45,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const FIRST_GENERATION: &str = "metadata";
 /// The leader's lease: a standby takes over at most this long (plus one
 /// [`STANDBY_POLL`]) after the leader stops renewing it. The leader renews
-/// it every [`RENEW_EVERY`], so a renewal that fails (an etcd member gone)
-/// is tried again several times before the lease could run out.
-pub const LEADER_TTL: Duration = Duration::from_secs(4);
+/// it every [`RENEW_EVERY`]; a renewal that fails (an etcd member gone) is
+/// tried again at the next member at once, well before the lease could run
+/// out.
+pub const LEADER_TTL: Duration = Duration::from_secs(3);
 /// How often the leader renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How long one renewal may take before it is tried again.
