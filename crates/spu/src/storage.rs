@@ -123,12 +123,16 @@ impl PartitionStore for Store {
         let mut log = handle.lock();
         // Under `--fsync always` the commit comes from the SPU, before the
         // answer (see `commits_every_append`).
-        log.append_unsynced(records).map_err(|err| {
+        let appended = log.append_unsynced(records).map_err(|err| {
             if let AppendError::Io(io) = &err {
                 tracing::error!(topic, partition, %io, "append failed");
             }
             error_code(&err)
-        })
+        })?;
+        let unsynced = log.written() - log.durable();
+        drop(log);
+        self.written_back(&handle, unsynced);
+        Ok(appended)
     }
 
     fn append_mirrored(
@@ -142,7 +146,11 @@ impl PartitionStore for Store {
             .partition(topic, partition)
             .map_err(|err| AppendError::Io(io::Error::other(err.to_string())))?;
         let mut log = handle.lock();
-        log.append_mirrored(records, epoch)
+        let appended = log.append_mirrored(records, epoch)?;
+        let unsynced = log.written() - log.durable();
+        drop(log);
+        self.written_back(&handle, unsynced);
+        Ok(appended)
     }
 
     fn fence_mirror(&self, topic: &str, partition: u32, epoch: u32) -> io::Result<()> {

@@ -93,3 +93,36 @@ fn set_aside_moves_a_partition_out_of_service_and_keeps_it() {
     assert_eq!(store.on_disk().unwrap(), vec![("new".to_string(), 0)]);
     assert_eq!(store.partition("old", 3).unwrap().lock().leo(), 0);
 }
+
+/// Past `WRITEBACK_BYTES` unsynced, a partition is synced in the background
+/// with no one committing; below it, nothing is synced (an acks = 1 load
+/// pays no sync per request).
+#[test]
+fn writeback_syncs_a_partition_in_the_background_past_its_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let partition = store.partition("t", 0).unwrap();
+    let value = vec![b'w'; 64 << 10];
+    let batch = batch_bytes(&[&[&value[..]]]);
+    let append = || {
+        let mut log = partition.lock();
+        log.append_unsynced(&batch).unwrap();
+        let unsynced = log.written() - log.durable();
+        drop(log);
+        store.written_back(&partition, unsynced);
+    };
+    append();
+    assert_eq!(partition.lock().durable(), 0, "below the threshold");
+    while partition.lock().written() < mg_storage::store::WRITEBACK_BYTES {
+        append();
+    }
+    let written = partition.lock().written();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while partition.lock().durable() < written {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writeback never synced the partition"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
