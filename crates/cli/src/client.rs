@@ -14,17 +14,10 @@ use fluvio_sc_schema::remote_file::RemoteMetadataExport;
 use futures_util::StreamExt;
 
 use crate::error::{CliError, Result};
-use crate::operate::{MirrorActionArgs, Output};
+use crate::operate::MirrorActionArgs;
+use crate::output::{Output, print_table};
+use crate::target::Target;
 use mg_controlplane::operate::{MirrorAction, MirrorPartitionRow};
-
-/// Where the cluster's SC is.
-#[derive(Args, Debug, Clone)]
-pub struct Target {
-    /// The SC's public endpoint; with SC high availability every SC's,
-    /// comma-separated (the active one answers).
-    #[arg(long, env = "MIRROR_GUARD_SC", default_value = "127.0.0.1:9003")]
-    pub(crate) sc: String,
-}
 
 /// `topic …`
 #[derive(Subcommand, Debug)]
@@ -721,25 +714,4 @@ fn pairing_row(name: String, route: String, status: MirrorStatus) -> Vec<String>
         last_seen,
         status.pair_errors(),
     ]
-}
-
-pub(crate) fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("  {}", padded.join("  ").trim_end());
-    };
-    line(headers.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
 }

@@ -28,7 +28,9 @@ mod client;
 mod cluster;
 mod error;
 mod operate;
+mod output;
 mod sc;
+mod target;
 mod upgrade;
 
 #[derive(Parser, Debug)]

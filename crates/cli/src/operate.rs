@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use fluvio_protocol::{Decoder, Encoder};
 use mg_controlplane::operate::{
     MIRROR_OPERATE_KEY, MIRROR_REPORT_KEY, MirrorAction, MirrorOperateRequest,
@@ -15,8 +15,9 @@ use mg_transport::{FrameLimits, FrameReader, decode_body, dial_endpoint, encode_
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::client::Target;
 use crate::error::{CliError, Result};
+use crate::output::{Output, print_table};
+use crate::target::Target;
 
 /// `topic promote|failover|mirror-pause|mirror-resume NAME`
 #[derive(Args, Debug)]
@@ -33,16 +34,6 @@ pub struct MirrorActionArgs {
     pub timeout: u64,
     #[command(flatten)]
     pub target: Target,
-}
-
-/// How a listing is printed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// A table for people.
-    #[default]
-    Table,
-    /// JSON for scripts.
-    Json,
 }
 
 const CLIENT_ID: &str = "mirror-guard cli";
@@ -178,7 +169,7 @@ pub fn print_partitions(rows: &[MirrorPartitionRow], output: Output) {
             ]
         })
         .collect();
-    crate::client::print_table(
+    print_table(
         &[
             "PEER",
             "PARTITION",

@@ -196,18 +196,7 @@ fn a_file_cluster_migrates_to_etcd() {
     ok(&["topic", "create", "wide", "--partitions", "3"], None);
     ok(&["produce", "orders"], Some("before the move\n"));
     ok(&["remote", "register", "edge1"], None);
-    let remotes = dir.join("remotes.json");
-    std::fs::write(&remotes, r#"["edge1"]"#).unwrap();
-    ok(
-        &[
-            "topic",
-            "create",
-            "m",
-            "--mirror-apply",
-            remotes.to_str().unwrap(),
-        ],
-        None,
-    );
+    common::mirror_topic(&cluster, "m", &["edge1"], false);
     let migrate = |prefix: &str, check: bool| {
         let mut args = vec![
             "cluster",

@@ -539,14 +539,14 @@ impl EtcdStore {
     }
 
     /// Applies `writes` in one transaction: all of them, or none.
-    pub fn commit(&self, writes: Vec<crate::persist::Write>) -> io::Result<()> {
+    pub fn commit(&self, writes: Vec<crate::store::Write>) -> io::Result<()> {
         let ops: Vec<TxnOp> = writes
             .into_iter()
             .map(|write| match write {
-                crate::persist::Write::Put { kind, name, bytes } => {
+                crate::store::Write::Put { kind, name, bytes } => {
                     TxnOp::put(self.key(kind, &name), bytes, None)
                 }
-                crate::persist::Write::Delete { kind, name } => {
+                crate::store::Write::Delete { kind, name } => {
                     TxnOp::delete(self.key(kind, &name), None)
                 }
             })

@@ -10,6 +10,7 @@ use std::io;
 use std::path::Path;
 
 use crate::etcd::{EtcdConfig, EtcdStore};
+pub use crate::store::Write;
 use crate::store::{LoadError, MetadataStore, Object, encode, strictly};
 
 /// Where the metadata is kept.
@@ -20,27 +21,6 @@ pub enum StoreConfig {
     Files,
     /// etcd v3.
     Etcd(EtcdConfig),
-}
-
-/// One write of a change.
-#[derive(Debug)]
-pub enum Write {
-    /// Store an object (its encoded envelope).
-    Put {
-        /// Its kind.
-        kind: &'static str,
-        /// Its name.
-        name: String,
-        /// Its envelope.
-        bytes: Vec<u8>,
-    },
-    /// Remove an object.
-    Delete {
-        /// Its kind.
-        kind: &'static str,
-        /// Its name.
-        name: String,
-    },
 }
 
 /// The writes of one change, in order.

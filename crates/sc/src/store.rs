@@ -49,6 +49,28 @@ pub trait Object: Serialize + DeserializeOwned {
     }
 }
 
+/// One write of a change, to either store (files or etcd; see
+/// `persist::Changeset`).
+#[derive(Debug)]
+pub enum Write {
+    /// Store an object (its encoded envelope).
+    Put {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// Its envelope.
+        bytes: Vec<u8>,
+    },
+    /// Remove an object.
+    Delete {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+}
+
 /// What a stored file holds, as this binary sees it.
 #[derive(Debug)]
 pub enum Stored<T> {
