@@ -18,7 +18,7 @@
 //! the file holds the old object or the new one, never a torn mix.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
