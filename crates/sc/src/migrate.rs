@@ -26,7 +26,7 @@ use etcd_client::{Compare, CompareOp, DeleteOptions, TxnOp};
 use crate::etcd::{BULK_TXN_OPS, EtcdConfig, EtcdStore, FIRST_GENERATION};
 use crate::model::{MirrorObject, PartitionObject, SpuObject, TopicObject};
 use crate::store::{Object, Stored, encode};
-use crate::upgrade::{self, Generations, Status, UpgradeError, UpgradeState};
+use crate::upgrade::{self, Generations, UpgradeError, UpgradeState};
 
 /// What a migration found, or did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,20 +73,7 @@ pub fn to_etcd(
     let problems: Vec<String> = report
         .lines
         .iter()
-        .filter_map(|line| match &line.status {
-            Status::Ok => None,
-            Status::NeedsMigration { from, to } => Some(format!(
-                "  {}: schema {from}, this binary runs {to}: run `cluster upgrade` first",
-                line.path.display()
-            )),
-            Status::TooNew { found } => Some(format!(
-                "  {}: written by a newer schema ({found}); use the newer binary",
-                line.path.display()
-            )),
-            Status::Unreadable(reason) => {
-                Some(format!("  {}: unreadable: {reason}", line.path.display()))
-            }
-        })
+        .filter_map(|line| Some(format!("  {}", line.problem()?)))
         .collect();
     if !problems.is_empty() {
         return Err(UpgradeError::Refused(problems.join("\n") + "\n"));

@@ -92,6 +92,13 @@ pub struct UpgradeRecord {
     pub binary: String,
 }
 
+impl UpgradeRecord {
+    /// As stored, in the file or under the key `UPGRADE`.
+    fn to_bytes(&self) -> io::Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).map_err(io::Error::other)
+    }
+}
+
 /// The metadata's generations, wherever they are kept: the files under an
 /// SC's data directory, or the keys under a cluster's prefix on etcd.
 #[derive(Debug)]
@@ -114,14 +121,6 @@ impl Generations {
             StoreConfig::Files => Self::files(data_dir),
             StoreConfig::Etcd(etcd) => Self::Etcd(Box::new(EtcdStore::open(etcd.clone())?)),
         })
-    }
-
-    /// Where, for messages.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Files(dir) => dir.display().to_string(),
-            Self::Etcd(etcd) => format!("etcd prefix {}", etcd.prefix()),
-        }
     }
 
     /// The active generation.
@@ -148,17 +147,6 @@ impl Generations {
         serde_json::from_slice(&text)
             .map(Some)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{name}: {e}")))
-    }
-
-    fn write_record(&self, record: &UpgradeRecord) -> io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        match self {
-            Self::Files(dir) => write_atomically(dir, UPGRADE_FILE, &bytes),
-            Self::Etcd(etcd) => {
-                let op = TxnOp::put(etcd.upgrade_key(), bytes, None);
-                self.guarded(etcd, None, vec![op], "record the upgrade")
-            }
-        }
     }
 
     /// Every object of a kind in `generation`, and what each holds.
@@ -190,47 +178,13 @@ impl Generations {
         }
     }
 
-    /// Runs `ops` on etcd if no SC leads and `CURRENT` still names
-    /// `current` (when given); an unmet condition is an error naming `what`.
-    fn guarded(
-        &self,
-        etcd: &EtcdStore,
-        current: Option<&str>,
-        ops: Vec<TxnOp>,
-        what: &str,
-    ) -> io::Result<()> {
-        let mut compares = vec![Compare::create_revision(
-            etcd.leader_key(),
-            CompareOp::Equal,
-            0,
-        )];
-        if let Some(expected) = current {
-            let (found, guard) = etcd.current_guard()?;
-            if found != expected {
-                return Err(io::Error::other(format!(
-                    "could not {what}: {} names {found}, not {expected}; nothing was written",
-                    etcd.current_key()
-                )));
-            }
-            compares.push(guard);
-        }
-        if etcd.transact(compares, ops)? {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "could not {what}: an SC was elected, or {} changed, meanwhile; nothing was written",
-                etcd.current_key()
-            )))
-        }
-    }
-
     /// Drops a generation, whole.
     fn drop_generation(&self, generation: &str) -> io::Result<()> {
         match self {
             Self::Files(dir) => remove_dir_if_exists(&dir.join(generation)),
             Self::Etcd(etcd) => {
                 let op = delete_prefix(&etcd.generation_prefix(generation));
-                self.guarded(etcd, None, vec![op], "drop a generation")
+                guarded(etcd, None, vec![op], "drop a generation")
             }
         }
     }
@@ -248,7 +202,7 @@ impl Generations {
                     delete_prefix(&etcd.generation_prefix(&record.current)),
                     TxnOp::delete(etcd.upgrade_key(), None),
                 ];
-                self.guarded(etcd, None, ops, "drop the interrupted upgrade")
+                guarded(etcd, None, ops, "drop the interrupted upgrade")
             }
         }
     }
@@ -302,7 +256,6 @@ impl Generations {
                 }
             }
             Self::Etcd(etcd) => Stage::Etcd {
-                generations: self,
                 etcd,
                 generation: generation.to_string(),
                 batch: Vec::new(),
@@ -315,17 +268,16 @@ impl Generations {
     fn switch(&self, record: &UpgradeRecord, steps: &mut Steps) -> io::Result<()> {
         match self {
             Self::Files(dir) => {
-                self.write_record(record)?;
+                write_atomically(dir, UPGRADE_FILE, &record.to_bytes()?)?;
                 steps.step();
                 write_atomically(dir, CURRENT_FILE, record.current.as_bytes())
             }
             Self::Etcd(etcd) => {
-                let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
                 let ops = vec![
-                    TxnOp::put(etcd.upgrade_key(), bytes, None),
+                    TxnOp::put(etcd.upgrade_key(), record.to_bytes()?, None),
                     TxnOp::put(etcd.current_key(), record.current.as_bytes(), None),
                 ];
-                self.guarded(etcd, Some(&record.previous), ops, "switch generations")
+                guarded(etcd, Some(&record.previous), ops, "switch generations")
             }
         }
     }
@@ -336,17 +288,16 @@ impl Generations {
         record.state = UpgradeState::Finalized;
         match self {
             Self::Files(dir) => {
-                self.write_record(&record)?;
+                write_atomically(dir, UPGRADE_FILE, &record.to_bytes()?)?;
                 remove_dir_if_exists(&dir.join(&record.previous))?;
                 sync_dir(dir)
             }
             Self::Etcd(etcd) => {
-                let bytes = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
                 let ops = vec![
-                    TxnOp::put(etcd.upgrade_key(), bytes, None),
+                    TxnOp::put(etcd.upgrade_key(), record.to_bytes()?, None),
                     delete_prefix(&etcd.generation_prefix(&record.previous)),
                 ];
-                self.guarded(etcd, Some(&record.current), ops, "finalize")
+                guarded(etcd, Some(&record.current), ops, "finalize")
             }
         }
     }
@@ -366,7 +317,7 @@ impl Generations {
                     delete_prefix(&etcd.generation_prefix(&record.current)),
                     TxnOp::delete(etcd.upgrade_key(), None),
                 ];
-                self.guarded(etcd, Some(&record.current), ops, "roll back")
+                guarded(etcd, Some(&record.current), ops, "roll back")
             }
         }
     }
@@ -394,10 +345,38 @@ impl Generations {
                     TxnOp::put(aside.clone(), value, None),
                     TxnOp::delete(key, None),
                 ];
-                self.guarded(etcd, Some(generation), ops, "set an object aside")?;
+                guarded(etcd, Some(generation), ops, "set an object aside")?;
                 Ok(PathBuf::from(aside))
             }
         }
+    }
+}
+
+/// Runs `ops` on etcd if no SC leads and `CURRENT` still names
+/// `current` (when given); an unmet condition is an error naming `what`.
+fn guarded(etcd: &EtcdStore, current: Option<&str>, ops: Vec<TxnOp>, what: &str) -> io::Result<()> {
+    let mut compares = vec![Compare::create_revision(
+        etcd.leader_key(),
+        CompareOp::Equal,
+        0,
+    )];
+    if let Some(expected) = current {
+        let (found, guard) = etcd.current_guard()?;
+        if found != expected {
+            return Err(io::Error::other(format!(
+                "could not {what}: {} names {found}, not {expected}; nothing was written",
+                etcd.current_key()
+            )));
+        }
+        compares.push(guard);
+    }
+    if etcd.transact(compares, ops)? {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "could not {what}: an SC was elected, or {} changed, meanwhile; nothing was written",
+            etcd.current_key()
+        )))
     }
 }
 
@@ -414,7 +393,6 @@ enum Stage<'a> {
         target: MetadataStore,
     },
     Etcd {
-        generations: &'a Generations,
         etcd: &'a EtcdStore,
         generation: String,
         batch: Vec<TxnOp>,
@@ -426,7 +404,6 @@ impl Stage<'_> {
         match self {
             Self::Files { target, .. } => target.put_staged(object),
             Self::Etcd {
-                generations,
                 etcd,
                 generation,
                 batch,
@@ -435,7 +412,7 @@ impl Stage<'_> {
                 batch.push(TxnOp::put(key, encode(object)?, None));
                 if batch.len() >= BULK_TXN_OPS {
                     let ops = std::mem::take(batch);
-                    generations.guarded(etcd, None, ops, "write the new generation")?;
+                    guarded(etcd, None, ops, "write the new generation")?;
                 }
                 Ok(())
             }
@@ -456,16 +433,11 @@ impl Stage<'_> {
                 fs::rename(&staging, published)?;
                 sync_dir(data_dir)
             }
-            Self::Etcd {
-                generations,
-                etcd,
-                batch,
-                ..
-            } => {
+            Self::Etcd { etcd, batch, .. } => {
                 if batch.is_empty() {
                     return Ok(());
                 }
-                generations.guarded(etcd, None, batch, "write the new generation")
+                guarded(etcd, None, batch, "write the new generation")
             }
         }
     }
@@ -514,6 +486,24 @@ pub struct Line {
     pub path: PathBuf,
     /// Its status.
     pub status: Status,
+}
+
+impl Line {
+    /// Why this object keeps this binary from running on the metadata as
+    /// it is, if it does: named by its file or key, with what to do.
+    pub fn problem(&self) -> Option<String> {
+        let at = self.path.display();
+        match &self.status {
+            Status::Ok => None,
+            Status::NeedsMigration { from, to } => Some(format!(
+                "{at}: schema {from}, this binary runs {to}: run `cluster upgrade` first"
+            )),
+            Status::TooNew { found } => Some(format!(
+                "{at}: written by a newer schema ({found}) than this binary reads; use the newer binary"
+            )),
+            Status::Unreadable(reason) => Some(format!("{at}: unreadable: {reason}")),
+        }
+    }
 }
 
 /// The result of a check.
@@ -839,28 +829,15 @@ pub fn resume_check(
     let mut problems = String::new();
     for line in &report.lines {
         match &line.status {
-            Status::Ok => {}
-            Status::NeedsMigration { from, to } => {
-                let _ = writeln!(
-                    problems,
-                    "  {}: schema {from}, this binary runs {to}: run `cluster upgrade` first",
-                    line.path.display()
-                );
-            }
-            Status::TooNew { found } => {
-                let _ = writeln!(
-                    problems,
-                    "  {}: written by a newer schema ({found}) than this binary reads; use the newer binary",
-                    line.path.display()
-                );
-            }
             Status::Unreadable(reason) if set_aside_unreadable => {
                 let aside = store.set_aside(&report.generation, line.kind, &line.path)?;
                 warn!(object = %line.path.display(), to = %aside.display(), %reason, "unreadable object set aside by request");
                 set_aside.push(line.path.clone());
             }
-            Status::Unreadable(reason) => {
-                let _ = writeln!(problems, "  {}: unreadable: {reason}", line.path.display());
+            _ => {
+                if let Some(problem) = line.problem() {
+                    let _ = writeln!(problems, "  {problem}");
+                }
             }
         }
     }

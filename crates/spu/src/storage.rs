@@ -129,9 +129,7 @@ impl PartitionStore for Store {
             }
             error_code(&err)
         })?;
-        let unsynced = log.written() - log.durable();
-        drop(log);
-        self.written_back(&handle, unsynced);
+        self.appended(&handle, log);
         Ok(appended)
     }
 
@@ -147,9 +145,7 @@ impl PartitionStore for Store {
             .map_err(|err| AppendError::Io(io::Error::other(err.to_string())))?;
         let mut log = handle.lock();
         let appended = log.append_mirrored(records, epoch)?;
-        let unsynced = log.written() - log.durable();
-        drop(log);
-        self.written_back(&handle, unsynced);
+        self.appended(&handle, log);
         Ok(appended)
     }
 
@@ -194,11 +190,12 @@ impl PartitionStore for Store {
     }
 
     fn offsets(&self, topic: &str, partition: u32) -> io::Result<ReadResult> {
-        let on_disk = self
-            .partition_dir(topic, partition)
-            .map_err(|err| io::Error::other(err.to_string()))?
-            .exists();
-        if self.existing(topic, partition).is_none() && !on_disk {
+        if self.existing(topic, partition).is_none()
+            && !self
+                .partition_dir(topic, partition)
+                .map_err(|err| io::Error::other(err.to_string()))?
+                .exists()
+        {
             // Never written: empty, and left uncreated.
             return Ok(ReadResult::default());
         }

@@ -126,7 +126,7 @@ type Slot = Arc<Mutex<Option<PartitionHandle>>>;
 /// The partition logs of one SPU, opened on first use.
 ///
 /// Writeback: once an append leaves [`WRITEBACK_BYTES`] of a partition
-/// unsynced, [`written_back`](Store::written_back) hands the partition to
+/// unsynced, [`appended`](Store::appended) hands the partition to
 /// the store's writeback thread, which syncs it with the group commit, off
 /// the log's lock. Every byte is synced once either way (a segment roll
 /// syncs what is left); this only moves the work out of the append path,
@@ -137,7 +137,7 @@ pub struct Store {
     root: PathBuf,
     config: LogConfig,
     partitions: Mutex<HashMap<(String, u32), Slot>>,
-    writeback: Mutex<mpsc::Sender<PartitionHandle>>,
+    writeback: mpsc::Sender<PartitionHandle>,
 }
 
 /// Syncs the partitions it is handed until the store is gone.
@@ -175,19 +175,20 @@ impl Store {
             root,
             config,
             partitions: Mutex::new(HashMap::new()),
-            writeback: Mutex::new(queue),
+            writeback: queue,
         })
     }
 
-    /// Called after an append, with the partition's unsynced bytes: past
-    /// [`WRITEBACK_BYTES`], queues the partition for writeback (unless it
-    /// is queued already). Never blocks on the disk.
-    pub fn written_back(&self, partition: &PartitionHandle, unsynced: u64) {
+    /// Called after an append, with the log still locked: releases it,
+    /// and once [`WRITEBACK_BYTES`] are unsynced queues the partition for
+    /// writeback (unless it is queued already). Never blocks on the disk.
+    pub fn appended(&self, partition: &PartitionHandle, log: MutexGuard<'_, PartitionLog>) {
+        let unsynced = log.written() - log.durable();
+        drop(log);
         if unsynced < WRITEBACK_BYTES || partition.writeback_queued.swap(true, Ordering::AcqRel) {
             return;
         }
-        let queue = self.writeback.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.send(Arc::clone(partition)).is_err() {
+        if self.writeback.send(Arc::clone(partition)).is_err() {
             partition.writeback_queued.store(false, Ordering::Release);
         }
     }

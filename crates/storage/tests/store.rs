@@ -107,9 +107,7 @@ fn writeback_syncs_a_partition_in_the_background_past_its_threshold() {
     let append = || {
         let mut log = partition.lock();
         log.append_unsynced(&batch).unwrap();
-        let unsynced = log.written() - log.durable();
-        drop(log);
-        store.written_back(&partition, unsynced);
+        store.appended(&partition, log);
     };
     append();
     assert_eq!(partition.lock().durable(), 0, "below the threshold");
