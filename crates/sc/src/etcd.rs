@@ -39,6 +39,9 @@ use crate::store::{Object, Scanned, decode};
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one try at one member may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a call waits before going round the members again, once each
+/// failed.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// How long connecting to one member may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The generation used before any upgrade (as with files).
@@ -46,9 +49,11 @@ pub const FIRST_GENERATION: &str = "metadata";
 /// The leader's lease: a standby takes over at most this long (plus one
 /// [`STANDBY_POLL`]) after the leader stops renewing it. The leader renews
 /// it every [`RENEW_EVERY`]; a renewal that fails (an etcd member gone) is
-/// tried again at the next member at once, well before the lease could run
-/// out.
-pub const LEADER_TTL: Duration = Duration::from_secs(3);
+/// tried again at the next member at once, for up to three seconds before
+/// the lease could run out: long enough for etcd to elect a new leader
+/// when the member killed was its leader (with 3 s, an SC on a loaded
+/// machine gave its lease up during such an election).
+pub const LEADER_TTL: Duration = Duration::from_secs(4);
 /// How often the leader renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How long one renewal may take before it is tried again.
@@ -135,7 +140,8 @@ impl Drop for EtcdStore {
 
 /// The members of the etcd cluster, one client each, and the one that
 /// answered last: calls go there, and on to the next member when one is
-/// down or cut off from the others, each member once per call. (One client
+/// down or cut off from the others, round them again (for up to
+/// [`CALL_TIMEOUT`]) while none can take the call. (One client
 /// over every endpoint, as etcd-client balances them, hands a call to a
 /// dead member and fails it: an SC could not even start with one member
 /// of three down.)
@@ -159,9 +165,11 @@ enum Call {
 
 impl Members {
     async fn connect(endpoints: &[String]) -> Result<Self, etcd_client::Error> {
+        // The client's own request timeout is the whole call's: the limit
+        // of one try is set in `call` (shorter for reads only).
         let options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(ATTEMPT_TIMEOUT);
+            .with_timeout(CALL_TIMEOUT);
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             // Connects lazily: a member that is down now is tried later.
@@ -175,43 +183,63 @@ impl Members {
     }
 
     /// Runs `call` on the preferred member, then on the others in turn
-    /// while each is unreachable (see the type's docs).
+    /// while each is unreachable (see the type's docs); once every member
+    /// failed so, it pauses and goes round again until [`CALL_TIMEOUT`] is
+    /// spent: an etcd leader election (a member killed) leaves every
+    /// member without a leader for a second or so.
     async fn call<T, F, Fut>(&self, kind: Call, mut call: F) -> io::Result<T>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let count = self.clients.len();
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        // A read gives up on a silent member sooner; a silent write may be
+        // applied yet, so it is never tried elsewhere: it waits.
+        let attempt = match kind {
+            Call::Read => ATTEMPT_TIMEOUT,
+            Call::Write => CALL_TIMEOUT,
+        };
         let first = self.preferred.load(Ordering::Relaxed);
-        let mut failures = Vec::new();
-        for step in 0..count {
+        let mut failures: Vec<Option<String>> = vec![None; count];
+        for step in 0.. {
             let index = (first + step) % count;
             let (endpoint, client) = &self.clients[index];
-            let why = match tokio::time::timeout(ATTEMPT_TIMEOUT, call(client.clone())).await {
+            let budget =
+                attempt.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let why = match tokio::time::timeout(budget, call(client.clone())).await {
                 Ok(Ok(value)) => {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(value);
                 }
                 Ok(Err(err)) if moves_on(&err, kind) => err.to_string(),
                 Ok(Err(err)) => return Err(etcd_error(err)),
-                Err(_) if kind == Call::Read => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+                Err(_) if kind == Call::Read => format!("no answer within {budget:?}"),
                 Err(_) => {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!(
-                            "etcd: no answer from {endpoint} within {ATTEMPT_TIMEOUT:?} (the write may or may not have been applied)"
+                            "etcd: no answer from {endpoint} within {budget:?} (the write may or may not have been applied)"
                         ),
                     ));
                 }
             };
-            if step + 1 < count {
-                warn!(member = %endpoint, %why, "etcd member unavailable: trying the next");
+            warn!(member = %endpoint, %why, "etcd member unavailable: trying the next");
+            failures[index] = Some(format!("{endpoint}: {why}"));
+            if tokio::time::Instant::now() >= deadline {
+                break;
             }
-            failures.push(format!("{endpoint}: {why}"));
+            if (step + 1) % count == 0 {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
         }
         Err(io::Error::other(format!(
-            "etcd: no member answered ({})",
-            failures.join("; ")
+            "etcd: no member answered within {CALL_TIMEOUT:?} ({})",
+            failures
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ")
         )))
     }
 
@@ -303,11 +331,6 @@ impl EtcdStore {
         format!("{}/CURRENT", self.config.prefix)
     }
 
-    /// The prefix of `kind`'s keys in the current generation.
-    fn kind_prefix(&self, kind: &str) -> String {
-        self.kind_prefix_in(&self.generation, kind)
-    }
-
     /// The prefix of `kind`'s keys in `generation`.
     fn kind_prefix_in(&self, generation: &str, kind: &str) -> String {
         format!("{}/{generation}/{kind}/", self.config.prefix)
@@ -333,9 +356,9 @@ impl EtcdStore {
         &self.config.prefix
     }
 
-    /// The key of one object.
+    /// The key of one object in the generation this store opened on.
     pub fn key(&self, kind: &str, name: &str) -> String {
-        format!("{}{name}", self.kind_prefix(kind))
+        self.key_in(&self.generation, kind, name)
     }
 
     /// Where this store is, for messages.
@@ -437,6 +460,7 @@ impl EtcdStore {
         for (key, _) in self.range(&root, true)? {
             let rest = &key[root.len()..];
             // Only `<generation>/<kind>/<name>` keys name a generation.
+            // Keys come in order: a generation's keys are together.
             if let Some((generation, tail)) = rest.split_once('/')
                 && generation != "quarantine"
                 && tail.contains('/')
@@ -445,7 +469,6 @@ impl EtcdStore {
                 names.push(generation.to_string());
             }
         }
-        names.dedup();
         Ok(names)
     }
 
@@ -575,12 +598,7 @@ impl EtcdStore {
             Err(err) => return Err(err),
         }
         // Which condition failed, for the message.
-        let current = self.get(&self.current_key())?;
-        let moved = current
-            .as_deref()
-            .map_or(self.generation != FIRST_GENERATION, |c| {
-                c != self.generation.as_bytes()
-            });
+        let moved = self.current_guard()?.0 != self.generation;
         Err(io::Error::other(if moved {
             format!(
                 "etcd: {} no longer names generation {} (an upgrade or migration switched it): nothing was written",
