@@ -680,14 +680,23 @@ async fn elect(members: &Members, key: String, candidate: String, ttl: i64) -> i
 }
 
 /// Renews `lease` every [`RENEW_EVERY`] for as long as it can; returns
-/// why it stopped. A failed renewal (a member of the etcd cluster gone, a
-/// stream cut) is retried on a new stream while the lease is surely still
-/// valid; only then is the leadership given up.
+/// why it stopped: etcd said the lease is gone, or etcd could not be heard
+/// for two TTLs past the last renewal's expiry.
+///
+/// A failed renewal (a member of the etcd cluster gone, a stream cut, no
+/// leader) is retried at the next member. It does not stop at the lease's
+/// expiry as last renewed: etcd gives every lease a fresh TTL when a new
+/// leader takes over, so the lease usually outlives an election, and giving
+/// it up then would stop the only SC for nothing (it happened, on a loaded
+/// machine, when the etcd member killed was etcd's leader). While unsure,
+/// the SC writes nothing it should not: every commit is conditioned on
+/// holding the lease, at etcd.
 async fn keep_alive(members: &Members, lease: i64, ttl: i64) -> String {
-    let every = RENEW_EVERY;
-    let mut valid_until = tokio::time::Instant::now() + Duration::from_secs(ttl as u64);
+    let ttl = Duration::from_secs(ttl as u64);
+    let mut valid_until = tokio::time::Instant::now() + ttl;
     let mut stream = None;
     let (mut member, mut client) = members.preferred();
+    let mut unsure = false;
     loop {
         let sent = tokio::time::Instant::now();
         let renewed = async {
@@ -701,9 +710,16 @@ async fn keep_alive(members: &Members, lease: i64, ttl: i64) -> String {
         match tokio::time::timeout(RENEW_TIMEOUT, renewed).await {
             Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
                 valid_until = sent + Duration::from_secs(answer.ttl() as u64);
-                tokio::time::sleep(every).await;
+                if std::mem::take(&mut unsure) {
+                    info!(lease, "the leader lease is renewed again");
+                }
+                tokio::time::sleep(RENEW_EVERY).await;
             }
             Ok(Ok(Some(_))) => return "the lease expired".into(),
+            // gRPC's NOT_FOUND, 5: etcd knows no such lease any more.
+            Ok(Err(etcd_client::Error::GRpcStatus(status))) if status.code() as i32 == 5 => {
+                return format!("the lease is gone: {}", status.message());
+            }
             failed => {
                 // Renewing is safe to repeat: on to the next member.
                 stream = None;
@@ -713,10 +729,15 @@ async fn keep_alive(members: &Members, lease: i64, ttl: i64) -> String {
                     Ok(Ok(None)) => "the keep-alive stream ended".into(),
                     _ => "no answer to a keep-alive".into(),
                 };
-                if tokio::time::Instant::now() + RENEW_TIMEOUT >= valid_until {
-                    return format!("could not renew the lease before it expired: {why}");
+                let now = tokio::time::Instant::now();
+                if now >= valid_until + ttl * 2 {
+                    return format!("etcd unheard of for two lease TTLs past its expiry: {why}");
                 }
-                warn!(lease, %why, "renewing the leader lease again, at another member");
+                if now >= valid_until && !std::mem::replace(&mut unsure, true) {
+                    warn!(lease, %why, "the leader lease may have expired: trying to renew it still (its commits are refused if it did)");
+                } else {
+                    warn!(lease, %why, "renewing the leader lease again, at another member");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
