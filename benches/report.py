@@ -178,12 +178,18 @@ def main():
                 print(f"  {build:<7} 16 KiB batches, 2 connections x 8 in flight, acks 1: {b['records_per_sec']:,.0f} records/s, "
                       f"server CPU {b['cpu_ns_per_record']:.0f} ns/record")
         print("\n(spu_load) head-of-line: 1-record requests on one connection, 8 others pushing 1 MiB batches, --fsync always")
-        for build in ("after", "before"):
+        for build in ("after", "reference", "before"):
             if build not in load:
                 continue
-            idle, busy = load[build]["hol"]["idle"], load[build]["hol"]["busy"]
-            print(f"  {build:<7} idle p50 {idle['p50_us']:,.0f} us p99 {idle['p99_us']:,.0f} us; busy p50 {busy['p50_us']:,.0f} us "
-                  f"p99 {busy['p99_us']:,.0f} us ({busy['p99_us'] / idle['p99_us']:.1f}x idle p99)")
+            hol = load[build]["hol"]
+            idle, busy = hol["idle"], hol["busy"]
+            heavy = f"; heavy writers {hol['heavy_mib_per_sec']:,.0f} MiB/s" if "heavy_mib_per_sec" in hol else ""
+            print(f"  {build:<9} idle p50 {idle['p50_us']:,.0f} us p99 {idle['p99_us']:,.0f} us; busy p50 {busy['p50_us']:,.0f} us "
+                  f"p99 {busy['p99_us']:,.0f} us ({busy['p99_us'] / idle['p99_us']:.1f}x idle p99){heavy}")
+        if "reference" in load and "heavy_mib_per_sec" in load["reference"]["hol"]:
+            a, r = load["after"]["hol"], load["reference"]["hol"]
+            print(f"  this build against the reference (SPU_LOAD_REFERENCE): busy p99 {a['busy']['p99_us'] / r['busy']['p99_us']:.2f}x, "
+                  f"heavy writers' MiB/s {a['heavy_mib_per_sec'] / r['heavy_mib_per_sec']:.2f}x")
         disk = load.get("disk")
         if disk:
             di, db = disk["idle"], disk["busy"]

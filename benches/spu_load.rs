@@ -11,7 +11,9 @@
 //! 3. **Head-of-line blocking**: single-record requests, one at a time, on
 //!    one connection, while 8 other connections push 1 MiB batches with
 //!    `--fsync always`, against the same with the heavy connections idle:
-//!    p50 and p99 of the light requests.
+//!    p50 and p99 of the light requests, and the heavy connections' MiB/s
+//!    (what the store's sync order, which puts small commits first, costs
+//!    them).
 //!
 //! For case 3 it also measures the disk's own floor, with no SPU: one
 //! thread appending 100 bytes and syncing, idle and beside 8 threads
@@ -19,7 +21,9 @@
 //!
 //! Each case runs against this build and, when `make bench-baseline` has
 //! built it, against the last commit before the reshape (same machine, same
-//! run). Results go to stdout and to `target/spu-load.json`.
+//! run). Results go to stdout and to `target/spu-load.json`. With
+//! `SPU_LOAD_REFERENCE=<binary>` it measures that binary too, as
+//! "reference" (say, a build of the commit before a change).
 
 mod support;
 
@@ -104,8 +108,9 @@ async fn load(
 }
 
 /// Light single-record requests, one at a time, for RUN; with `heavy`,
-/// HEAVY_CONNECTIONS others push 1 MiB batches meanwhile.
-async fn head_of_line(server: &Server, heavy: bool) -> Load {
+/// HEAVY_CONNECTIONS others push 1 MiB batches meanwhile. Returns the light
+/// requests' figure and the heavy connections' MiB/s.
+async fn head_of_line(server: &Server, heavy: bool) -> (Load, f64) {
     let deadline = Instant::now() + RUN;
     let mut pushers = Vec::new();
     if heavy {
@@ -117,6 +122,7 @@ async fn head_of_line(server: &Server, heavy: bool) -> Load {
                 let stream = TcpStream::connect(&addr).await.expect("connect");
                 let mut stream = BufReader::new(stream);
                 let mut in_flight = 0;
+                let mut answered = 0u64;
                 for _ in 0..2 {
                     stream.get_mut().write_all(&frame).await.expect("send");
                     in_flight += 1;
@@ -124,11 +130,13 @@ async fn head_of_line(server: &Server, heavy: bool) -> Load {
                 while in_flight > 0 {
                     assert_eq!(response(&mut stream).await, 0, "a heavy produce failed");
                     in_flight -= 1;
+                    answered += 1;
                     if Instant::now() < deadline {
                         stream.get_mut().write_all(&frame).await.expect("send");
                         in_flight += 1;
                     }
                 }
+                answered
             }));
         }
     }
@@ -146,10 +154,15 @@ async fn head_of_line(server: &Server, heavy: bool) -> Load {
         latencies.push(at.elapsed());
     }
     let elapsed = start.elapsed();
+    let mut heavy_mib = 0;
     for pusher in pushers {
-        pusher.await.expect("pusher");
+        heavy_mib += pusher.await.expect("pusher");
     }
-    Load::from(latencies, elapsed, server.cpu_time() - before)
+    let heavy_rate = heavy_mib as f64 / start.elapsed().as_secs_f64();
+    (
+        Load::from(latencies, elapsed, server.cpu_time() - before),
+        heavy_rate,
+    )
 }
 
 /// The disk's own floor for case 3, with no SPU: one thread appends 100
@@ -261,9 +274,9 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
             &leads(&[("light", 1), ("heavy", HEAVY_CONNECTIONS)]),
             &["--fsync", "always"],
         );
-        let load = runtime.block_on(head_of_line(&server, heavy));
+        let (load, heavy_rate) = runtime.block_on(head_of_line(&server, heavy));
         println!(
-            "[{name}] light requests, heavy connections {}: p50 {:>7.0} us, p99 {:>7.0} us",
+            "[{name}] light requests, heavy connections {}: p50 {:>7.0} us, p99 {:>7.0} us; heavy {heavy_rate:.0} MiB/s",
             if heavy { "busy" } else { "idle" },
             us(load.p50),
             us(load.p99)
@@ -273,6 +286,9 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
             if heavy { "busy" } else { "idle" },
             json(&load)
         ));
+        if heavy {
+            hol.push(format!("\"heavy_mib_per_sec\":{heavy_rate:.1}"));
+        }
     }
     format!(
         "\"{name}\":{{\"commit\":{{{}}},\"hol\":{{{}}},\"batches\":{{\"records_per_sec\":{records_per_sec:.0},\"cpu_ns_per_record\":{cpu_ns_per_record:.1}}}}}",
@@ -306,6 +322,9 @@ fn main() {
         ),
         measure(&runtime, "after", &binary()),
     ];
+    if let Some(reference) = std::env::var_os("SPU_LOAD_REFERENCE") {
+        parts.push(measure(&runtime, "reference", Path::new(&reference)));
+    }
     match baseline_binary() {
         Some(before) => parts.push(measure(&runtime, "before", &before)),
         None => println!("(no baseline binary: `make bench-baseline` builds the pre-reshape one)"),

@@ -13,6 +13,8 @@
 //!   recovery on open (a torn tail is cut; acknowledged data is kept).
 //! - [`store`]: [`Store`], the partitions of one SPU under a data directory,
 //!   each a [`Partition`]: its log and its group commit; removal.
+//! - `scheduler` (private): the order of a store's syncs at the disk: big
+//!   ones a chunk per turn, so a small commit never waits behind them.
 //!
 //! Durability follows [`FsyncPolicy`]; a producer asking for read-committed
 //! is answered only after [`Partition::commit`], a group commit: the sync
@@ -20,6 +22,7 @@
 
 pub mod batch;
 pub mod log;
+mod scheduler;
 mod segment;
 pub mod store;
 
@@ -27,4 +30,5 @@ pub use batch::{BatchError, BatchInfo, Batches, check_batch};
 pub use log::{
     AppendError, Appended, CommitPoint, FsyncPolicy, LogConfig, PartitionLog, Recovery, sync_dir,
 };
+pub use scheduler::CHUNK_BYTES;
 pub use store::{Partition, PartitionHandle, Store, StoreError};

@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
 
 use crate::log::{LogConfig, PartitionLog};
+use crate::scheduler::SyncScheduler;
 
 /// Unsynced bytes a partition may gather before its writeback starts: the
 /// most a segment roll (which syncs the segment it closes, under the log's
@@ -29,6 +30,8 @@ pub const WRITEBACK_BYTES: u64 = 4 << 20;
 pub struct Partition {
     log: Mutex<PartitionLog>,
     commit: Committer,
+    /// The store's order of syncs at the disk, shared by its partitions.
+    scheduler: Arc<SyncScheduler>,
     /// Queued for the store's writeback (at most once at a time).
     writeback_queued: AtomicBool,
 }
@@ -46,10 +49,11 @@ struct Committer {
 }
 
 impl Partition {
-    fn new(log: PartitionLog) -> Self {
+    fn new(log: PartitionLog, scheduler: Arc<SyncScheduler>) -> Self {
         Self {
             log: Mutex::new(log),
             commit: Committer::default(),
+            scheduler,
             writeback_queued: AtomicBool::new(false),
         }
     }
@@ -90,7 +94,9 @@ impl Partition {
         // Everything appended up to now, ours included, is covered.
         let point = self.lock().commit_point();
         let result = match point {
-            Some(point) => point.sync().map(|()| self.lock().committed(point.upto)),
+            Some(point) => point
+                .sync_in_turn(&self.scheduler)
+                .map(|()| self.lock().committed(point.upto)),
             None => Ok(()),
         };
         *self
@@ -138,6 +144,7 @@ pub struct Store {
     config: LogConfig,
     partitions: Mutex<HashMap<(String, u32), Slot>>,
     writeback: mpsc::Sender<PartitionHandle>,
+    scheduler: Arc<SyncScheduler>,
 }
 
 /// Syncs the partitions it is handed until the store is gone.
@@ -176,6 +183,7 @@ impl Store {
             config,
             partitions: Mutex::new(HashMap::new()),
             writeback: queue,
+            scheduler: Arc::default(),
         })
     }
 
@@ -238,7 +246,7 @@ impl Store {
         }
         let (log, _) = PartitionLog::open(&path, self.config)
             .map_err(|source| StoreError::Open { path, source })?;
-        let handle = Arc::new(Partition::new(log));
+        let handle = Arc::new(Partition::new(log, Arc::clone(&self.scheduler)));
         *slot = Some(Arc::clone(&handle));
         Ok(handle)
     }
