@@ -30,5 +30,4 @@ pub use batch::{BatchError, BatchInfo, Batches, check_batch};
 pub use log::{
     AppendError, Appended, CommitPoint, FsyncPolicy, LogConfig, PartitionLog, Recovery, sync_dir,
 };
-pub use scheduler::CHUNK_BYTES;
 pub use store::{Partition, PartitionHandle, Store, StoreError};

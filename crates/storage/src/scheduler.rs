@@ -117,6 +117,25 @@ mod tests {
     use std::sync::Arc;
     use std::sync::mpsc;
 
+    /// A thread that takes a turn (a chunk if `chunk`) and, holding it,
+    /// sends `label`.
+    fn take_turn(
+        scheduler: &Arc<SyncScheduler>,
+        order: &mpsc::Sender<&'static str>,
+        chunk: bool,
+        label: &'static str,
+    ) -> std::thread::JoinHandle<()> {
+        let (scheduler, order) = (Arc::clone(scheduler), order.clone());
+        std::thread::spawn(move || {
+            let _turn = if chunk {
+                scheduler.chunk()
+            } else {
+                scheduler.flush()
+            };
+            order.send(label).unwrap();
+        })
+    }
+
     /// Waits until the scheduler's state satisfies `ready`.
     fn await_state(scheduler: &SyncScheduler, ready: impl Fn(&Turns) -> bool) {
         let mut turns = scheduler.lock();
@@ -145,21 +164,9 @@ mod tests {
         let (order, events) = mpsc::channel();
         let first = scheduler.chunk();
         // A flush and a second chunk arrive while the first chunk is written.
-        let flush = {
-            let (scheduler, order) = (Arc::clone(&scheduler), order.clone());
-            std::thread::spawn(move || {
-                let _turn = scheduler.flush();
-                order.send("flush").unwrap();
-            })
-        };
+        let flush = take_turn(&scheduler, &order, false, "flush");
         await_state(&scheduler, |t| t.flushes_waiting == 1);
-        let second = {
-            let (scheduler, order) = (Arc::clone(&scheduler), order.clone());
-            std::thread::spawn(move || {
-                let _turn = scheduler.chunk();
-                order.send("chunk").unwrap();
-            })
-        };
+        let second = take_turn(&scheduler, &order, true, "chunk");
         await_state(&scheduler, |t| t.chunks_waiting == 1);
         assert!(events.try_recv().is_err(), "nothing runs beside a chunk");
         drop(first);
@@ -174,22 +181,10 @@ mod tests {
         let scheduler = Arc::new(SyncScheduler::default());
         let (order, events) = mpsc::channel();
         let running = scheduler.flush();
-        let chunk = {
-            let (scheduler, order) = (Arc::clone(&scheduler), order.clone());
-            std::thread::spawn(move || {
-                let _turn = scheduler.chunk();
-                order.send("chunk").unwrap();
-            })
-        };
+        let chunk = take_turn(&scheduler, &order, true, "chunk");
         await_state(&scheduler, |t| t.chunks_waiting == 1);
         // A flush arriving now waits: the chunk is owed the next turn.
-        let late = {
-            let (scheduler, order) = (Arc::clone(&scheduler), order.clone());
-            std::thread::spawn(move || {
-                let _turn = scheduler.flush();
-                order.send("late flush").unwrap();
-            })
-        };
+        let late = take_turn(&scheduler, &order, false, "late flush");
         await_state(&scheduler, |t| t.flushes_waiting == 1);
         drop(running);
         chunk.join().unwrap();
