@@ -155,9 +155,9 @@ impl CommitPoint {
     }
 
     /// Syncs the files in the store's order ([`crate::scheduler`]): a big
-    /// unsynced range goes to the device a chunk per turn, appends that
-    /// land meanwhile included, before the closing flush.
-    pub(crate) fn sync_in_turn(&self, scheduler: &SyncScheduler) -> io::Result<()> {
+    /// unsynced range goes to the device `chunk` bytes per turn, appends
+    /// that land meanwhile included, before the closing flush.
+    pub(crate) fn sync_in_turn(&self, scheduler: &SyncScheduler, chunk: u64) -> io::Result<()> {
         let mut at = self.unsynced_from;
         // The second pass takes what was appended during the first, so the
         // closing flush carries little; no third, or a busy partition's
@@ -165,7 +165,7 @@ impl CommitPoint {
         for _ in 0..2 {
             let len = self.files.len()?;
             while len.saturating_sub(at) > CHUNK_BYTES {
-                let end = at + CHUNK_BYTES;
+                let end = at.saturating_add(chunk).min(len);
                 let _turn = scheduler.chunk();
                 self.files.write_out(at, end)?;
                 at = end;
