@@ -222,7 +222,7 @@ pub fn run(args: ScArgs) -> ExitCode {
             // Its writes are refused already (each is conditioned on the
             // lease); it stops serving, for a standby to take over.
             return Err(std::io::Error::other(
-                "lost the leadership (the etcd lease is gone): stopped",
+                "lost the leadership (the etcd lease is gone, or a commit's outcome could not be learned: see the log): stopped",
             ));
         }
         Ok(())

@@ -3,7 +3,7 @@
 //! both SCs. The active SC is killed with SIGKILL during a stream of role
 //! changes and produce traffic: the standby takes over, no change that was
 //! acknowledged is lost, the SPU follows the new SC and never fails open in
-//! between; then an etcd member is killed and the SC keeps working.
+//! between; then etcd's leading member is killed and the SC keeps working.
 
 mod common;
 
@@ -171,8 +171,11 @@ fn the_standby_sc_takes_over_and_nothing_committed_is_lost() {
     );
     eprintln!("takeover after SIGKILL of the active SC: {takeover:?}");
 
-    // One etcd member gone: the SC keeps working.
-    etcd.kill(1);
+    // One etcd member gone, the one that leads etcd: the SC keeps working.
+    // Its next commit meets the election (a member that forwarded it to the
+    // dead leader never answers): it is tried again at another member and
+    // recognised there if the first try was applied after all.
+    etcd.kill(etcd.leader());
     let out = cli(&scs, &["topic", "create", "after-member-loss"], None);
     assert!(
         out.status.success(),

@@ -5,13 +5,20 @@
 //! <prefix>/CURRENT                      the active generation (absent: "metadata")
 //! <prefix>/UPGRADE                      an upgrade's record, as the file `UPGRADE`
 //! <prefix>/LEADER                       the elected SC, under its lease
+//! <prefix>/COMMITTED                    the token of the last change committed
 //! <prefix>/<generation>/<kind>/<name>   one object's envelope, as in its file
 //! <prefix>/quarantine/<generation>/<kind>/<name>   set aside by `resume --skip-unreadable`
 //! ```
 //!
 //! Every commit is conditioned on `CURRENT` still naming the generation the
 //! store opened on (so an SC never writes into a generation an upgrade
-//! switched away from) and, once elected, on holding the leader's lease.
+//! switched away from), once elected on holding the leader's lease, and on
+//! `COMMITTED` still holding the token of the commit before it; it writes
+//! its own token there. So a commit applies at most once, and one whose
+//! answer was lost (an etcd member killed mid-call loses the proposals it
+//! forwarded) is tried again at the next member and then recognised by its
+//! token: the caller learns whether it was written, instead of being told
+//! that it may or may not have been.
 //! Scans go in pages of [`SCAN_PAGE`] keys: one range of 100k partitions
 //! would exceed what a gRPC message may carry.
 //!
@@ -26,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::watch;
@@ -37,6 +44,12 @@ use crate::store::{Object, Scanned, decode};
 /// How long one etcd call may take, over every member it tries, before it
 /// fails the change.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a commit may take, over every member it tries. Longer than
+/// other calls: a member that forwarded the commit to an etcd leader that
+/// died answers nothing until etcd's own request timeout (about 7 s), so
+/// the commit moves on after [`ATTEMPT_TIMEOUT`] and needs time for etcd
+/// to elect a new leader (a second or two, more on a loaded machine).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long one try at one member may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a call waits before going round the members again, once each
@@ -116,6 +129,25 @@ pub struct EtcdStore {
     /// Once elected: the leader key and this SC's lease on it. Every commit
     /// is then conditioned on the key still being held under that lease.
     leadership: Mutex<Option<(String, i64)>>,
+    /// Once elected: how to give the leadership up when a commit's outcome
+    /// stays unknown.
+    fence: Mutex<Option<Fence>>,
+    /// What `COMMITTED` holds as far as this store knows (`Some(None)`:
+    /// absent), or `None` when it must be read before the next commit
+    /// (opened, elected, or a commit failed).
+    last_commit: Mutex<Option<Option<Vec<u8>>>>,
+    /// Makes this store's commit tokens unique: the process, the time it
+    /// opened, and a count.
+    token_prefix: String,
+    commits: AtomicU64,
+}
+
+/// What gives the leadership up: the task renewing the lease, and the
+/// channel that tells the SC it no longer leads.
+struct Fence {
+    lease: i64,
+    keep_alive: tokio::task::AbortHandle,
+    lost: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -146,11 +178,12 @@ impl Drop for EtcdStore {
 /// dead member and fails it: an SC could not even start with one member
 /// of three down.)
 ///
-/// A read moves on after any failure to reach a member. A write moves on
-/// only when it provably was not applied (the member could not be reached,
-/// or had no leader): a write that timed out may have been applied, and
-/// trying it elsewhere could apply it twice, or fail a compare it already
-/// passed.
+/// A read moves on after any failure to reach a member, and so does a
+/// commit: its token compare makes it apply at most once. Any other write
+/// moves on only when it provably was not applied (the member could not be
+/// reached, or had no leader): a write that timed out may have been
+/// applied, and trying it elsewhere could apply it twice, or fail a compare
+/// it already passed.
 struct Members {
     clients: Vec<(String, Client)>,
     preferred: AtomicUsize,
@@ -159,8 +192,24 @@ struct Members {
 /// What a call is, for when it may move on to another member.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
+    /// Moves on after any failure to reach a member.
     Read,
+    /// Moves on only when it provably was not applied.
     Write,
+    /// A write that applies at most once however often it is sent (a
+    /// commit, conditioned on the token it replaces): moves on after any
+    /// failure to hear from a member, as a read does.
+    Guarded,
+}
+
+impl Call {
+    /// How long the call may take over every member it tries.
+    fn deadline(self) -> Duration {
+        match self {
+            Self::Guarded => COMMIT_TIMEOUT,
+            Self::Read | Self::Write => CALL_TIMEOUT,
+        }
+    }
 }
 
 impl Members {
@@ -193,15 +242,19 @@ impl Members {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let count = self.clients.len();
-        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
-        // A read gives up on a silent member sooner; a silent write may be
-        // applied yet, so it is never tried elsewhere: it waits.
+        let limit = kind.deadline();
+        let deadline = tokio::time::Instant::now() + limit;
+        // A read (or a guarded write) gives up on a silent member sooner; a
+        // silent write may be applied yet, so it is never tried elsewhere:
+        // it waits.
         let attempt = match kind {
-            Call::Read => ATTEMPT_TIMEOUT,
+            Call::Read | Call::Guarded => ATTEMPT_TIMEOUT,
             Call::Write => CALL_TIMEOUT,
         };
         let first = self.preferred.load(Ordering::Relaxed);
         let mut failures: Vec<Option<String>> = vec![None; count];
+        // Whether a guarded write may have reached etcd on some try.
+        let mut in_doubt = false;
         for step in 0.. {
             let index = (first + step) % count;
             let (endpoint, client) = &self.clients[index];
@@ -212,9 +265,15 @@ impl Members {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(value);
                 }
-                Ok(Err(err)) if moves_on(&err, kind) => err.to_string(),
+                Ok(Err(err)) if moves_on(&err, kind) => {
+                    in_doubt |= kind == Call::Guarded && !never_sent(&err);
+                    err.to_string()
+                }
                 Ok(Err(err)) => return Err(etcd_error(err)),
-                Err(_) if kind == Call::Read => format!("no answer within {budget:?}"),
+                Err(_) if kind != Call::Write => {
+                    in_doubt |= kind == Call::Guarded;
+                    format!("no answer within {budget:?}")
+                }
                 Err(_) => {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -233,14 +292,23 @@ impl Members {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
-        Err(io::Error::other(format!(
-            "etcd: no member answered within {CALL_TIMEOUT:?} ({})",
-            failures
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("; ")
-        )))
+        let failures = failures
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(if in_doubt {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "etcd: no member answered within {limit:?}, and the write may or may not have been applied ({failures})"
+                ),
+            )
+        } else {
+            io::Error::other(format!(
+                "etcd: no member answered within {limit:?} ({failures})"
+            ))
+        })
     }
 
     /// The client of the member after `index`, and its index.
@@ -261,13 +329,31 @@ fn moves_on(err: &etcd_client::Error, kind: Call) -> bool {
         etcd_client::Error::TransportError(_) => true,
         etcd_client::Error::GRpcStatus(status) => {
             // gRPC's UNAVAILABLE, 14: the member is not there, or (etcd)
-            // has no leader.
-            let unavailable = status.code() as i32 == 14;
+            // has no leader, or lost the call in an election. CANCELLED, 1,
+            // and DEADLINE_EXCEEDED, 4: no answer in time (the client's own
+            // timeout says CANCELLED).
+            let code = status.code() as i32;
+            match kind {
+                Call::Read => code == 14,
+                Call::Write => code == 14 && never_sent(err),
+                Call::Guarded => matches!(code, 1 | 4 | 14),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether `err` says that the call never reached etcd's consensus: the
+/// member could not be reached, or knew no leader to hand it to.
+fn never_sent(err: &etcd_client::Error) -> bool {
+    match err {
+        // The channel could not be set up: nothing went out on it.
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
             let message = status.message();
-            let not_sent = message.contains("tcp connect error")
+            message.contains("tcp connect error")
                 || message.contains("Connection refused")
-                || message.contains("no leader");
-            unavailable && (kind == Call::Read || not_sent)
+                || message.contains("no leader")
         }
         _ => false,
     }
@@ -296,6 +382,10 @@ impl EtcdStore {
             generation: FIRST_GENERATION.to_string(),
             generation_guard: Compare::create_revision(Vec::new(), CompareOp::Equal, 0),
             leadership: Mutex::new(None),
+            fence: Mutex::new(None),
+            last_commit: Mutex::new(None),
+            token_prefix: token_prefix(),
+            commits: AtomicU64::new(0),
         };
         let (generation, guard) = store.current_guard()?;
         store.generation = generation;
@@ -369,6 +459,20 @@ impl EtcdStore {
             self.config.prefix,
             self.generation
         )
+    }
+
+    /// The lease `key` is held under, if it exists (0: none).
+    fn lease_of(&self, key: &str) -> io::Result<Option<i64>> {
+        let (members, key) = (self.members.clone(), key.to_string());
+        run(self.runtime(), async move {
+            let response = members
+                .call(Call::Read, |mut client| {
+                    let key = key.clone();
+                    async move { client.get(key, None).await }
+                })
+                .await?;
+            Ok(response.kvs().first().map(|kv| kv.lease()))
+        })
     }
 
     /// The value of one key, if it exists.
@@ -475,11 +579,15 @@ impl EtcdStore {
     /// Runs one transaction: `ops` if every compare holds. Returns whether
     /// they held (and so whether anything was written).
     pub fn transact(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> io::Result<bool> {
+        self.transact_as(Call::Write, compares, ops)
+    }
+
+    fn transact_as(&self, kind: Call, compares: Vec<Compare>, ops: Vec<TxnOp>) -> io::Result<bool> {
         let members = self.members.clone();
         let txn = Txn::new().when(compares).and_then(ops);
         run(self.runtime(), async move {
             let response = members
-                .call(Call::Write, |mut client| {
+                .call(kind, |mut client| {
                     let txn = txn.clone();
                     async move { client.txn(txn).await }
                 })
@@ -505,6 +613,11 @@ impl EtcdStore {
         format!("{}/LEADER", self.config.prefix)
     }
 
+    /// The key holding the token of the last change committed.
+    pub fn committed_key(&self) -> String {
+        format!("{}/COMMITTED", self.config.prefix)
+    }
+
     /// Waits until this SC is elected (it holds the leader key under a
     /// lease of [`LEADER_TTL`]), then keeps the lease alive; from then on
     /// every commit is conditioned on holding it, so an SC that lost it
@@ -523,14 +636,70 @@ impl EtcdStore {
         })?;
         *self.leadership.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((self.leader_key(), lease));
+        // The SC that led before wrote its own tokens.
+        *self.last_commit.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let (lost_tx, lost) = watch::channel(false);
         let members = self.members.clone();
-        self.runtime().spawn(async move {
+        let on_loss = lost_tx.clone();
+        let keeping = self.runtime().spawn(async move {
             let reason = keep_alive(&members, lease, ttl).await;
             warn!(lease, %reason, "lost the leadership");
-            let _ = lost_tx.send(true);
+            let _ = on_loss.send(true);
+        });
+        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fence {
+            lease,
+            keep_alive: keeping.abort_handle(),
+            lost: lost_tx,
         });
         Ok(lost)
+    }
+
+    /// Gives the leadership up because a commit's outcome stays unknown:
+    /// this SC's memory may no longer match etcd, so it stops leading and
+    /// whoever leads next reads the metadata from etcd. The lease stops
+    /// being renewed and is revoked if etcd can be reached; either way a
+    /// commit still in flight inside etcd fails its lease compare once the
+    /// lease is gone, before a standby is elected.
+    fn give_up_leadership(&self) {
+        let Some(fence) = self.fence.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        fence.keep_alive.abort();
+        let (members, lease) = (self.members.clone(), fence.lease);
+        self.runtime().spawn(async move {
+            let revoked = members
+                .call(Call::Write, |mut client| async move {
+                    client.lease_revoke(lease).await
+                })
+                .await;
+            if let Err(err) = revoked {
+                warn!(lease, %err, "could not revoke the leader lease: it runs out on its own");
+            }
+        });
+        warn!(
+            lease = fence.lease,
+            "a commit's outcome is unknown: giving up the leadership"
+        );
+        let _ = fence.lost.send(true);
+    }
+
+    /// What `COMMITTED` holds now, read from etcd unless this store knows.
+    fn expected_commit(&self) -> io::Result<Option<Vec<u8>>> {
+        if let Some(known) = self
+            .last_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(known);
+        }
+        let read = self.get(&self.committed_key())?;
+        *self.last_commit.lock().unwrap_or_else(|p| p.into_inner()) = Some(read.clone());
+        Ok(read)
+    }
+
+    fn remember_commit(&self, value: Option<Option<Vec<u8>>>) {
+        *self.last_commit.lock().unwrap_or_else(|p| p.into_inner()) = value;
     }
 
     /// Gives the leadership up at once (a graceful stop): the lease is
@@ -561,9 +730,14 @@ impl EtcdStore {
         })
     }
 
-    /// Applies `writes` in one transaction: all of them, or none.
+    /// Applies `writes` in one transaction: all of them, or none, and at
+    /// most once (see the module's docs). Returns `Ok` only once etcd
+    /// holds them; an error says nothing was written, except one of kind
+    /// `TimedOut`: no member could tell within [`COMMIT_TIMEOUT`], and
+    /// this SC gives up its leadership (if it holds one) so that its
+    /// memory, which lacks the change, is not served on.
     pub fn commit(&self, writes: Vec<crate::store::Write>) -> io::Result<()> {
-        let ops: Vec<TxnOp> = writes
+        let mut ops: Vec<TxnOp> = writes
             .into_iter()
             .map(|write| match write {
                 crate::store::Write::Put { kind, name, bytes } => {
@@ -574,42 +748,92 @@ impl EtcdStore {
                 }
             })
             .collect();
+        let writes = ops.len();
         let leadership = self
             .leadership
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let committed = self.committed_key();
+        let token = format!(
+            "{}-{}",
+            self.token_prefix,
+            self.commits.fetch_add(1, Ordering::Relaxed)
+        )
+        .into_bytes();
         let mut compares = vec![self.generation_guard.clone()];
         if let Some((key, lease)) = &leadership {
             compares.push(Compare::lease(key.clone(), CompareOp::Equal, *lease));
         }
-        let writes = ops.len();
-        match self.transact(compares, ops) {
-            Ok(true) => return Ok(()),
+        compares.push(match self.expected_commit()? {
+            Some(previous) => Compare::value(committed.clone(), CompareOp::Equal, previous),
+            None => Compare::create_revision(committed.clone(), CompareOp::Equal, 0),
+        });
+        ops.push(TxnOp::put(committed.clone(), token.clone(), None));
+        let outcome = self.transact_as(Call::Guarded, compares, ops);
+        // Until it is known again, `COMMITTED` is read before the next one.
+        self.remember_commit(None);
+        match outcome {
+            Ok(true) => {
+                self.remember_commit(Some(Some(token)));
+                return Ok(());
+            }
             Ok(false) => {}
             Err(err) if err.to_string().contains("too many operations") => {
                 // A change is one transaction, whole or not at all.
                 return Err(io::Error::other(format!(
                     "{err}: this change is {writes} writes in one transaction, more than \
                      etcd's --max-txn-ops allows (128 unless raised; a topic of N \
-                     partitions is N + 1 writes): raise it on every etcd member"
+                     partitions is N + 2 writes, its token included): raise it on \
+                     every etcd member"
                 )));
+            }
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                self.give_up_leadership();
+                return Err(err);
             }
             Err(err) => return Err(err),
         }
-        // Which condition failed, for the message.
+        // A compare failed: on the token because an earlier try of this
+        // very commit was applied (its answer lost), or for a reason that
+        // means nothing was written.
+        let now = self.get(&committed)?;
+        if now.as_deref() == Some(token.as_slice()) {
+            info!("a commit whose answer was lost had been applied");
+            self.remember_commit(Some(now));
+            return Ok(());
+        }
         let moved = self.current_guard()?.0 != self.generation;
+        let leads = match &leadership {
+            Some((key, lease)) => self.lease_of(key)? == Some(*lease),
+            None => true,
+        };
+        self.remember_commit(Some(now));
         Err(io::Error::other(if moved {
             format!(
                 "etcd: {} no longer names generation {} (an upgrade or migration switched it): nothing was written",
                 self.current_key(),
                 self.generation
             )
-        } else {
+        } else if !leads {
             "etcd: this SC no longer holds the leadership (its lease is gone): nothing was written"
                 .to_string()
+        } else {
+            format!(
+                "etcd: another writer committed under {} since this SC last did: nothing was written",
+                self.config.prefix
+            )
         }))
     }
+}
+
+/// A prefix for commit tokens that no other store shares: this process and
+/// the moment the store opened.
+fn token_prefix() -> String {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}-{}", std::process::id(), since_epoch.as_nanos())
 }
 
 /// The end of the key range of everything that starts with `prefix`.

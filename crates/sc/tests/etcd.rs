@@ -226,3 +226,97 @@ async fn an_sc_opens_and_commits_with_a_member_down() {
     let names: Vec<String> = cluster.topics().into_iter().map(|t| t.name).collect();
     assert_eq!(names, vec!["orders".to_string()], "nothing half-applied");
 }
+
+/// The version of `key` (how often it was written since it was created).
+async fn version(etcd: &Etcd, key: &str) -> i64 {
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+    let found = client.get(key, None).await.unwrap();
+    found.kvs().first().map_or(0, |kv| kv.version())
+}
+
+/// A commit that etcd applied but whose answer was lost (here: a relay in
+/// front of the member throws the member's replies away) is tried at the
+/// next member, recognised there by its token and reported committed: the
+/// caller is told the truth, and the change is applied once. (Before, the
+/// SC waited for the lost answer and failed the change, though etcd held
+/// it: an etcd member killed mid-call does this.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_applied_once() {
+    let etcd = Etcd::start();
+    let member = etcd.endpoints()[0].clone();
+    let relay = mg_testkit::relay::Relay::start(&member);
+    let url = format!("etcd://{},{member}", relay.addr());
+    let config = StoreConfig::Etcd(EtcdConfig::parse(&url, "/mirror-guard/lost").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = tokio::task::block_in_place(|| {
+        let cluster = Cluster::open_with(dir.path(), &config).unwrap();
+        cluster.register_spu(5001, "127.0.0.1:1", "").unwrap();
+        relay.drop_replies();
+        cluster.create_topic("orders", 1).map(|()| cluster)
+    })
+    .expect("the commit is known to be applied");
+    let names: Vec<String> = cluster.topics().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, vec!["orders".to_string()]);
+    for key in ["topic/orders", "partition/orders-0"] {
+        let key = format!("/mirror-guard/lost/metadata/{key}");
+        assert_eq!(version(&etcd, &key).await, 1, "{key} written once");
+    }
+    // And the next change commits as usual, at the member that answers.
+    tokio::task::block_in_place(|| cluster.create_topic("later", 1)).unwrap();
+}
+
+/// No member can say whether a commit was applied (every reply is lost):
+/// the change fails as "may or may not have been applied", the SC gives up
+/// its leadership at once (its memory may lack what etcd holds), its lease
+/// runs out for a standby to load what etcd holds, and the change, applied
+/// by the first try, is applied once: the later tries fail their compare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_of_unknown_outcome_gives_up_the_leadership() {
+    use mg_sc::etcd::EtcdStore;
+    use mg_sc::persist::Persistence;
+    let etcd = Etcd::start();
+    let member = etcd.endpoints()[0].clone();
+    let relays = [
+        mg_testkit::relay::Relay::start(&member),
+        mg_testkit::relay::Relay::start(&member),
+    ];
+    let url = format!("etcd://{},{}", relays[0].addr(), relays[1].addr());
+    let cfg = EtcdConfig::parse(&url, "/mirror-guard/doubt").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, mut lost) = tokio::task::block_in_place(|| {
+        let store = EtcdStore::open(cfg).unwrap();
+        let lost = store.campaign("sc-a").unwrap();
+        let cluster = Cluster::open_on(dir.path(), Persistence::Etcd(Box::new(store))).unwrap();
+        (cluster, lost)
+    });
+    tokio::task::block_in_place(|| cluster.register_spu(5001, "127.0.0.1:1", "")).unwrap();
+    assert!(!*lost.borrow());
+    for relay in &relays {
+        relay.drop_replies();
+    }
+    let err = tokio::task::block_in_place(|| cluster.create_topic("orders", 1)).unwrap_err();
+    assert!(err.to_string().contains("may or may not"), "{err}");
+    assert!(*lost.borrow_and_update(), "the SC gave its leadership up");
+    assert!(cluster.topics().is_empty());
+    // The lease runs out (the revoke could not get through either).
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+    let gone = async {
+        loop {
+            let leader = client
+                .get("/mirror-guard/doubt/LEADER", None)
+                .await
+                .unwrap();
+            if leader.kvs().is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), gone)
+        .await
+        .expect("the leader key goes with the lease");
+    assert_eq!(
+        version(&etcd, "/mirror-guard/doubt/metadata/topic/orders").await,
+        1
+    );
+}

@@ -123,6 +123,34 @@ impl Etcd {
         self.members[index].child.as_ref().map(Child::id)
     }
 
+    /// The index of the member that is etcd's (raft) leader now, as that
+    /// member itself says.
+    pub fn leader(&self) -> usize {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            for (index, member) in self.members.iter().enumerate() {
+                if member.child.is_none() {
+                    continue;
+                }
+                let endpoint = format!("127.0.0.1:{}", member.client);
+                let Ok(mut client) = etcd_client::Client::connect([endpoint], None).await else {
+                    continue;
+                };
+                let Ok(status) = client.status().await else {
+                    continue;
+                };
+                let me = status.header().map(|h| h.member_id());
+                if me == Some(status.leader()) {
+                    return index;
+                }
+            }
+            panic!("no etcd member says it leads");
+        })
+    }
+
     /// Kills member `index` with SIGKILL and waits for it to be gone.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.members[index].child.take() {

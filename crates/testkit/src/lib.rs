@@ -12,9 +12,11 @@
 //! - [`sized_request`]: the benchmark shape (one topic, N entries, one batch of
 //!   a given payload size each).
 //! - [`etcd`]: a real etcd on loopback for the tests of the etcd store.
+//! - [`relay`]: a TCP relay that can lose a server's replies.
 //! - [`port_base`]: blocks of free loopback ports for the servers a test starts.
 
 pub mod etcd;
+pub mod relay;
 
 use bytes::Bytes;
 use fluvio_protocol::Encoder;
