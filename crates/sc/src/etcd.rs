@@ -463,20 +463,16 @@ impl EtcdStore {
 
     /// The lease `key` is held under, if it exists (0: none).
     fn lease_of(&self, key: &str) -> io::Result<Option<i64>> {
-        let (members, key) = (self.members.clone(), key.to_string());
-        run(self.runtime(), async move {
-            let response = members
-                .call(Call::Read, |mut client| {
-                    let key = key.clone();
-                    async move { client.get(key, None).await }
-                })
-                .await?;
-            Ok(response.kvs().first().map(|kv| kv.lease()))
-        })
+        Ok(self.read_key(key)?.map(|(_, lease)| lease))
     }
 
     /// The value of one key, if it exists.
     pub fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.read_key(key)?.map(|(value, _)| value))
+    }
+
+    /// One key's value and the lease it is held under (0: none).
+    fn read_key(&self, key: &str) -> io::Result<Option<(Vec<u8>, i64)>> {
         let (members, key) = (self.members.clone(), key.to_string());
         run(self.runtime(), async move {
             let response = members
@@ -485,7 +481,10 @@ impl EtcdStore {
                     async move { client.get(key, None).await }
                 })
                 .await?;
-            Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+            Ok(response
+                .kvs()
+                .first()
+                .map(|kv| (kv.value().to_vec(), kv.lease())))
         })
     }
 

@@ -300,17 +300,26 @@ async fn a_commit_of_unknown_outcome_gives_up_the_leadership() {
     assert!(cluster.topics().is_empty());
     // The lease runs out (the revoke could not get through either).
     let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+    let key = "/mirror-guard/doubt/LEADER";
+    let held = client.get(key, None).await.unwrap();
     let gone = async {
-        loop {
-            let leader = client
-                .get("/mirror-guard/doubt/LEADER", None)
-                .await
-                .unwrap();
-            if leader.kvs().is_empty() {
+        if held.kvs().is_empty() {
+            return;
+        }
+        // Watched from just after the read: the delete cannot slip between.
+        let from = held.header().unwrap().revision() + 1;
+        let options = etcd_client::WatchOptions::new().with_start_revision(from);
+        let mut events = client.watch(key, Some(options)).await.unwrap();
+        while let Some(answer) = events.message().await.unwrap() {
+            if answer
+                .events()
+                .iter()
+                .any(|e| e.event_type() == etcd_client::EventType::Delete)
+            {
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        panic!("the watch ended");
     };
     tokio::time::timeout(std::time::Duration::from_secs(20), gone)
         .await
