@@ -109,7 +109,8 @@ struct SpuArgs {
     /// with a Fluvio edge without TLS); logged as a warning.
     #[arg(long)]
     insecure_mirroring: bool,
-    /// Writer threads appending to the partition logs (default 8).
+    /// Writer threads appending to the partition logs (default 8); each
+    /// takes whichever partition has waited longest.
     #[arg(long)]
     storage_lanes: Option<usize>,
     /// When appended data is forced to disk.

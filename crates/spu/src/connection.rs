@@ -49,7 +49,7 @@ const MAX_PIPELINE: usize = 32;
 ///
 /// Produce requests are pipelined: each is checked here, in order, then
 /// runs as a future of its own (judge, append, answer) while the next
-/// frames are read, so a storage lane gets a connection's requests in
+/// frames are read, so a storage writer gets a connection's requests in
 /// batches instead of one wake-up each. Responses go out strictly in
 /// request order: any other request first waits for the produce requests
 /// ahead of it to be answered.

@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::mirroring::{Controls, MirrorHandles, Pairing};
 use crate::storage::PartitionStore;
 
-/// Storage lanes unless configured otherwise (see [`SpuConfig::storage_lanes`]).
+/// Storage writer threads unless configured otherwise (see [`SpuConfig::storage_lanes`]).
 pub const DEFAULT_STORAGE_LANES: usize = 8;
 
 /// How the SPU is set up.
@@ -54,10 +54,11 @@ pub struct SpuConfig {
     pub max_connections: usize,
     /// How long connections get to finish at shutdown.
     pub drain_timeout: Duration,
-    /// Writer threads appending to the logs; a partition always goes
-    /// through the same one. They wait on the disk more than they compute,
-    /// so there are more of them than cores: partitions written at the same
-    /// time then rarely share one (default 8).
+    /// Writer threads appending to the logs; each takes whichever
+    /// partition has waited longest, one writer per partition at a time.
+    /// They wait on the disk more than they compute, so there are more of
+    /// them than cores: a small append then waits for a big one of another
+    /// partition only if every writer is busy (default 8).
     pub storage_lanes: usize,
     /// Partition log settings.
     pub log: LogConfig,

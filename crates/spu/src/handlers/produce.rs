@@ -4,7 +4,7 @@
 //! frame -> Guard::judge_body -> verdicts (in order)
 //!   Accept(records) -> AppendJob (a slice of the frame, no copy)
 //!   Reject(code)    -> never reaches storage
-//! Disk::append_all(jobs, commit = acks -1)   one trip to a storage lane
+//! Disk::append_all(jobs, commit = acks -1)   one trip to a storage writer
 //! Judgement::respond(outcomes) -> one response entry per request entry
 //! ```
 
