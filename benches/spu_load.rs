@@ -23,7 +23,9 @@
 //! built it, against the last commit before the reshape (same machine, same
 //! run). Results go to stdout and to `target/spu-load.json`. With
 //! `SPU_LOAD_REFERENCE=<binary>` it measures that binary too, as
-//! "reference" (say, a build of the commit before a change).
+//! "reference" (say, a build of the commit before a change), and
+//! `SPU_LOAD_CASES=commit,batches,hol,disk` (any subset) runs only the cases
+//! named.
 
 mod support;
 
@@ -252,10 +254,16 @@ fn json(load: &Load) -> String {
     )
 }
 
-/// Runs both cases against `bin`; returns their JSON.
+/// Whether `SPU_LOAD_CASES` (all cases when unset) names `case`.
+fn wanted(case: &str) -> bool {
+    std::env::var("SPU_LOAD_CASES").map_or(true, |cases| cases.split(',').any(|c| c == case))
+}
+
+/// Runs the wanted cases against `bin`; returns their JSON.
 fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String {
     let mut commit = Vec::new();
-    for connections in [1, 8, 64] {
+    let connection_counts: &[u32] = if wanted("commit") { &[1, 8, 64] } else { &[] };
+    for &connections in connection_counts {
         for acks_all in [true, false] {
             let server = Server::start(bin, &leads(&[("load", PARTITIONS)]), &[]);
             let load = runtime.block_on(load(&server, connections, PIPELINE, 1, acks_all));
@@ -276,16 +284,22 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
     }
     // The produce bench's shape (spu_produce): 150 records of 100 bytes per
     // request, 2 connections x 8 in flight, acks = 1.
-    let server = Server::start(bin, &leads(&[("load", PARTITIONS)]), &[]);
-    let batches = runtime.block_on(load(&server, 2, 8, 150, false));
-    let records_per_sec = batches.requests_per_sec * 150.0;
-    let cpu_ns_per_record = batches.cpu_us_per_request * 1000.0 / 150.0;
-    println!(
-        "[{name}] 16 KiB batches, 2 connections x 8 in flight: {records_per_sec:>10.0} records/s, server CPU {cpu_ns_per_record:.0} ns/record"
-    );
-    drop(server);
+    let mut batches = String::new();
+    if wanted("batches") {
+        let server = Server::start(bin, &leads(&[("load", PARTITIONS)]), &[]);
+        let load = runtime.block_on(load(&server, 2, 8, 150, false));
+        let records_per_sec = load.requests_per_sec * 150.0;
+        let cpu_ns_per_record = load.cpu_us_per_request * 1000.0 / 150.0;
+        println!(
+            "[{name}] 16 KiB batches, 2 connections x 8 in flight: {records_per_sec:>10.0} records/s, server CPU {cpu_ns_per_record:.0} ns/record"
+        );
+        batches = format!(
+            "\"records_per_sec\":{records_per_sec:.0},\"cpu_ns_per_record\":{cpu_ns_per_record:.1}"
+        );
+    }
     let mut hol = Vec::new();
-    for heavy in [false, true] {
+    let hol_cases: &[bool] = if wanted("hol") { &[false, true] } else { &[] };
+    for &heavy in hol_cases {
         let server = Server::start(
             bin,
             &leads(&[("light", 1), ("heavy", HEAVY_CONNECTIONS)]),
@@ -308,7 +322,7 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
         }
     }
     format!(
-        "\"{name}\":{{\"commit\":{{{}}},\"hol\":{{{}}},\"batches\":{{\"records_per_sec\":{records_per_sec:.0},\"cpu_ns_per_record\":{cpu_ns_per_record:.1}}}}}",
+        "\"{name}\":{{\"commit\":{{{}}},\"hol\":{{{}}},\"batches\":{{{batches}}}}}",
         commit.join(","),
         hol.join(",")
     )
@@ -323,22 +337,23 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (idle, busy) = disk_floor();
-    println!(
-        "[disk] 100-byte append + sync, no SPU: idle p50 {:>7.0} us, p99 {:>7.0} us; with 8 x 1 MiB writers p50 {:>7.0} us, p99 {:>7.0} us",
-        us(idle.p50),
-        us(idle.p99),
-        us(busy.p50),
-        us(busy.p99)
-    );
-    let mut parts = vec![
-        format!(
+    let mut parts = Vec::new();
+    if wanted("disk") {
+        let (idle, busy) = disk_floor();
+        println!(
+            "[disk] 100-byte append + sync, no SPU: idle p50 {:>7.0} us, p99 {:>7.0} us; with 8 x 1 MiB writers p50 {:>7.0} us, p99 {:>7.0} us",
+            us(idle.p50),
+            us(idle.p99),
+            us(busy.p50),
+            us(busy.p99)
+        );
+        parts.push(format!(
             "\"disk\":{{\"idle\":{},\"busy\":{}}}",
             json(&idle),
             json(&busy)
-        ),
-        measure(&runtime, "after", &binary()),
-    ];
+        ));
+    }
+    parts.push(measure(&runtime, "after", &binary()));
     if let Some(reference) = std::env::var_os("SPU_LOAD_REFERENCE") {
         parts.push(measure(&runtime, "reference", Path::new(&reference)));
     }
