@@ -68,8 +68,9 @@ struct Pending {
 const MAX_BATCH: usize = 256;
 
 /// Rounds an idle writer looks for work before it parks: six of busy
-/// waiting, doubling from one spin hint to 32, then yields of its core
-/// (tens of microseconds in all), as a std channel's receiver does.
+/// waiting, doubling from one spin hint to 32, then four yields of its
+/// core (a few microseconds in all, longer when other threads take the
+/// core at a yield), as a std channel's receiver does.
 const SPIN_ROUNDS: u32 = 10;
 
 /// The SPU's handle on its partition store.
@@ -722,6 +723,7 @@ mod tests {
             assert_eq!(base_offsets(&outcomes), [2 * n, n, 2 * n + 1]);
         }
     }
+
     /// A real store that tells which writer thread made each append.
     struct Witness {
         inner: Store,
