@@ -290,9 +290,10 @@ impl Disk {
 /// in two runs. A small append now waits behind a big one only when every
 /// writer is busy.
 ///
-/// An idle writer parks, and new work wakes the writer that went idle
-/// last, never an arbitrary one: under light load the same few writers
-/// keep working and stay warm on their cores.
+/// An idle writer waits awake for a moment ([`SPIN_ROUNDS`]), then parks;
+/// new work wakes the writer that went idle last, never an arbitrary one:
+/// under light load the same few writers keep working and stay warm on
+/// their cores.
 #[derive(Default)]
 struct Writers {
     state: Mutex<Queues>,
