@@ -187,6 +187,13 @@ def main():
             heavy = f"; heavy writers {hol['heavy_mib_per_sec']:,.0f} MiB/s" if "heavy_mib_per_sec" in hol else ""
             print(f"  {build:<9} idle p50 {idle['p50_us']:,.0f} us p99 {idle['p99_us']:,.0f} us; busy p50 {busy['p50_us']:,.0f} us "
                   f"p99 {busy['p99_us']:,.0f} us ({busy['p99_us'] / idle['p99_us']:.1f}x idle p99){heavy}")
+            paced = hol.get("busy_paced")
+            if paced:
+                share = ""
+                if hol.get("heavy_mib_per_sec"):
+                    share = f", {hol['paced_heavy_mib_per_sec'] / hol['heavy_mib_per_sec']:.2f}x the unpaced"
+                print(f"  {'':<9} busy with --flush-target-us 1000: p50 {paced['p50_us']:,.0f} us p99 {paced['p99_us']:,.0f} us "
+                      f"({paced['p99_us'] / idle['p99_us']:.1f}x idle p99); heavy writers {hol['paced_heavy_mib_per_sec']:,.0f} MiB/s{share}")
         if "heavy_mib_per_sec" in load.get("reference", {}).get("hol", {}) and "heavy_mib_per_sec" in load["after"]["hol"]:
             a, r = load["after"]["hol"], load["reference"]["hol"]
             print(f"  this build against the reference (SPU_LOAD_REFERENCE): busy p99 {a['busy']['p99_us'] / r['busy']['p99_us']:.2f}x, "
@@ -201,7 +208,11 @@ def main():
             note = f"{busy['p99_us'] / idle['p99_us']:.1f}x"
             if disk:
                 note += f" (the disk alone: {disk['busy']['p99_us'] / disk['idle']['p99_us']:.1f}x; SPU busy p99 {busy['p99_us'] / disk['busy']['p99_us']:.2f}x the disk's)"
-            checks.append(("spu_load: light p99 under load <= 5x idle p99", busy["p99_us"] <= 5 * idle["p99_us"], note))
+            checks.append(("spu_load: light p99 under load <= 5x idle p99, default (unpaced) SPU", busy["p99_us"] <= 5 * idle["p99_us"], note))
+            paced = load["after"]["hol"].get("busy_paced")
+            if paced:
+                checks.append(("spu_load: light p99 under load <= 5x idle p99, --flush-target-us 1000",
+                               paced["p99_us"] <= 5 * idle["p99_us"], f"{paced['p99_us'] / idle['p99_us']:.1f}x"))
 
     mirror_file = os.path.join(ROOT, "..", "mirroring.json")
     if os.path.exists(mirror_file):

@@ -13,7 +13,9 @@
 //!    `--fsync always`, against the same with the heavy connections idle:
 //!    p50 and p99 of the light requests, and the heavy connections' MiB/s
 //!    (what the store's sync order, which puts small commits first, costs
-//!    them).
+//!    them). Busy twice: as the SPU runs by default, and with
+//!    `--flush-target-us 1000`, which paces the big syncs for the small
+//!    commits.
 //!
 //! For case 3 it also measures the disk's own floor, with no SPU: one
 //! thread appending 100 bytes and syncing, idle and beside 8 threads
@@ -41,6 +43,21 @@ const RUN: Duration = Duration::from_secs(3);
 const PARTITIONS: u32 = 8;
 const PIPELINE: usize = 4;
 const HEAVY_CONNECTIONS: u32 = 8;
+/// The small-commit latency target of case 3's paced run
+/// (`--flush-target-us`).
+const FLUSH_TARGET_US: u64 = 1000;
+
+/// The runs of case 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hol {
+    /// Light requests alone.
+    Idle,
+    /// Beside the heavy connections, the SPU as configured by default.
+    Busy,
+    /// Beside the heavy connections, big syncs paced for small commits
+    /// (`--flush-target-us FLUSH_TARGET_US`).
+    Paced,
+}
 
 /// One load figure.
 #[derive(Debug)]
@@ -298,27 +315,43 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
         );
     }
     let mut hol = Vec::new();
-    let hol_cases: &[bool] = if wanted("hol") { &[false, true] } else { &[] };
-    for &heavy in hol_cases {
+    let hol_cases: &[Hol] = if wanted("hol") {
+        &[Hol::Idle, Hol::Busy, Hol::Paced]
+    } else {
+        &[]
+    };
+    let target = FLUSH_TARGET_US.to_string();
+    for &case in hol_cases {
+        let mut args = vec!["--fsync", "always"];
+        if case == Hol::Paced {
+            args.extend(["--flush-target-us", target.as_str()]);
+        }
         let server = Server::start(
             bin,
             &leads(&[("light", 1), ("heavy", HEAVY_CONNECTIONS)]),
-            &["--fsync", "always"],
+            &args,
         );
-        let (load, heavy_rate) = runtime.block_on(head_of_line(&server, heavy));
+        let (load, heavy_rate) = runtime.block_on(head_of_line(&server, case != Hol::Idle));
+        let label = match case {
+            Hol::Idle => "idle",
+            Hol::Busy => "busy",
+            Hol::Paced => "busy_paced",
+        };
         println!(
             "[{name}] light requests, heavy connections {}: p50 {:>7.0} us, p99 {:>7.0} us; heavy {heavy_rate:.0} MiB/s",
-            if heavy { "busy" } else { "idle" },
+            match case {
+                Hol::Idle => "idle".to_string(),
+                Hol::Busy => "busy".to_string(),
+                Hol::Paced => format!("busy, --flush-target-us {FLUSH_TARGET_US}"),
+            },
             us(load.p50),
             us(load.p99)
         );
-        hol.push(format!(
-            "\"{}\":{}",
-            if heavy { "busy" } else { "idle" },
-            json(&load)
-        ));
-        if heavy {
-            hol.push(format!("\"heavy_mib_per_sec\":{heavy_rate:.1}"));
+        hol.push(format!("\"{label}\":{}", json(&load)));
+        match case {
+            Hol::Idle => {}
+            Hol::Busy => hol.push(format!("\"heavy_mib_per_sec\":{heavy_rate:.1}")),
+            Hol::Paced => hol.push(format!("\"paced_heavy_mib_per_sec\":{heavy_rate:.1}")),
         }
     }
     format!(

@@ -116,6 +116,12 @@ struct SpuArgs {
     /// When appended data is forced to disk.
     #[arg(long, value_enum, default_value_t = Fsync::OnCommit)]
     fsync: Fsync,
+    /// Microseconds a small commit may take before big syncs are paced
+    /// for it (their chunks pause, longer while small commits run late);
+    /// off when not given. Trades big writers' bandwidth for small
+    /// commits' latency.
+    #[arg(long, value_name = "MICROSECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    flush_target_us: Option<u64>,
     /// Lead a partition with a static role, for running without an SC:
     /// `TOPIC:PARTITION`, optionally `=home:REMOTE`, `=home-source:REMOTE`,
     /// `=remote:HOME` or `=remote-target:HOME`. Repeatable.
@@ -219,6 +225,7 @@ fn run_spu(args: SpuArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    config.flush_target = args.flush_target_us.map(std::time::Duration::from_micros);
     config.log.fsync = match args.fsync {
         Fsync::Always => FsyncPolicy::Always,
         Fsync::OnCommit => FsyncPolicy::OnCommit,

@@ -117,6 +117,11 @@ impl Disk {
         })
     }
 
+    /// How the store paces big syncs for small commits now.
+    pub(crate) fn sync_pacing(&self) -> mg_storage::SyncPacing {
+        self.store.sync_pacing()
+    }
+
     /// Appends each job in order; with `commit`, answers only once every
     /// written partition is durable. Entries of a partition whose commit
     /// failed turn into StorageError.

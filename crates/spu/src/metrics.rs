@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mg_guard::GuardStats;
+use mg_storage::SyncPacing;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -210,11 +211,12 @@ impl Metrics {
 
     /// The exposition of every metric, in the OpenMetrics text format
     /// (which Prometheus scrapes), written by `prometheus-client`.
-    pub fn render(self: &Arc<Self>, guard: &GuardStats) -> String {
+    pub fn render(self: &Arc<Self>, guard: &GuardStats, pacing: SyncPacing) -> String {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Exposition {
             metrics: Arc::clone(self),
             guard: guard.clone(),
+            pacing,
         }));
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -231,6 +233,8 @@ impl Metrics {
 struct Exposition {
     metrics: Arc<Metrics>,
     guard: GuardStats,
+    /// The store's pacing of big syncs, read when the scrape began.
+    pacing: SyncPacing,
 }
 
 fn counter(
@@ -289,6 +293,19 @@ impl Collector for Exposition {
             MetricType::Gauge,
         )?;
         ConstGauge::new(m.open_connections()).encode(open)?;
+        let pause = encoder.encode_descriptor(
+            "mirror_guard_sync_pause_seconds",
+            "Pause between two chunks of big syncs, paced for small commits (--flush-target-us).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.pacing.pause.as_secs_f64()).encode(pause)?;
+        counter(
+            &mut encoder,
+            "mirror_guard_small_commits_late",
+            "Small commits that took longer than --flush-target-us.",
+            self.pacing.late_small_commits,
+        )?;
         counter(
             &mut encoder,
             "mirror_guard_malformed_frames",

@@ -62,6 +62,11 @@ pub struct SpuConfig {
     pub storage_lanes: usize,
     /// Partition log settings.
     pub log: LogConfig,
+    /// Pace big syncs whenever a small commit takes longer than this (see
+    /// [`Store::set_flush_target`]); `None` (the default) never does.
+    /// Applied by [`Spu::new`] to the store it opens; a store handed to
+    /// [`Spu::with_store`] keeps its own setting.
+    pub flush_target: Option<Duration>,
     /// The SC's private endpoint, where roles come from (none: standalone).
     pub sc: Option<SocketAddr>,
     /// The private endpoints of standby SCs (SC high availability): the
@@ -103,6 +108,7 @@ impl SpuConfig {
             drain_timeout: server.drain_timeout,
             storage_lanes: DEFAULT_STORAGE_LANES,
             log: LogConfig::default(),
+            flush_target: None,
             sc: None,
             sc_standbys: Vec::new(),
             tls_dir: None,
@@ -156,6 +162,7 @@ impl Spu {
     /// An SPU storing in `config.data_dir` with the real partition store.
     pub fn new(config: SpuConfig) -> io::Result<Self> {
         let store = Arc::new(Store::new(&config.data_dir, config.log)?);
+        store.set_flush_target(config.flush_target);
         Ok(Self::with_store(config, store))
     }
 
@@ -233,8 +240,9 @@ impl Spu {
                 let metrics = TcpListener::bind(at).await?;
                 let metrics_addr = metrics.local_addr()?;
                 let (counters, stats) = (context.produce.metrics.clone(), guard.stats().clone());
+                let disk = context.produce.disk.clone();
                 let render: mg_transport::metrics_http::Render =
-                    Arc::new(move || counters.render(&stats));
+                    Arc::new(move || counters.render(&stats, disk.sync_pacing()));
                 tasks.push(tokio::spawn(mg_transport::metrics_http::serve(
                     metrics,
                     render,

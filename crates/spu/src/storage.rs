@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::Arc;
 
-use mg_storage::{AppendError, Appended, Store};
+use mg_storage::{AppendError, Appended, Store, SyncPacing};
 use mg_wire::ErrorCode;
 
 /// What the SPU needs from storage.
@@ -41,6 +41,11 @@ pub trait PartitionStore: Send + Sync + 'static {
     /// forward this.
     fn commits_every_append(&self) -> bool {
         false
+    }
+    /// How the store paces big syncs for small commits, for `/metrics`
+    /// (none by default). A store that wraps another must forward this.
+    fn sync_pacing(&self) -> SyncPacing {
+        SyncPacing::default()
     }
     /// A partition's offsets and size, for the SC's status report. A
     /// partition that holds nothing yet may be answered as empty without
@@ -189,6 +194,10 @@ impl PartitionStore for Store {
         self.config().fsync == mg_storage::FsyncPolicy::Always
     }
 
+    fn sync_pacing(&self) -> SyncPacing {
+        Store::sync_pacing(self)
+    }
+
     fn offsets(&self, topic: &str, partition: u32) -> io::Result<ReadResult> {
         if self.existing(topic, partition).is_none()
             && !self
@@ -262,6 +271,9 @@ impl<S: PartitionStore + ?Sized> PartitionStore for Arc<S> {
     }
     fn commits_every_append(&self) -> bool {
         (**self).commits_every_append()
+    }
+    fn sync_pacing(&self) -> SyncPacing {
+        (**self).sync_pacing()
     }
     fn sync_all(&self) -> io::Result<()> {
         (**self).sync_all()

@@ -30,4 +30,5 @@ pub use batch::{BatchError, BatchInfo, Batches, check_batch};
 pub use log::{
     AppendError, Appended, CommitPoint, FsyncPolicy, LogConfig, PartitionLog, Recovery, sync_dir,
 };
+pub use scheduler::{CHUNK_BYTES, SyncPacing};
 pub use store::{Partition, PartitionHandle, Store, StoreError};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use crate::batch::{BatchError, BatchInfo, Batches};
-use crate::scheduler::{CHUNK_BYTES, SyncScheduler};
+use crate::scheduler::{CHUNK_BYTES, Flush, SyncScheduler};
 use crate::segment::Segment;
 
 /// When appended data is forced to disk.
@@ -159,6 +159,7 @@ impl CommitPoint {
     /// that land meanwhile included, before the closing flush.
     pub(crate) fn sync_in_turn(&self, scheduler: &SyncScheduler, chunk: u64) -> io::Result<()> {
         let mut at = self.unsynced_from;
+        let mut kind = Flush::Small;
         // The second pass takes what was appended during the first, so the
         // closing flush carries little; no third, or a busy partition's
         // commit could chase its own appends forever.
@@ -167,11 +168,12 @@ impl CommitPoint {
             while len.saturating_sub(at) > CHUNK_BYTES {
                 let end = at.saturating_add(chunk).min(len);
                 let _turn = scheduler.chunk();
+                kind = Flush::AfterChunks;
                 self.files.write_out(at, end)?;
                 at = end;
             }
         }
-        let _turn = scheduler.flush();
+        let _turn = scheduler.flush(kind);
         self.sync()
     }
 }

@@ -23,11 +23,21 @@
 //! device earlier; they promise nothing).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Unsynced bytes a sync writes out per chunk; a sync with at most this
 /// many runs as a flush alone. Chosen on the development machine's disk
 /// (`cargo bench --bench spu_load`): 128 KiB took about 0.15 ms to write.
 pub const CHUNK_BYTES: u64 = 128 << 10;
+
+/// The shortest pause between two chunks once small flushes run late.
+const MIN_GAP: Duration = Duration::from_micros(100);
+/// The longest pause between two chunks: big writers keep at least one
+/// chunk per this interval, however late small flushes run.
+const MAX_GAP: Duration = Duration::from_millis(20);
+
+/// Small flushes the pacing looks at before it changes the gap.
+const WINDOW: u32 = 100;
 
 /// Whose turn it is at the disk.
 #[derive(Debug, Default)]
@@ -49,6 +59,71 @@ struct Turns {
     /// Flushes that may still start before the next chunk, though a chunk
     /// waits: those that waited through the last chunk.
     flush_grants: usize,
+    /// The pause between the end of one chunk and the start of the next,
+    /// grown while small flushes run past the target, shrunk while they
+    /// meet it.
+    gap: Duration,
+    /// When the next chunk may start: the last chunk's end plus the gap.
+    next_chunk_at: Option<Instant>,
+    /// How long a small flush (its wait for a turn included) may take
+    /// before chunks are paced; `None` never paces them.
+    target: Option<Duration>,
+    /// Small flushes seen in the current window.
+    seen: u32,
+    /// Of those, the ones that took longer than the target.
+    late: u32,
+    /// Small flushes that took longer than the target, since the start.
+    late_total: u64,
+}
+
+impl Turns {
+    /// Whether a chunk's pause is over at `now`.
+    fn gap_over(&self, now: Instant) -> bool {
+        self.next_chunk_at.is_none_or(|at| now >= at)
+    }
+
+    /// Paces chunks by how long small flushes take, a window of
+    /// [`WINDOW`] of them at a time: when more than one in a hundred ran
+    /// past `target`, the gap doubles; when none or one did, it shrinks by
+    /// an eighth. So the pace settles where about 99 small flushes in 100
+    /// meet the target: chunks give way fast when small commits suffer
+    /// and win their pace back gradually.
+    fn observe(&mut self, took: Duration, target: Duration) {
+        let late = took > target;
+        self.seen += 1;
+        self.late += u32::from(late);
+        self.late_total += u64::from(late);
+        if self.seen < WINDOW {
+            return;
+        }
+        self.gap = if self.late * 100 > self.seen {
+            (self.gap * 2).clamp(MIN_GAP, MAX_GAP)
+        } else if self.gap > MIN_GAP {
+            self.gap - self.gap / 8
+        } else {
+            Duration::ZERO
+        };
+        (self.seen, self.late) = (0, 0);
+    }
+}
+
+/// How the store paces big syncs for small ones, now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncPacing {
+    /// The pause between two chunks of big syncs (zero: none).
+    pub pause: Duration,
+    /// Small commits that took longer than the target, since the start.
+    pub late_small_commits: u64,
+}
+
+/// What a flush closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// A sync of at most [`CHUNK_BYTES`], no chunk written first: the
+    /// latency the pacing protects.
+    Small,
+    /// The closing flush of a sync written out in chunks.
+    AfterChunks,
 }
 
 /// A turn at the disk, given back when dropped.
@@ -56,6 +131,8 @@ struct Turns {
 pub(crate) struct Turn<'a> {
     scheduler: &'a SyncScheduler,
     chunk: bool,
+    /// For a small flush, when it asked for its turn.
+    small_since: Option<Instant>,
 }
 
 impl SyncScheduler {
@@ -64,12 +141,40 @@ impl SyncScheduler {
         self.turns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Paces chunks from now on whenever small flushes take longer than
+    /// `target` (see [`Turns::observe`]); `None` stops pacing.
+    pub(crate) fn set_target(&self, target: Option<Duration>) {
+        let mut turns = self.lock();
+        turns.target = target;
+        if target.is_none() {
+            turns.gap = Duration::ZERO;
+            turns.next_chunk_at = None;
+        }
+        drop(turns);
+        self.changed.notify_all();
+    }
+
+    /// The pacing now.
+    pub(crate) fn pacing(&self) -> SyncPacing {
+        let turns = self.lock();
+        SyncPacing {
+            pause: turns.gap,
+            late_small_commits: turns.late_total,
+        }
+    }
+
     /// Waits for a turn to flush: no chunk is being written, and either
-    /// none waits or this flush waited through the last one.
-    pub(crate) fn flush(&self) -> Turn<'_> {
+    /// none is due (waiting, its pause over) or this flush waited through
+    /// the last one.
+    pub(crate) fn flush(&self, kind: Flush) -> Turn<'_> {
+        let asked = Instant::now();
         let mut turns = self.lock();
         turns.flushes_waiting += 1;
-        while turns.writing || (turns.chunks_waiting > 0 && turns.flush_grants == 0) {
+        while turns.writing
+            || (turns.chunks_waiting > 0
+                && turns.flush_grants == 0
+                && turns.gap_over(Instant::now()))
+        {
             turns = self.changed.wait(turns).unwrap_or_else(|p| p.into_inner());
         }
         turns.flushes_waiting -= 1;
@@ -78,22 +183,36 @@ impl SyncScheduler {
         Turn {
             scheduler: self,
             chunk: false,
+            small_since: (kind == Flush::Small && turns.target.is_some()).then_some(asked),
         }
     }
 
-    /// Waits for a turn to write a chunk: nothing else at the disk, and
-    /// every flush granted a turn has taken it.
+    /// Waits for a turn to write a chunk: its pause since the last chunk
+    /// over, nothing else at the disk, and every flush granted a turn has
+    /// taken it. While the pause runs, flushes start freely.
     pub(crate) fn chunk(&self) -> Turn<'_> {
         let mut turns = self.lock();
         turns.chunks_waiting += 1;
-        while turns.writing || turns.flushing > 0 || turns.flush_grants > 0 {
-            turns = self.changed.wait(turns).unwrap_or_else(|p| p.into_inner());
+        loop {
+            let now = Instant::now();
+            if turns.writing || turns.flushing > 0 || turns.flush_grants > 0 {
+                turns = self.changed.wait(turns).unwrap_or_else(|p| p.into_inner());
+            } else if let Some(pause) = turns.next_chunk_at.filter(|&at| at > now) {
+                turns = self
+                    .changed
+                    .wait_timeout(turns, pause - now)
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            } else {
+                break;
+            }
         }
         turns.chunks_waiting -= 1;
         turns.writing = true;
         Turn {
             scheduler: self,
             chunk: true,
+            small_since: None,
         }
     }
 }
@@ -105,8 +224,12 @@ impl Drop for Turn<'_> {
             turns.writing = false;
             // Everyone who waited through this chunk flushes before the next.
             turns.flush_grants = turns.flushes_waiting;
+            turns.next_chunk_at = (!turns.gap.is_zero()).then(|| Instant::now() + turns.gap);
         } else {
             turns.flushing -= 1;
+            if let (Some(since), Some(target)) = (self.small_since, turns.target) {
+                turns.observe(since.elapsed(), target);
+            }
         }
         drop(turns);
         self.scheduler.changed.notify_all();
@@ -132,7 +255,7 @@ mod tests {
             let _turn = if chunk {
                 scheduler.chunk()
             } else {
-                scheduler.flush()
+                scheduler.flush(Flush::Small)
             };
             order.send(label).unwrap();
         })
@@ -153,8 +276,8 @@ mod tests {
     #[test]
     fn flushes_run_side_by_side_when_no_chunk_waits() {
         let scheduler = SyncScheduler::default();
-        let a = scheduler.flush();
-        let b = scheduler.flush();
+        let a = scheduler.flush(Flush::Small);
+        let b = scheduler.flush(Flush::Small);
         assert_eq!(scheduler.lock().flushing, 2);
         drop((a, b));
         assert_eq!(scheduler.lock().flushing, 0);
@@ -182,7 +305,7 @@ mod tests {
     fn a_waiting_chunk_goes_before_flushes_that_came_after_it() {
         let scheduler = Arc::new(SyncScheduler::default());
         let (order, events) = mpsc::channel();
-        let running = scheduler.flush();
+        let running = scheduler.flush(Flush::Small);
         let chunk = take_turn(&scheduler, &order, true, "chunk");
         await_state(&scheduler, |t| t.chunks_waiting == 1);
         // A flush arriving now waits: the chunk is owed the next turn.
@@ -193,5 +316,99 @@ mod tests {
         late.join().unwrap();
         let seen: Vec<_> = events.try_iter().collect();
         assert_eq!(seen, ["chunk", "late flush"]);
+    }
+
+    #[test]
+    fn late_small_flushes_pause_chunks_and_punctual_ones_win_the_pace_back() {
+        let scheduler = SyncScheduler::default();
+        scheduler.set_target(Some(Duration::from_nanos(1)));
+        // Every small flush takes longer than a nanosecond: a window of
+        // them starts the pause; the next window doubles it.
+        for _ in 0..WINDOW {
+            drop(scheduler.flush(Flush::Small));
+        }
+        assert_eq!(
+            scheduler.pacing(),
+            SyncPacing {
+                pause: MIN_GAP,
+                late_small_commits: u64::from(WINDOW)
+            }
+        );
+        for _ in 0..WINDOW {
+            drop(scheduler.flush(Flush::Small));
+        }
+        assert_eq!(scheduler.lock().gap, MIN_GAP * 2);
+        // Closing flushes of chunked syncs are not what the target is for.
+        for _ in 0..WINDOW {
+            drop(scheduler.flush(Flush::AfterChunks));
+        }
+        assert_eq!(scheduler.lock().gap, MIN_GAP * 2);
+        // Punctual small flushes shrink the pause, and end it once short.
+        scheduler.set_target(Some(Duration::from_secs(3600)));
+        for _ in 0..WINDOW {
+            drop(scheduler.flush(Flush::Small));
+        }
+        assert_eq!(scheduler.lock().gap, MIN_GAP * 2 - MIN_GAP * 2 / 8);
+        for _ in 0..WINDOW * 8 {
+            drop(scheduler.flush(Flush::Small));
+        }
+        assert_eq!(scheduler.lock().gap, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_pause_never_grows_past_its_bound() {
+        let mut turns = Turns::default();
+        for _ in 0..WINDOW * 64 {
+            turns.observe(Duration::from_secs(1), Duration::from_millis(1));
+        }
+        assert_eq!(turns.gap, MAX_GAP);
+        // One late flush in a hundred is within the target: it shrinks.
+        for n in 0..WINDOW {
+            turns.observe(
+                Duration::from_secs(u64::from(n == 0)),
+                Duration::from_millis(1),
+            );
+        }
+        assert_eq!(turns.gap, MAX_GAP - MAX_GAP / 8);
+    }
+
+    #[test]
+    fn a_paused_chunk_waits_while_flushes_start_freely() {
+        let scheduler = Arc::new(SyncScheduler::default());
+        scheduler.set_target(Some(Duration::from_millis(1)));
+        scheduler.lock().gap = Duration::from_secs(3600);
+        drop(scheduler.chunk());
+        let paused_until = scheduler.lock().next_chunk_at.expect("a pause");
+        let (order, events) = mpsc::channel();
+        let chunk = take_turn(&scheduler, &order, true, "chunk");
+        await_state(&scheduler, |t| t.chunks_waiting == 1);
+        // The chunk waits for its pause, not for a turn: flushes go first.
+        let flush = take_turn(&scheduler, &order, false, "flush");
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(10)),
+            Ok("flush"),
+            "a flush starts while a chunk is paused"
+        );
+        flush.join().unwrap();
+        assert!(Instant::now() < paused_until);
+        assert!(events.try_recv().is_err(), "the chunk is still paused");
+        // Pacing turned off: the pause ends and the chunk goes.
+        scheduler.set_target(None);
+        chunk.join().unwrap();
+        assert_eq!(events.try_iter().collect::<Vec<_>>(), ["chunk"]);
+    }
+
+    #[test]
+    fn a_chunk_goes_once_its_pause_is_over() {
+        let scheduler = Arc::new(SyncScheduler::default());
+        scheduler.set_target(Some(Duration::from_millis(1)));
+        scheduler.lock().gap = Duration::from_millis(20);
+        drop(scheduler.chunk());
+        let paused_until = scheduler.lock().next_chunk_at.expect("a pause");
+        drop(scheduler.chunk());
+        assert!(
+            Instant::now() >= paused_until,
+            "the chunk waited out its pause"
+        );
     }
 }

@@ -201,6 +201,22 @@ impl Store {
         })
     }
 
+    /// Paces big syncs for small ones: whenever a small commit (at most
+    /// [`CHUNK_BYTES`] to sync) takes longer than `target`, waiting for
+    /// its turn included, the pause between two chunks of big syncs grows,
+    /// and it shrinks again while small commits meet the target. Trades
+    /// big writers' bandwidth for small commits' latency, on a disk whose
+    /// flushes slow with every byte written before them. `None` (the
+    /// default) never pauses chunks.
+    pub fn set_flush_target(&self, target: Option<std::time::Duration>) {
+        self.scheduler.set_target(target);
+    }
+
+    /// How big syncs are paced now (see [`set_flush_target`](Self::set_flush_target)).
+    pub fn sync_pacing(&self) -> crate::SyncPacing {
+        self.scheduler.pacing()
+    }
+
     /// Called after an append, with the log still locked: releases it,
     /// and once [`WRITEBACK_BYTES`] are unsynced queues the partition for
     /// writeback (unless it is queued already). Never blocks on the disk.

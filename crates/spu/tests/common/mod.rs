@@ -89,6 +89,9 @@ impl PartitionStore for Spy {
     fn commits_every_append(&self) -> bool {
         PartitionStore::commits_every_append(&self.inner)
     }
+    fn sync_pacing(&self) -> mg_storage::SyncPacing {
+        self.inner.sync_pacing()
+    }
 }
 
 /// Polls `condition` every 10 ms until it holds; fails after 20 s.
