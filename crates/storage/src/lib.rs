@@ -14,7 +14,9 @@
 //! - [`store`]: [`Store`], the partitions of one SPU under a data directory,
 //!   each a [`Partition`]: its log and its group commit; removal.
 //! - `scheduler` (private): the order of a store's syncs at the disk: big
-//!   ones a chunk per turn, so a small commit never waits behind them.
+//!   ones a chunk per turn, so a small commit never waits behind them, and
+//!   optionally a pause between chunks while small commits run late
+//!   ([`SyncPacing`]).
 //!
 //! Durability follows [`FsyncPolicy`]; a producer asking for read-committed
 //! is answered only after [`Partition::commit`], a group commit: the sync

@@ -18,6 +18,15 @@
 //! The store's writeback, which nobody waits for, writes its whole range
 //! out as one chunk: paced 128 KiB a turn it slowed acks = 1 producers.
 //!
+//! Taking turns bounds what a small commit waits for, not how slow the
+//! device is: beside eight big writers a single chunk took up to 10 ms and
+//! a small `fdatasync` as long, the device's cache full of their data. So,
+//! opt-in ([`Store::set_flush_target`](crate::Store::set_flush_target)),
+//! the scheduler also paces chunks: it times small flushes against a
+//! target and holds a pause between two chunks, grown while more than one
+//! small flush in a hundred runs late and shrunk while they do not. Small
+//! flushes never wait for the pause; big syncs lose bandwidth.
+//!
 //! Durability is unchanged: what a commit acknowledges is always covered by
 //! a full `fdatasync` of the file (chunk writes only move the data to the
 //! device earlier; they promise nothing).
