@@ -15,8 +15,12 @@ use mg_testkit::{ProduceSpec, first_entry, framed, one_record_request};
 use rustix::process::{Pid, Signal, kill_process};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
-/// Small commits: more than one window of the pacing (100).
+/// Small commits beside the big requests.
 const SMALL: i64 = 150;
+/// Small commits after them: one window of the pacing (100), so that the
+/// pause the scrape sees was set by small commits alone, whatever the
+/// big syncs did to it before.
+const SMALL_AFTER: i64 = 100;
 /// Big requests, each 600 records of 1000 bytes: several chunks to sync.
 const BIG: i64 = 4;
 const BIG_RECORDS: usize = 600;
@@ -124,7 +128,8 @@ fn big_request(correlation: i32) -> Vec<u8> {
 }
 
 /// Produces SMALL single records to small:0 on one connection while BIG
-/// big requests go to big:0 on another; every answer is checked.
+/// big requests go to big:0 on another, then SMALL_AFTER more single
+/// records; every answer is checked.
 fn produce_both(addr: &str) {
     let big_addr = addr.to_string();
     let big = std::thread::spawn(move || {
@@ -146,6 +151,10 @@ fn produce_both(addr: &str) {
         assert_eq!((code, offset), (0, n));
     }
     big.join().unwrap();
+    for n in SMALL..SMALL + SMALL_AFTER {
+        let (code, offset) = produce(&mut socket, &one_record_request("small", 0, n as i32));
+        assert_eq!((code, offset), (0, n));
+    }
 }
 
 /// The log end of `topic`-0 under `data`, reopened as the SPU does.
@@ -163,15 +172,15 @@ fn an_unmeetable_flush_target_paces_big_syncs_and_loses_nothing() {
     let spu = SpuProcess::start(&data, &["--flush-target-us", "1"]);
     produce_both(&spu.addr);
     assert!(
-        spu.metric("mirror_guard_small_commits_late_total") >= SMALL as f64,
+        spu.metric("mirror_guard_small_commits_late_total") >= (SMALL + SMALL_AFTER) as f64,
         "every small commit took longer than 1 us"
     );
     assert!(
         spu.metric("mirror_guard_sync_pause_seconds") > 0.0,
-        "a window of late small commits pauses the big syncs"
+        "a window of late small commits pauses big syncs"
     );
     spu.stop();
-    assert_eq!(leo(&data, "small"), SMALL);
+    assert_eq!(leo(&data, "small"), SMALL + SMALL_AFTER);
     assert_eq!(leo(&data, "big"), BIG * BIG_RECORDS as i64);
 }
 
@@ -184,7 +193,7 @@ fn without_a_flush_target_nothing_is_paced() {
     assert_eq!(spu.metric("mirror_guard_small_commits_late_total"), 0.0);
     assert_eq!(spu.metric("mirror_guard_sync_pause_seconds"), 0.0);
     spu.stop();
-    assert_eq!(leo(&data, "small"), SMALL);
+    assert_eq!(leo(&data, "small"), SMALL + SMALL_AFTER);
 }
 
 #[test]

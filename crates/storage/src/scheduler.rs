@@ -24,8 +24,10 @@
 //! opt-in ([`Store::set_flush_target`](crate::Store::set_flush_target)),
 //! the scheduler also paces chunks: it times small flushes against a
 //! target and holds a pause between two chunks, grown while more than one
-//! small flush in a hundred runs late and shrunk while they do not. Small
-//! flushes never wait for the pause; big syncs lose bandwidth.
+//! small flush in a hundred runs late and shrunk while they do not (and
+//! dropped when no small flush has run for a while: big syncs alone are
+//! never paced). Small flushes never wait for the pause; big syncs lose
+//! bandwidth.
 //!
 //! Durability is unchanged: what a commit acknowledges is always covered by
 //! a full `fdatasync` of the file (chunk writes only move the data to the
@@ -47,6 +49,9 @@ const MAX_GAP: Duration = Duration::from_millis(20);
 
 /// Small flushes the pacing looks at before it changes the gap.
 const WINDOW: u32 = 100;
+/// With no small flush for this long there is nothing to protect: the
+/// pause ends, and the next small flushes start a new window.
+const QUIET: Duration = Duration::from_millis(100);
 
 /// Whose turn it is at the disk.
 #[derive(Debug, Default)]
@@ -83,6 +88,8 @@ struct Turns {
     late: u32,
     /// Small flushes that took longer than the target, since the start.
     late_total: u64,
+    /// When the last small flush ended, if one did while pacing was on.
+    last_small: Option<Instant>,
 }
 
 impl Turns {
@@ -98,6 +105,7 @@ impl Turns {
     /// meet the target: chunks give way fast when small commits suffer
     /// and win their pace back gradually.
     fn observe(&mut self, took: Duration, target: Duration) {
+        self.last_small = Some(Instant::now());
         let late = took > target;
         self.seen += 1;
         self.late += u32::from(late);
@@ -113,6 +121,18 @@ impl Turns {
             Duration::ZERO
         };
         (self.seen, self.late) = (0, 0);
+    }
+
+    /// A chunk ended at `now`: the next may start once the pause is over,
+    /// but no pause is kept once small flushes have stopped for [`QUIET`].
+    fn chunk_ended(&mut self, now: Instant) {
+        if self
+            .last_small
+            .is_none_or(|at| now.saturating_duration_since(at) > QUIET)
+        {
+            (self.gap, self.seen, self.late) = (Duration::ZERO, 0, 0);
+        }
+        self.next_chunk_at = (!self.gap.is_zero()).then(|| now + self.gap);
     }
 }
 
@@ -233,7 +253,7 @@ impl Drop for Turn<'_> {
             turns.writing = false;
             // Everyone who waited through this chunk flushes before the next.
             turns.flush_grants = turns.flushes_waiting;
-            turns.next_chunk_at = (!turns.gap.is_zero()).then(|| Instant::now() + turns.gap);
+            turns.chunk_ended(Instant::now());
         } else {
             turns.flushing -= 1;
             if let (Some(since), Some(target)) = (self.small_since, turns.target) {
@@ -280,6 +300,13 @@ mod tests {
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+
+    /// Sets the pause, as if a small flush had just ended late.
+    fn pause_now(scheduler: &SyncScheduler, gap: Duration) {
+        let mut turns = scheduler.lock();
+        turns.gap = gap;
+        turns.last_small = Some(Instant::now());
     }
 
     #[test]
@@ -385,7 +412,7 @@ mod tests {
     fn a_paused_chunk_waits_while_flushes_start_freely() {
         let scheduler = Arc::new(SyncScheduler::default());
         scheduler.set_target(Some(Duration::from_millis(1)));
-        scheduler.lock().gap = Duration::from_secs(3600);
+        pause_now(&scheduler, Duration::from_secs(3600));
         drop(scheduler.chunk());
         let paused_until = scheduler.lock().next_chunk_at.expect("a pause");
         let (order, events) = mpsc::channel();
@@ -411,7 +438,7 @@ mod tests {
     fn a_chunk_goes_once_its_pause_is_over() {
         let scheduler = Arc::new(SyncScheduler::default());
         scheduler.set_target(Some(Duration::from_millis(1)));
-        scheduler.lock().gap = Duration::from_millis(20);
+        pause_now(&scheduler, Duration::from_millis(20));
         drop(scheduler.chunk());
         let paused_until = scheduler.lock().next_chunk_at.expect("a pause");
         drop(scheduler.chunk());
@@ -419,5 +446,23 @@ mod tests {
             Instant::now() >= paused_until,
             "the chunk waited out its pause"
         );
+    }
+
+    #[test]
+    fn the_pause_ends_once_small_flushes_stop() {
+        let mut turns = Turns {
+            gap: MAX_GAP,
+            seen: 7,
+            late: 7,
+            ..Turns::default()
+        };
+        let now = Instant::now();
+        turns.last_small = Some(now);
+        turns.chunk_ended(now + QUIET);
+        assert_eq!(turns.gap, MAX_GAP, "small flushes ran within QUIET");
+        assert_eq!(turns.next_chunk_at, Some(now + QUIET + MAX_GAP));
+        turns.chunk_ended(now + QUIET * 2);
+        assert_eq!(turns.gap, Duration::ZERO, "none for longer than QUIET");
+        assert_eq!((turns.seen, turns.late, turns.next_chunk_at), (0, 0, None));
     }
 }
