@@ -4,7 +4,9 @@
 //! paced (a pause shows), and what the SPU acknowledged, big and small, is
 //! in the logs after it stops. Without the flag nothing is paced.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -14,7 +16,7 @@ use mg_storage::{LogConfig, PartitionLog};
 use mg_testkit::{ProduceSpec, first_entry, framed, one_record_request};
 use rustix::process::{Pid, Signal, kill_process};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
+use common::BIN;
 /// Small commits beside the big requests.
 const SMALL: i64 = 150;
 /// Small commits after them: one window of the pacing (100), so that the
@@ -52,19 +54,8 @@ impl SpuProcess {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (lines_tx, lines) = mpsc::channel::<String>();
-        let output = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(output).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
         // Await the SPU's own word that it listens.
-        while !lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the SPU starts")
-            .contains("SPU listening")
-        {}
+        let (lines, _) = common::await_stdout_line(&mut child, "SPU listening");
         SpuProcess {
             child,
             addr,

@@ -3,7 +3,9 @@
 //! what it took in, exits 0, and after a restart (the log reopened and
 //! recovered) every acknowledged record is there.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use mg_storage::{LogConfig, PartitionLog};
 use rustix::process::{Pid, Signal, kill_process};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mirror-guard");
+use common::BIN;
 const REQUESTS: i32 = 20_000;
 
 /// Reads one response frame; `None` at the end of the stream.
@@ -42,24 +44,7 @@ fn sigterm_during_a_produce_stream_keeps_every_acknowledged_record() {
         .spawn()
         .unwrap();
     // Await the SPU's own word that it listens.
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let output = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(output).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the SPU starts");
-        let ready = line.contains("SPU listening");
-        log.push(line);
-        if ready {
-            break;
-        }
-    }
+    let (lines, mut log) = common::await_stdout_line(&mut child, "SPU listening");
 
     let mut socket = TcpStream::connect(&listen).unwrap();
     socket

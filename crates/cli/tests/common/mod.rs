@@ -338,3 +338,34 @@ pub fn signal(pid: i32, signal: &str) {
         .unwrap();
     assert!(sent.success(), "kill -{signal} {pid}");
 }
+
+/// The lines `child` prints on its stdout (piped), as they come, and
+/// those up to and including the first that contains `ready`, awaited
+/// for at most 20 s: a server's own word that it listens.
+pub fn await_stdout_line(
+    child: &mut Child,
+    ready: &str,
+) -> (std::sync::mpsc::Receiver<String>, Vec<String>) {
+    use std::io::BufRead;
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let output = child.stdout.take().expect("stdout piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(output)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no line with {ready:?} within 20 s: {seen:?}"));
+        let found = line.contains(ready);
+        seen.push(line);
+        if found {
+            return (lines, seen);
+        }
+    }
+}
