@@ -338,7 +338,14 @@ impl Writers {
         queue.writes.push_back(write);
         if !queue.taken && queue.writes.len() == 1 {
             queues.ready.push_back(key);
-            let idle = queues.idle.pop();
+            // A writer waiting awake takes the first ready partition: it
+            // checks again, under this lock, before it parks. Wake a
+            // parked one only for a partition it leaves waiting.
+            let idle = if queues.spinning && queues.ready.len() == 1 {
+                None
+            } else {
+                queues.idle.pop()
+            };
             drop(queues);
             // None idle: every writer is at work and takes it when done.
             if let Some(writer) = idle {
@@ -783,5 +790,41 @@ mod tests {
             assert_eq!(base_offsets(&outcomes), [round]);
             assert_eq!(appended_by.try_recv().unwrap(), last_idle);
         }
+    }
+
+    #[test]
+    fn a_writer_waiting_awake_takes_new_work_without_a_wake_up() {
+        let pool = Writers::default();
+        let write = |topic: &'static str| {
+            let (reply, _) = oneshot::channel();
+            let key: PartitionKey = (Bytes::from_static(topic.as_bytes()), 0);
+            let write = Write {
+                jobs: vec![job(topic, 0)],
+                commit: false,
+                reply,
+            };
+            (key, write)
+        };
+        {
+            let mut queues = pool.lock();
+            queues.spinning = true;
+            queues.idle.push(std::thread::current());
+        }
+        // One partition ready: the awake writer takes it; the parked one
+        // stays parked.
+        let (key, first) = write("a");
+        pool.submit(key, first);
+        assert_eq!(pool.lock().idle.len(), 1, "no wake-up for the first");
+        // A second ready partition is more than the awake writer takes
+        // next: the parked writer is woken for it.
+        let (key, second) = write("b");
+        pool.submit(key, second);
+        assert!(pool.lock().idle.is_empty(), "woken for the second");
+        // With no writer awake, new work wakes a parked one at once.
+        let pool = Writers::default();
+        pool.lock().idle.push(std::thread::current());
+        let (key, first) = write("a");
+        pool.submit(key, first);
+        assert!(pool.lock().idle.is_empty());
     }
 }
