@@ -49,6 +49,8 @@ pub enum ClusterCommand {
         ca_dir: Option<PathBuf>,
         #[command(flatten)]
         store: crate::sc::StoreArgs,
+        #[command(flatten)]
+        spu: SpuTuning,
     },
     /// Stop the cluster's processes, keeping its data.
     Shutdown {
@@ -135,6 +137,41 @@ struct ClusterFile {
     /// The cluster's key prefix on etcd (`--etcd-prefix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     etcd_prefix: Option<String>,
+    /// Flags every SPU starts with (`--fsync`, `--flush-target-us`; none
+    /// in files written before they existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    spu_args: Vec<String>,
+}
+
+/// How every SPU of the cluster runs: `mirror-guard spu`'s own flags,
+/// kept in `cluster.json` so that `cluster resume` starts them alike.
+#[derive(clap::Args, Debug)]
+pub struct SpuTuning {
+    /// When the SPUs force appended data to disk (the SPU's default when
+    /// absent: on-commit).
+    #[arg(long, value_enum)]
+    fsync: Option<crate::Fsync>,
+    /// Microseconds a small commit may take before the SPUs pace big syncs
+    /// for it (see `mirror-guard spu --help`); off when absent.
+    #[arg(long, value_name = "MICROSECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    flush_target_us: Option<u64>,
+}
+
+impl SpuTuning {
+    /// The SPU command-line flags these settings are.
+    fn spu_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(fsync) = self
+            .fsync
+            .and_then(|f| clap::ValueEnum::to_possible_value(&f))
+        {
+            args.extend(["--fsync".to_string(), fsync.get_name().to_string()]);
+        }
+        if let Some(target) = self.flush_target_us {
+            args.extend(["--flush-target-us".to_string(), target.to_string()]);
+        }
+        args
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,6 +206,7 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             insecure_mirroring,
             ca_dir,
             store,
+            spu,
         } => start(
             &data_dir.unwrap_or_else(default_data_dir),
             spus,
@@ -176,6 +214,7 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             insecure_mirroring,
             ca_dir.as_deref(),
             &store,
+            &spu,
         ),
         ClusterCommand::Shutdown { data_dir } => {
             shutdown(&data_dir.unwrap_or_else(default_data_dir))
@@ -296,6 +335,7 @@ fn start(
     insecure_mirroring: bool,
     ca_dir: Option<&Path>,
     store: &crate::sc::StoreArgs,
+    tuning: &SpuTuning,
 ) -> Result<()> {
     if file_path(data_dir).exists() {
         return Err(CliError::ClusterExists(data_dir.to_path_buf()));
@@ -334,6 +374,7 @@ fn start(
         insecure_mirroring,
         store: store.store.clone(),
         etcd_prefix: store.store.as_ref().map(|_| store.etcd_prefix.clone()),
+        spu_args: tuning.spu_args(),
     };
     // The cluster's CA, for mirroring over mutual TLS: it signs the SC's
     // and SPUs' server certificate here, and each remote's at `remote export`.
@@ -494,7 +535,11 @@ fn launch(data_dir: &Path, file: &mut ClusterFile) -> Result<()> {
             "--sc".into(),
             file.sc_private.to_string(),
         ];
-        let mut args: Vec<String> = args.into_iter().chain(mirroring.iter().cloned()).collect();
+        let mut args: Vec<String> = args
+            .into_iter()
+            .chain(mirroring.iter().cloned())
+            .chain(file.spu_args.iter().cloned())
+            .collect();
         if let Some(metrics) = spu.metrics {
             args.push("--metrics-port".into());
             args.push(metrics.port().to_string());

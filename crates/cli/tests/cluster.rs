@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{BIN, LocalCluster, eventually, kill9, produce_to_spu, run, text};
+use common::{BIN, LocalCluster, eventually, kill9, produce_to_spu, run, scrape, text};
 
 #[test]
 fn an_operator_session_with_a_local_cluster() {
@@ -295,4 +295,57 @@ fn a_file_cluster_migrates_to_etcd() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Small commits the cluster's first SPU counted late, on its `/metrics`.
+fn late_small_commits(cluster: &LocalCluster) -> u64 {
+    let endpoint = cluster.file()["spus"][0]["metrics"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    scrape(&endpoint)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("mirror_guard_small_commits_late_total ")?
+                .parse()
+                .ok()
+        })
+        .expect("the counter is exposed")
+}
+
+/// `cluster start --fsync always --flush-target-us 1`: the SPUs run with
+/// those flags (every produce is a commit, each later than 1 µs), and so
+/// they do again after `cluster resume`.
+#[test]
+fn spu_flags_given_at_start_hold_across_resume() {
+    let cluster = LocalCluster::start_with(1, &["--fsync", "always", "--flush-target-us", "1"]);
+    assert_eq!(
+        cluster.file()["spu_args"],
+        serde_json::json!(["--fsync", "always", "--flush-target-us", "1"])
+    );
+    assert!(
+        cluster
+            .cli(&["topic", "create", "paced"], None)
+            .status
+            .success()
+    );
+    let produce = |line: &str| {
+        let out = cluster.cli(&["produce", "paced"], Some(line));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    produce("one\n");
+    assert!(late_small_commits(&cluster) >= 1);
+    for step in ["shutdown", "resume"] {
+        let out = run(
+            &["cluster", step, "--data-dir"],
+            Some(cluster.dir.path()),
+            None,
+        );
+        assert!(out.status.success(), "{step}: {}", text(&out.stderr));
+    }
+    // A new SPU process, counting from zero, with the same flags.
+    produce("two\n");
+    assert!(late_small_commits(&cluster) >= 1);
+    let out = cluster.cli(&["consume", "paced", "-B", "-d"], None);
+    assert_eq!(text(&out.stdout), "one\ntwo\n", "{}", text(&out.stderr));
 }
