@@ -334,26 +334,24 @@ fn measure(runtime: &tokio::runtime::Runtime, name: &str, bin: &Path) -> String 
             &args,
         );
         let (load, heavy_rate) = runtime.block_on(head_of_line(&server, case != Hol::Idle));
-        let label = match case {
-            Hol::Idle => "idle",
-            Hol::Busy => "busy",
-            Hol::Paced => "busy_paced",
+        // (JSON key of the light figure, of the heavy MiB/s, what to print)
+        let (label, heavy_label, shown) = match case {
+            Hol::Idle => ("idle", None, "idle".to_string()),
+            Hol::Busy => ("busy", Some("heavy_mib_per_sec"), "busy".to_string()),
+            Hol::Paced => (
+                "busy_paced",
+                Some("paced_heavy_mib_per_sec"),
+                format!("busy, --flush-target-us {FLUSH_TARGET_US}"),
+            ),
         };
         println!(
-            "[{name}] light requests, heavy connections {}: p50 {:>7.0} us, p99 {:>7.0} us; heavy {heavy_rate:.0} MiB/s",
-            match case {
-                Hol::Idle => "idle".to_string(),
-                Hol::Busy => "busy".to_string(),
-                Hol::Paced => format!("busy, --flush-target-us {FLUSH_TARGET_US}"),
-            },
+            "[{name}] light requests, heavy connections {shown}: p50 {:>7.0} us, p99 {:>7.0} us; heavy {heavy_rate:.0} MiB/s",
             us(load.p50),
             us(load.p99)
         );
         hol.push(format!("\"{label}\":{}", json(&load)));
-        match case {
-            Hol::Idle => {}
-            Hol::Busy => hol.push(format!("\"heavy_mib_per_sec\":{heavy_rate:.1}")),
-            Hol::Paced => hol.push(format!("\"paced_heavy_mib_per_sec\":{heavy_rate:.1}")),
+        if let Some(heavy_label) = heavy_label {
+            hol.push(format!("\"{heavy_label}\":{heavy_rate:.1}"));
         }
     }
     format!(

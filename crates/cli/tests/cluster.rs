@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{BIN, LocalCluster, eventually, kill9, produce_to_spu, run, scrape, text};
+use common::{BIN, LocalCluster, eventually, kill9, produce_to_spu, run, text};
 
 #[test]
 fn an_operator_session_with_a_local_cluster() {
@@ -299,17 +299,7 @@ fn a_file_cluster_migrates_to_etcd() {
 
 /// Small commits the cluster's first SPU counted late, on its `/metrics`.
 fn late_small_commits(cluster: &LocalCluster) -> u64 {
-    let endpoint = cluster.file()["spus"][0]["metrics"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    scrape(&endpoint)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("mirror_guard_small_commits_late_total ")?
-                .parse()
-                .ok()
-        })
+    common::spu_series(cluster, "mirror_guard_small_commits_late_total")
         .expect("the counter is exposed")
 }
 

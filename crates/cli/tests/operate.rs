@@ -9,7 +9,7 @@ mod common;
 
 use common::{
     LocalCluster, Restarted, consume, eventually, has_topic, kill_and_restart, leo, mirror_topic,
-    ok, pair, scrape, signal, stored, text,
+    ok, pair, signal, stored, text,
 };
 use serde_json::Value;
 
@@ -40,14 +40,7 @@ fn records(prefix: &str, range: std::ops::Range<usize>) -> String {
 
 /// A counter of the home SPU's `/metrics`, by its whole label set.
 fn counter(cluster: &LocalCluster, series: &str) -> u64 {
-    let endpoint = cluster.file()["spus"][0]["metrics"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    scrape(&endpoint)
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
+    common::spu_series(cluster, series).unwrap_or(0)
 }
 
 #[test]

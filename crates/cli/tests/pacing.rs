@@ -66,11 +66,7 @@ impl SpuProcess {
 
     /// The value of the unlabelled metric `name` on `/metrics`.
     fn metric(&self, name: &str) -> f64 {
-        let mut http = TcpStream::connect(&self.metrics).unwrap();
-        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        http.read_to_string(&mut answer).unwrap();
+        let answer = common::scrape(&self.metrics);
         answer
             .lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

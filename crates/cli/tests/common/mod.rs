@@ -320,6 +320,18 @@ pub fn kill_and_restart(cluster: &LocalCluster, index: usize, restarted: &mut Re
 }
 
 /// `GET /metrics` from `endpoint`, the whole answer.
+/// The value of `series` (its name and whole label set) on the `/metrics`
+/// of `cluster`'s first SPU, if it is there.
+pub fn spu_series(cluster: &LocalCluster, series: &str) -> Option<u64> {
+    let endpoint = cluster.file()["spus"][0]["metrics"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    scrape(&endpoint)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 pub fn scrape(endpoint: &str) -> String {
     let mut http = std::net::TcpStream::connect(endpoint).unwrap();
     http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
